@@ -1,0 +1,19 @@
+// ESM + TypeScript through ts-jest. Sources import siblings with their `.ts` extension so that
+// Node 24 can also run them directly (type stripping) in the child processes the crash tests spawn.
+const tsJest = [
+  "ts-jest",
+  { useESM: true, tsconfig: "tsconfig.json", diagnostics: { ignoreCodes: ["TS151001"] } },
+];
+const common = {
+  extensionsToTreatAsEsm: [".ts"],
+  transform: { "^.+\\.ts$": tsJest },
+  testEnvironment: "node",
+  // ts-jest rewrites the `.ts` specifiers to `.js`; map them back to the sources.
+  moduleNameMapper: { "^(\\.{1,2}/.*)\\.js$": "$1" },
+};
+export default {
+  projects: [
+    { ...common, displayName: "unit", testMatch: ["<rootDir>/test/unit/**/*.test.ts"] },
+    { ...common, displayName: "integration", testMatch: ["<rootDir>/test/integration/**/*.test.ts"] },
+  ],
+};

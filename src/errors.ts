@@ -1,0 +1,54 @@
+/**
+ * Every error the framework raises on purpose, in one place: a stable `code`, the Matrix
+ * `errcode` and HTTP status it maps to when it has to be answered over HTTP, and a message a
+ * person can act on.
+ */
+export class CourierError extends Error {
+  readonly code: string;
+  readonly errcode: string;
+  readonly status: number;
+  constructor(code: string, errcode: string, status: number, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+    this.code = code;
+    this.errcode = errcode;
+    this.status = status;
+  }
+}
+
+/** Content too big for one event; refused at enqueue so nothing is journaled that can't be sent. */
+export class EventTooLargeError extends CourierError {
+  readonly bytes: number;
+  readonly limit: number;
+  constructor(what: string, bytes: number, limit: number) {
+    super(
+      "COURIER_EVENT_TOO_LARGE",
+      "M_TOO_LARGE",
+      413,
+      `${what} is ${bytes} bytes; the limit is ${limit} bytes for a whole event. Split it or upload it as media.`,
+    );
+    this.bytes = bytes;
+    this.limit = limit;
+  }
+}
+
+/** The homeserver refused a journaled request for good; the row is dead-lettered with this reason. */
+export class DeadLetterError extends CourierError {
+  readonly txnId: string;
+  constructor(txnId: string, errcode: string, status: number, reason: string) {
+    super("COURIER_DEAD_LETTER", errcode, status, `Request ${txnId} was dead-lettered: ${reason}`);
+    this.txnId = txnId;
+  }
+}
+
+/** The outbox was stopped before the request could be delivered; it stays journaled for the next start. */
+export class OutboxStoppedError extends CourierError {
+  constructor() {
+    super(
+      "COURIER_OUTBOX_STOPPED",
+      "M_UNKNOWN",
+      503,
+      "The outbox is stopped; the request stays journaled and is sent on the next start.",
+    );
+  }
+}

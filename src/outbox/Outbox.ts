@@ -1,0 +1,548 @@
+import { EventEmitter } from "node:events";
+import PQueue from "p-queue";
+import { pino, type Logger } from "pino";
+import type { DeviceId, EventId, RoomId, TxnId, UserId } from "../ids.ts";
+import {
+  redactRequest,
+  roomSendRequest,
+  stateRequest,
+  toDeviceRequest,
+  type MatrixRequest,
+  type ToDeviceMessages,
+} from "../matrix/requests.ts";
+import type {
+  DeadReason,
+  NewOutboxRow,
+  OutboxRow,
+  OutboxStore,
+  OutboxTotals,
+  LaneStats,
+} from "../store/OutboxStore.ts";
+import { DeadLetterError, EventTooLargeError } from "../errors.ts";
+import { deriveTxnId, type OutboxKind } from "./deriveTxnId.ts";
+import { OutboxLane } from "./OutboxLane.ts";
+import { TokenBucket, DEFAULT_RATE, type RateOptions } from "./TokenBucket.ts";
+import { backoffDelay, classifyFailure, DEFAULT_RETRY, type RetryOptions } from "./classifyFailure.ts";
+import { chunkToDevice, DEFAULT_TO_DEVICE_LIMITS, type ToDeviceChunkLimits } from "./chunkToDevice.ts";
+import type { OutboxOptions, OutboxTransport } from "./options.ts";
+
+/** Fields every outbound request carries: who sends it and what caused it. */
+interface ItemBase {
+  /** Masquerade as this user; @default the appservice's bot user. */
+  readonly sender?: UserId | undefined;
+  /** Masquerade as this device of the sender (persistent dedupe on Synapse). */
+  readonly deviceId?: DeviceId | undefined;
+  /** What caused the request (inbound event id, timer slot, webhook delivery id). */
+  readonly cause: string;
+  /** Position among the requests of the same cause to the same target. */
+  readonly ordinal: number;
+}
+
+export type OutboxItem =
+  | (ItemBase & {
+      readonly kind: "send";
+      readonly roomId: RoomId;
+      readonly eventType: string;
+      readonly content: object;
+    })
+  | (ItemBase & {
+      readonly kind: "state";
+      readonly roomId: RoomId;
+      readonly eventType: string;
+      readonly stateKey: string;
+      readonly content: object;
+    })
+  | (ItemBase & {
+      readonly kind: "redact";
+      readonly roomId: RoomId;
+      readonly eventId: string;
+      readonly reason?: string;
+    })
+  | (ItemBase & {
+      readonly kind: "sendToDevice";
+      readonly eventType: string;
+      readonly messages: ToDeviceMessages;
+    });
+
+/** The outcome of a delivered request: the event id for room events, nothing for to-device. */
+export interface Delivery {
+  readonly txnId: TxnId;
+  readonly eventId: EventId | undefined;
+}
+
+/** What `enqueue` hands back once the request is journaled. */
+export interface Enqueued {
+  /** The request's txnId (the first chunk's, for a split to-device message). */
+  readonly txnId: TxnId;
+  /** Every journaled request: several for a to-device map split into chunks. */
+  readonly txnIds: readonly TxnId[];
+  /** True when every txnId was already journaled: this call changed nothing. */
+  readonly duplicate: boolean;
+  /**
+   * Resolves once every request is accepted by the homeserver; rejects with DeadLetterError if
+   * one is dead-lettered. Lazy: nothing is tracked unless you call it.
+   */
+  delivered(): Promise<Delivery>;
+}
+
+export interface OutboxStats {
+  readonly lanes: LaneStats[];
+  readonly totals: OutboxTotals;
+  /** Since this process started. */
+  readonly sent: number;
+  readonly retried: number;
+  readonly dead: number;
+  readonly rateLimited: number;
+  readonly inFlight: number;
+}
+
+export interface OutboxEvents {
+  sent: [row: OutboxRow, eventId: string | undefined, latencyMs: number];
+  retry: [row: OutboxRow, reason: string, delayMs: number];
+  rateLimited: [sender: string, pauseMs: number];
+  dead: [row: OutboxRow, reason: DeadReason];
+}
+
+interface Waiter {
+  resolve(eventId: string | undefined): void;
+  reject(error: Error): void;
+}
+
+/**
+ * The durable, rate-limited outbound queue. Every request is a committed row before a byte is
+ * sent, carries a txnId derived from its cause, and is retried byte for byte until the
+ * homeserver accepts it or refuses it for good. Requests of one lane leave in order; lanes run
+ * concurrently up to `maxConcurrency`.
+ */
+export class Outbox extends EventEmitter<OutboxEvents> {
+  readonly #store: OutboxStore;
+  readonly #transport: OutboxTransport;
+  readonly #appserviceId: string;
+  readonly #botUserId: UserId;
+  readonly #queue: PQueue;
+  readonly #rate: RateOptions;
+  readonly #rateBySender: Readonly<Record<string, Partial<RateOptions>>>;
+  readonly #retry: RetryOptions;
+  readonly #timeoutMs: number;
+  readonly #maxEventBytes: number;
+  readonly #toDevice: ToDeviceChunkLimits;
+  readonly #window: number;
+  readonly #log: Logger;
+  readonly #random: () => number;
+  readonly #lanes = new Map<string, OutboxLane>();
+  readonly #buckets = new Map<string, TokenBucket>();
+  readonly #waiters = new Map<string, Waiter[]>();
+  readonly #timers = new Set<NodeJS.Timeout>();
+  readonly #idleWaiters: Array<() => void> = [];
+  #started = false;
+  #stopped = false;
+  #counters = { sent: 0, retried: 0, dead: 0, rateLimited: 0 };
+
+  constructor(options: OutboxOptions) {
+    super();
+    this.#store = options.store;
+    this.#transport = options.transport;
+    this.#appserviceId = options.appserviceId;
+    this.#botUserId = options.botUserId;
+    this.#queue = new PQueue({ concurrency: options.maxConcurrency ?? 32 });
+    this.#rate = { ...DEFAULT_RATE, ...options.rate };
+    this.#rateBySender = options.rateBySender ?? {};
+    this.#retry = { ...DEFAULT_RETRY, ...options.retry };
+    this.#timeoutMs = options.requestTimeoutMs ?? 30_000;
+    this.#maxEventBytes = options.maxEventBytes ?? 65_536;
+    this.#toDevice = { ...DEFAULT_TO_DEVICE_LIMITS, ...options.toDevice };
+    this.#window = options.laneWindow ?? 256;
+    this.#log = options.logger ?? pino({ level: "silent" });
+    this.#random = options.random ?? Math.random;
+  }
+
+  /** Opens a scope that numbers the requests of one cause for you, in call order, per target. */
+  cause(cause: string, defaults: { sender?: UserId; deviceId?: DeviceId } = {}): CauseScope {
+    return new CauseScope(this, cause, defaults);
+  }
+
+  /**
+   * Journals a request (several for a large to-device map) and resolves once it is committed.
+   * Does I/O. An item whose txnId is already journaled changes nothing and reports the existing
+   * outcome through `delivered()`. Throws EventTooLargeError for oversized content.
+   */
+  async enqueue(item: OutboxItem): Promise<Enqueued> {
+    const rows = this.#rowsFor(item);
+    const outcomes = await this.#store.insert(rows);
+    for (const outcome of outcomes) {
+      if (outcome.inserted) this.#accept(outcome.row);
+    }
+    const txnIds = rows.map((r) => r.txnId);
+    return {
+      txnId: txnIds[0] as TxnId,
+      txnIds,
+      duplicate: outcomes.every((o) => !o.inserted),
+      delivered: () => this.#delivered(txnIds),
+    };
+  }
+
+  /** Starts sending: loads every lane with pending rows and replays them as journaled. Does I/O. */
+  async start(): Promise<void> {
+    if (this.#started) return;
+    this.#started = true;
+    this.#stopped = false;
+    const lanes = await this.#store.pendingLanes();
+    this.#log.info({ lanes: lanes.length }, "outbox started");
+    for (const key of lanes) this.#pump(this.#laneFor(key, false));
+  }
+
+  /** Picks up rows put back to pending behind the outbox's back (operator retry of dead letters). */
+  async rescan(): Promise<void> {
+    for (const key of await this.#store.pendingLanes()) {
+      const lane = this.#lanes.get(key);
+      if (lane) lane.complete = false;
+      this.#pump(lane ?? this.#laneFor(key, false));
+    }
+  }
+
+  /**
+   * Stops sending: no new request leaves; waits for those in flight (at most `deadlineMs`), then
+   * commits buffered outcomes. Pending rows stay journaled for the next start.
+   */
+  async stop(deadlineMs = 10_000): Promise<void> {
+    this.#stopped = true;
+    this.#started = false;
+    for (const timer of this.#timers) clearTimeout(timer);
+    this.#timers.clear();
+    this.#queue.clear();
+    let deadline: NodeJS.Timeout | undefined;
+    await Promise.race([
+      this.#queue.onIdle(),
+      new Promise<void>((resolve) => (deadline = setTimeout(resolve, deadlineMs))),
+    ]);
+    clearTimeout(deadline);
+    await this.#store.flush();
+    this.#lanes.clear();
+    this.#log.info(this.#counters, "outbox stopped");
+  }
+
+  /** Resolves when no lane has anything left to send (tests, draining on shutdown). */
+  onIdle(): Promise<void> {
+    if (this.#isIdle()) return this.#store.flush();
+    return new Promise<void>((resolve) => this.#idleWaiters.push(resolve)).then(() => this.#store.flush());
+  }
+
+  /** Pending rows per lane and totals from the store, counters of this process. Does I/O. */
+  async stats(): Promise<OutboxStats> {
+    const [lanes, totals] = await Promise.all([this.#store.laneStats(), this.#store.totals()]);
+    return { lanes, totals, ...this.#counters, inFlight: this.#queue.pending };
+  }
+
+  #rowsFor(item: OutboxItem): NewOutboxRow[] {
+    const sender = item.sender ?? this.#botUserId;
+    const as = { userId: sender, deviceId: item.deviceId };
+    const id = (kind: OutboxKind, target: string, part = 0) =>
+      deriveTxnId({
+        appserviceId: this.#appserviceId,
+        sender,
+        kind,
+        target,
+        cause: item.cause,
+        ordinal: item.ordinal,
+        part,
+      });
+    const row = (kind: OutboxKind, lane: string, txnId: TxnId, request: MatrixRequest): NewOutboxRow => ({
+      txnId,
+      lane,
+      kind,
+      sender,
+      request,
+    });
+    switch (item.kind) {
+      case "send": {
+        const txnId = id("send", `${item.roomId}\u0000${item.eventType}`);
+        const request = roomSendRequest({
+          roomId: item.roomId,
+          eventType: item.eventType,
+          txnId,
+          content: item.content,
+          as,
+        });
+        this.#checkSize(request, `The ${item.eventType} content for ${item.roomId}`);
+        return [row("send", `room:${item.roomId}`, txnId, request)];
+      }
+      case "state": {
+        const txnId = id("state", `${item.roomId}\u0000${item.eventType}\u0000${item.stateKey}`);
+        const request = stateRequest({ ...item, as });
+        this.#checkSize(request, `The ${item.eventType} state content for ${item.roomId}`);
+        return [row("state", `room:${item.roomId}`, txnId, request)];
+      }
+      case "redact": {
+        const txnId = id("redact", `${item.roomId}\u0000${item.eventId}`);
+        return [row("redact", `room:${item.roomId}`, txnId, redactRequest({ ...item, txnId, as }))];
+      }
+      case "sendToDevice":
+        return chunkToDevice(item.messages, this.#toDevice).map((messages, part) => {
+          const txnId = id("sendToDevice", item.eventType, part);
+          return row(
+            "sendToDevice",
+            `todevice:${sender}`,
+            txnId,
+            toDeviceRequest({ eventType: item.eventType, txnId, messages, as }),
+          );
+        });
+    }
+  }
+
+  #checkSize(request: MatrixRequest, what: string): void {
+    const bytes = Buffer.byteLength(request.body ?? "");
+    if (bytes > this.#maxEventBytes) throw new EventTooLargeError(what, bytes, this.#maxEventBytes);
+  }
+
+  #laneFor(key: string, complete: boolean): OutboxLane {
+    let lane = this.#lanes.get(key);
+    if (!lane) {
+      lane = new OutboxLane(key, complete);
+      this.#lanes.set(key, lane);
+    }
+    return lane;
+  }
+
+  /** A row was committed. Before start(), start() will find it in the store. */
+  #accept(row: OutboxRow): void {
+    if (!this.#started) return;
+    // A lane missing from memory has no pending rows (start() loaded them all), so it is complete.
+    const lane = this.#laneFor(row.lane, true);
+    lane.offer(row, this.#window);
+    this.#pump(lane);
+  }
+
+  /** Moves a lane forward: schedule its head, load more rows, or retire it when it is empty. */
+  #pump(lane: OutboxLane): void {
+    if (this.#stopped || lane.busy || lane.loading) return;
+    const head = lane.rows[0];
+    if (!head) {
+      if (!lane.complete) {
+        this.#load(lane);
+      } else {
+        this.#lanes.delete(lane.key);
+        this.#notifyIdle();
+      }
+      return;
+    }
+    lane.busy = true;
+    const wait = this.#bucket(head.sender).take(Date.now());
+    if (wait > 0) {
+      this.#later(lane, wait);
+      return;
+    }
+    void this.#queue.add(() => this.#attempt(lane, head));
+  }
+
+  #load(lane: OutboxLane): void {
+    lane.loading = true;
+    this.#store.loadLane(lane.key, lane.lastSeq, this.#window).then(
+      (rows) => {
+        lane.loaded(rows, this.#window);
+        this.#pump(lane);
+      },
+      (error: unknown) => {
+        lane.loading = false;
+        this.#log.error({ err: error, lane: lane.key }, "could not load outbox lane; retrying");
+        lane.busy = true;
+        this.#later(lane, backoffDelay(3, this.#retry, this.#random));
+      },
+    );
+  }
+
+  async #attempt(lane: OutboxLane, row: OutboxRow): Promise<void> {
+    if (lane.attempts === 0) lane.headStartedAt = performance.now();
+    let response: unknown;
+    try {
+      response = await this.#transport.send(row.request, { timeoutMs: this.#timeoutMs });
+    } catch (error) {
+      this.#failed(lane, row, error);
+      return;
+    }
+    const eventId = (response as { event_id?: unknown } | undefined)?.event_id;
+    const id = typeof eventId === "string" ? eventId : undefined;
+    const attempts = lane.attempts + 1;
+    lane.advance();
+    this.#counters.sent++;
+    void this.#store.settle([{ txnId: row.txnId, state: "sent", eventId: id, attempts }]).catch(() => {
+      // Stays pending in the store; a replay is deduplicated by its txnId.
+    });
+    this.#settleWaiters(row.txnId, (w) => w.resolve(id));
+    this.emit("sent", row, id, performance.now() - lane.headStartedAt);
+    lane.busy = false;
+    this.#pump(lane);
+  }
+
+  #failed(lane: OutboxLane, row: OutboxRow, error: unknown): void {
+    const failure = classifyFailure(error);
+    lane.attempts++;
+    if (failure.action === "dead") {
+      const reason: DeadReason = { errcode: failure.errcode, status: failure.status, reason: failure.reason };
+      const attempts = lane.attempts;
+      lane.advance();
+      this.#counters.dead++;
+      this.#log.warn({ txnId: row.txnId, lane: lane.key, attempts, ...reason }, "request dead-lettered");
+      void this.#store.settle([{ txnId: row.txnId, state: "dead", error: reason, attempts }]).catch(() => {});
+      const deadError = deadLetterOf({ txnId: row.txnId, error: reason });
+      this.#settleWaiters(row.txnId, (w) => w.reject(deadError));
+      this.emit("dead", row, reason);
+      lane.busy = false;
+      this.#pump(lane);
+      return;
+    }
+    let delay = backoffDelay(lane.attempts, this.#retry, this.#random);
+    if (failure.action === "rateLimited") {
+      delay = failure.retryAfterMs ?? delay;
+      this.#bucket(row.sender).pause(delay, Date.now());
+      this.#counters.rateLimited++;
+      this.emit("rateLimited", row.sender, delay);
+    }
+    this.#counters.retried++;
+    this.#log.debug(
+      { txnId: row.txnId, lane: lane.key, attempt: lane.attempts, delay, reason: failure.reason },
+      "request will be retried",
+    );
+    this.emit("retry", row, failure.reason, delay);
+    this.#later(lane, delay);
+  }
+
+  /** Frees the lane after `ms` (it stays busy until then, so nothing overtakes its head). */
+  #later(lane: OutboxLane, ms: number): void {
+    const timer = setTimeout(() => {
+      this.#timers.delete(timer);
+      lane.busy = false;
+      this.#pump(lane);
+    }, ms);
+    this.#timers.add(timer);
+  }
+
+  #bucket(sender: string): TokenBucket {
+    let bucket = this.#buckets.get(sender);
+    if (!bucket) {
+      bucket = new TokenBucket({ ...this.#rate, ...this.#rateBySender[sender] }, Date.now());
+      this.#buckets.set(sender, bucket);
+    }
+    return bucket;
+  }
+
+  async #delivered(txnIds: readonly TxnId[]): Promise<Delivery> {
+    const ids = await Promise.all(txnIds.map((txnId) => this.#deliveredOne(txnId)));
+    return { txnId: txnIds[0] as TxnId, eventId: ids[0] as EventId | undefined };
+  }
+
+  #deliveredOne(txnId: TxnId): Promise<string | undefined> {
+    return new Promise((resolve, reject) => {
+      // Register first, then look: an outcome settled in between is already in the store's view.
+      const list = this.#waiters.get(txnId) ?? [];
+      list.push({ resolve, reject });
+      this.#waiters.set(txnId, list);
+      this.#store.get(txnId).then((row) => {
+        if (row?.state === "sent") this.#settleWaiters(txnId, (w) => w.resolve(row.eventId));
+        if (row?.state === "dead") this.#settleWaiters(txnId, (w) => w.reject(deadLetterOf(row)));
+      }, reject);
+    });
+  }
+
+  #settleWaiters(txnId: string, settle: (waiter: Waiter) => void): void {
+    const list = this.#waiters.get(txnId);
+    if (!list) return;
+    this.#waiters.delete(txnId);
+    for (const waiter of list) settle(waiter);
+  }
+
+  // A lane leaves memory only when it has nothing pending and nothing in flight.
+  #isIdle(): boolean {
+    return this.#lanes.size === 0;
+  }
+
+  #notifyIdle(): void {
+    if (!this.#isIdle()) return;
+    for (const resolve of this.#idleWaiters.splice(0)) resolve();
+  }
+}
+
+function deadLetterOf(row: Pick<OutboxRow, "txnId" | "error">): DeadLetterError {
+  const error = row.error ?? { errcode: "M_UNKNOWN", status: 0, reason: "unknown" };
+  return new DeadLetterError(row.txnId, error.errcode, error.status, error.reason);
+}
+
+/**
+ * The requests of one cause, numbered in call order per target. Numbering happens when the
+ * method is called, not when its promise settles, so `Promise.all([send(a), send(b)])` gives a
+ * and b the same ordinals on every replay.
+ */
+export class CauseScope {
+  readonly #outbox: Outbox;
+  readonly #cause: string;
+  readonly #defaults: { sender?: UserId; deviceId?: DeviceId };
+  readonly #ordinals = new Map<string, number>();
+
+  constructor(outbox: Outbox, cause: string, defaults: { sender?: UserId; deviceId?: DeviceId }) {
+    this.#outbox = outbox;
+    this.#cause = cause;
+    this.#defaults = defaults;
+  }
+
+  /** Sends a room event (`m.room.message` unless `eventType` says otherwise). */
+  send(roomId: RoomId, content: object, opts: SendOptions & { eventType?: string } = {}): Promise<Enqueued> {
+    const eventType = opts.eventType ?? "m.room.message";
+    return this.#enqueue(opts, `send\u0000${roomId}\u0000${eventType}`, (base) => ({
+      ...base,
+      kind: "send",
+      roomId,
+      eventType,
+      content,
+    }));
+  }
+
+  sendState(
+    roomId: RoomId,
+    eventType: string,
+    stateKey: string,
+    content: object,
+    opts: SendOptions = {},
+  ): Promise<Enqueued> {
+    return this.#enqueue(opts, `state\u0000${roomId}\u0000${eventType}\u0000${stateKey}`, (base) => ({
+      ...base,
+      kind: "state",
+      roomId,
+      eventType,
+      stateKey,
+      content,
+    }));
+  }
+
+  redact(roomId: RoomId, eventId: string, reason?: string, opts: SendOptions = {}): Promise<Enqueued> {
+    return this.#enqueue(opts, `redact\u0000${roomId}\u0000${eventId}`, (base) => ({
+      ...base,
+      kind: "redact",
+      roomId,
+      eventId,
+      ...(reason === undefined ? {} : { reason }),
+    }));
+  }
+
+  sendToDevice(eventType: string, messages: ToDeviceMessages, opts: SendOptions = {}): Promise<Enqueued> {
+    return this.#enqueue(opts, `toDevice\u0000${eventType}`, (base) => ({
+      ...base,
+      kind: "sendToDevice",
+      eventType,
+      messages,
+    }));
+  }
+
+  #enqueue(opts: SendOptions, target: string, make: (base: ItemBase) => OutboxItem): Promise<Enqueued> {
+    const sender = opts.sender ?? this.#defaults.sender;
+    const key = `${sender ?? ""}\u0000${target}`;
+    const ordinal = this.#ordinals.get(key) ?? 0;
+    this.#ordinals.set(key, ordinal + 1);
+    return this.#outbox.enqueue(
+      make({ sender, deviceId: opts.deviceId ?? this.#defaults.deviceId, cause: this.#cause, ordinal }),
+    );
+  }
+}
+
+export interface SendOptions {
+  readonly sender?: UserId;
+  readonly deviceId?: DeviceId;
+}

@@ -1,0 +1,65 @@
+import type { OutboxRow } from "../store/OutboxStore.ts";
+
+/**
+ * One FIFO of the outbox (a room, or one sender's to-device messages). It holds a window of the
+ * lane's pending rows, not all of them, so a backlog of millions costs no memory; the rest stay in
+ * the store and are loaded when the window runs dry. Only the head is ever in flight.
+ */
+export class OutboxLane {
+  readonly key: string;
+  /** Pending rows in seq order; `rows[0]` is the head. */
+  rows: OutboxRow[] = [];
+  /** Highest seq held or loaded; the next load starts after it. */
+  lastSeq = 0;
+  /** The window holds every pending row of the lane (none left in the store only). */
+  complete: boolean;
+  loading = false;
+  /** A row was committed while a load was running: the load's view may miss it. */
+  grewWhileLoading = false;
+  /** The head is in flight or waiting for a timer (backoff, rate limit). */
+  busy = false;
+  /** Failed attempts of the current head. */
+  attempts = 0;
+  /** When the current head was first tried, for latency figures. */
+  headStartedAt = 0;
+
+  constructor(key: string, complete: boolean) {
+    this.key = key;
+    this.complete = complete;
+  }
+
+  /** Adds a row just committed to this lane; returns false when the window is full (left in the store). */
+  offer(row: OutboxRow, window: number): boolean {
+    if (row.seq <= this.lastSeq) return true;
+    if (this.loading) {
+      this.grewWhileLoading = true;
+      return false;
+    }
+    if (!this.complete || this.rows.length >= window) {
+      this.complete = false;
+      return false;
+    }
+    this.rows.push(row);
+    this.lastSeq = row.seq;
+    return true;
+  }
+
+  /** Appends rows loaded from the store (already in seq order). */
+  loaded(rows: readonly OutboxRow[], window: number): void {
+    for (const row of rows) {
+      if (row.seq > this.lastSeq) {
+        this.rows.push(row);
+        this.lastSeq = row.seq;
+      }
+    }
+    this.complete = rows.length < window && !this.grewWhileLoading;
+    this.grewWhileLoading = false;
+    this.loading = false;
+  }
+
+  /** The head was delivered or dead-lettered. */
+  advance(): OutboxRow | undefined {
+    this.attempts = 0;
+    return this.rows.shift();
+  }
+}

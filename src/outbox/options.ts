@@ -1,0 +1,40 @@
+import type { Logger } from "pino";
+import type { MatrixRequest } from "../matrix/requests.ts";
+import type { OutboxStore } from "../store/OutboxStore.ts";
+import type { UserId } from "../ids.ts";
+import type { RateOptions } from "./TokenBucket.ts";
+import type { RetryOptions } from "./classifyFailure.ts";
+import type { ToDeviceChunkLimits } from "./chunkToDevice.ts";
+
+/** What the outbox needs from an HTTP client: send one journaled request, byte for byte. */
+export interface OutboxTransport {
+  send(request: MatrixRequest, options?: { timeoutMs?: number }): Promise<unknown>;
+}
+
+export interface OutboxOptions {
+  readonly store: OutboxStore;
+  readonly transport: OutboxTransport;
+  /** The registration's `id`; part of every txnId. */
+  readonly appserviceId: string;
+  /** The appservice's own user (`sender_localpart`), used when a request names no sender. */
+  readonly botUserId: UserId;
+  /** Lanes sending at the same time. @default 32 */
+  readonly maxConcurrency?: number;
+  /** Per-sender token bucket. @default { perSecond: 50, burst: 100 } */
+  readonly rate?: Partial<RateOptions>;
+  /** Per-sender overrides of `rate` (e.g. the bot user, which homeservers never limit). */
+  readonly rateBySender?: Readonly<Record<string, Partial<RateOptions>>>;
+  /** Backoff of transient failures. @default { baseMs: 250, capMs: 60000 } */
+  readonly retry?: Partial<RetryOptions>;
+  /** Timeout of one request. @default 30000 */
+  readonly requestTimeoutMs?: number;
+  /** Largest room event content, in bytes of JSON. @default 65536 */
+  readonly maxEventBytes?: number;
+  /** How a large to-device map is split. @default { maxDevices: 250, maxBytes: 65536 } */
+  readonly toDevice?: Partial<ToDeviceChunkLimits>;
+  /** Pending rows of one lane held in memory; the rest wait in the store. @default 256 */
+  readonly laneWindow?: number;
+  readonly logger?: Logger;
+  /** For tests: the jitter source. @default Math.random */
+  readonly random?: () => number;
+}

@@ -1,0 +1,69 @@
+import { DatabaseSync } from "node:sqlite";
+import { mkdirSync } from "node:fs";
+import { dirname } from "node:path";
+
+/** How hard a commit waits for the disk. NORMAL in WAL survives a process crash; FULL a power cut. */
+export type SqliteSynchronous = "NORMAL" | "FULL";
+
+export interface SqliteOptions {
+  /** Database file; `:memory:` for tests. */
+  readonly path: string;
+  /** @default "NORMAL" */
+  readonly synchronous?: SqliteSynchronous;
+}
+
+// Each entry upgrades the schema by one version; never edit a shipped entry, append a new one.
+const MIGRATIONS: readonly string[] = [
+  `CREATE TABLE outbox (
+     seq INTEGER PRIMARY KEY AUTOINCREMENT,
+     txn_id TEXT NOT NULL UNIQUE,
+     lane TEXT NOT NULL,
+     kind TEXT NOT NULL,
+     sender TEXT NOT NULL,
+     method TEXT NOT NULL,
+     path TEXT NOT NULL,
+     body TEXT,
+     state TEXT NOT NULL DEFAULT 'pending',
+     attempts INTEGER NOT NULL DEFAULT 0,
+     event_id TEXT,
+     error TEXT,
+     created_at INTEGER NOT NULL,
+     settled_at INTEGER
+   );
+   CREATE INDEX outbox_pending ON outbox (lane, seq) WHERE state = 'pending';
+   CREATE INDEX outbox_settled ON outbox (settled_at) WHERE state != 'pending';`,
+];
+
+/**
+ * Opens the framework's SQLite file (WAL, so the CLI can read while the service writes) and
+ * brings its schema up to date. Creates the parent folder; the file is private to its owner.
+ */
+export function openSqlite(options: SqliteOptions): DatabaseSync {
+  if (options.path !== ":memory:") mkdirSync(dirname(options.path), { recursive: true, mode: 0o700 });
+  const db = new DatabaseSync(options.path);
+  db.exec(
+    `PRAGMA journal_mode = WAL; PRAGMA synchronous = ${options.synchronous ?? "NORMAL"}; PRAGMA busy_timeout = 5000;`,
+  );
+  migrate(db);
+  return db;
+}
+
+function migrate(db: DatabaseSync): void {
+  const current = Number((db.prepare("PRAGMA user_version").get() as { user_version: number }).user_version);
+  if (current > MIGRATIONS.length) {
+    throw new Error(
+      `The database schema is version ${current}, newer than this courier (${MIGRATIONS.length}); upgrade courier.`,
+    );
+  }
+  for (let version = current; version < MIGRATIONS.length; version++) {
+    db.exec("BEGIN IMMEDIATE");
+    try {
+      db.exec(MIGRATIONS[version] as string);
+      db.exec(`PRAGMA user_version = ${version + 1}`);
+      db.exec("COMMIT");
+    } catch (error) {
+      db.exec("ROLLBACK");
+      throw error;
+    }
+  }
+}

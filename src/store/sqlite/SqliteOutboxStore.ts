@@ -1,0 +1,285 @@
+import type { DatabaseSync, StatementSync } from "node:sqlite";
+import { chmodSync } from "node:fs";
+import type { TxnId } from "../../ids.ts";
+import type { OutboxKind } from "../../outbox/deriveTxnId.ts";
+import type {
+  DeadReason,
+  InsertOutcome,
+  LaneStats,
+  NewOutboxRow,
+  OutboxRow,
+  OutboxState,
+  OutboxStore,
+  OutboxTotals,
+  Settlement,
+} from "../OutboxStore.ts";
+import { openSqlite, type SqliteOptions } from "./SqliteDatabase.ts";
+
+interface RawRow {
+  seq: number;
+  txn_id: string;
+  lane: string;
+  kind: string;
+  sender: string;
+  method: string;
+  path: string;
+  body: string | null;
+  state: string;
+  attempts: number;
+  event_id: string | null;
+  error: string | null;
+  created_at: number;
+  settled_at: number | null;
+}
+
+interface PendingInsert {
+  readonly rows: readonly NewOutboxRow[];
+  readonly resolve: (outcomes: InsertOutcome[]) => void;
+  readonly reject: (error: unknown) => void;
+}
+
+const COLUMNS =
+  "seq, txn_id, lane, kind, sender, method, path, body, state, attempts, event_id, error, created_at, settled_at";
+
+/**
+ * The outbox journal on node:sqlite. Group commit: every insert and settlement that arrives in
+ * the same turn of the event loop goes into one transaction, flushed on `setImmediate`, so a
+ * burst costs one commit instead of one per message.
+ */
+export class SqliteOutboxStore implements OutboxStore {
+  readonly #db: DatabaseSync;
+  readonly #ownsDb: boolean;
+  readonly #insert: StatementSync;
+  readonly #byTxnId: StatementSync;
+  readonly #settleSent: StatementSync;
+  readonly #settleDead: StatementSync;
+  readonly #loadLane: StatementSync;
+  #inserts: PendingInsert[] = [];
+  /** Settlements not yet committed, by txnId; `get` reads through them. */
+  #settlements = new Map<string, Settlement>();
+  #settleWaiters: Array<{ resolve: () => void; reject: (error: unknown) => void }> = [];
+  #flushScheduled = false;
+
+  /** Opens (and migrates) the file, or wraps a database another store already opened. */
+  constructor(source: SqliteOptions | DatabaseSync) {
+    this.#ownsDb = !("prepare" in source);
+    this.#db = "prepare" in source ? source : openSqlite(source);
+    if (this.#ownsDb && (source as SqliteOptions).path !== ":memory:")
+      chmodSync((source as SqliteOptions).path, 0o600);
+    this.#insert = this.#db.prepare(
+      `INSERT INTO outbox (txn_id, lane, kind, sender, method, path, body, created_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (txn_id) DO NOTHING RETURNING seq`,
+    );
+    this.#byTxnId = this.#db.prepare(`SELECT ${COLUMNS} FROM outbox WHERE txn_id = ?`);
+    this.#settleSent = this.#db.prepare(
+      "UPDATE outbox SET state = 'sent', event_id = ?, attempts = ?, settled_at = ? WHERE txn_id = ? AND state = 'pending'",
+    );
+    this.#settleDead = this.#db.prepare(
+      "UPDATE outbox SET state = 'dead', error = ?, attempts = ?, settled_at = ? WHERE txn_id = ? AND state = 'pending'",
+    );
+    this.#loadLane = this.#db.prepare(
+      `SELECT ${COLUMNS} FROM outbox WHERE state = 'pending' AND lane = ? AND seq > ? ORDER BY seq LIMIT ?`,
+    );
+  }
+
+  insert(rows: readonly NewOutboxRow[]): Promise<InsertOutcome[]> {
+    return new Promise((resolve, reject) => {
+      this.#inserts.push({ rows, resolve, reject });
+      this.#scheduleFlush();
+    });
+  }
+
+  settle(settlements: readonly Settlement[]): Promise<void> {
+    for (const s of settlements) this.#settlements.set(s.txnId, s);
+    return new Promise((resolve, reject) => {
+      this.#settleWaiters.push({ resolve, reject });
+      this.#scheduleFlush();
+    });
+  }
+
+  async pendingLanes(): Promise<string[]> {
+    const rows = this.#db.prepare("SELECT DISTINCT lane FROM outbox WHERE state = 'pending'").all() as Array<{
+      lane: string;
+    }>;
+    return rows.map((r) => r.lane);
+  }
+
+  async loadLane(lane: string, afterSeq: number, limit: number): Promise<OutboxRow[]> {
+    // Rows whose settlement is still buffered are no longer pending for the caller.
+    return (this.#loadLane.all(lane, afterSeq, limit) as unknown as RawRow[])
+      .filter((r) => !this.#settlements.has(r.txn_id))
+      .map(toRow);
+  }
+
+  async get(txnId: TxnId): Promise<OutboxRow | undefined> {
+    const raw = this.#byTxnId.get(txnId) as RawRow | undefined;
+    if (!raw) return undefined;
+    const buffered = this.#settlements.get(txnId);
+    return buffered && raw.state === "pending" ? withSettlement(toRow(raw), buffered) : toRow(raw);
+  }
+
+  async list(filter: { state?: OutboxState; lane?: string; limit: number }): Promise<OutboxRow[]> {
+    await this.flush();
+    const where: string[] = [];
+    const params: Array<string | number> = [];
+    if (filter.state) (where.push("state = ?"), params.push(filter.state));
+    if (filter.lane) (where.push("lane = ?"), params.push(filter.lane));
+    const sql = `SELECT ${COLUMNS} FROM outbox ${where.length ? `WHERE ${where.join(" AND ")}` : ""} ORDER BY seq DESC LIMIT ?`;
+    return (this.#db.prepare(sql).all(...params, filter.limit) as unknown as RawRow[]).map(toRow);
+  }
+
+  async laneStats(): Promise<LaneStats[]> {
+    await this.flush();
+    const rows = this.#db
+      .prepare(
+        "SELECT lane, COUNT(*) AS pending, MIN(created_at) AS oldest FROM outbox WHERE state = 'pending' GROUP BY lane ORDER BY pending DESC",
+      )
+      .all() as Array<{ lane: string; pending: number; oldest: number }>;
+    return rows.map((r) => ({ lane: r.lane, pending: r.pending, oldestCreatedAt: r.oldest }));
+  }
+
+  async totals(): Promise<OutboxTotals> {
+    await this.flush();
+    const rows = this.#db.prepare("SELECT state, COUNT(*) AS n FROM outbox GROUP BY state").all() as Array<{
+      state: string;
+      n: number;
+    }>;
+    const count = (state: string) => rows.find((r) => r.state === state)?.n ?? 0;
+    return { pending: count("pending"), sent: count("sent"), dead: count("dead") };
+  }
+
+  async requeue(txnIds: readonly TxnId[] | "all-dead"): Promise<number> {
+    await this.flush();
+    const sql = "UPDATE outbox SET state = 'pending', error = NULL, settled_at = NULL WHERE state = 'dead'";
+    if (txnIds === "all-dead") return Number(this.#db.prepare(sql).run().changes);
+    const one = this.#db.prepare(`${sql} AND txn_id = ?`);
+    return this.#transaction(() => txnIds.reduce((n, id) => n + Number(one.run(id).changes), 0));
+  }
+
+  async prune(before: number): Promise<number> {
+    await this.flush();
+    return Number(
+      this.#db.prepare("DELETE FROM outbox WHERE state != 'pending' AND settled_at < ?").run(before).changes,
+    );
+  }
+
+  flush(): Promise<void> {
+    if (!this.#flushScheduled) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      this.#settleWaiters.push({ resolve, reject });
+    });
+  }
+
+  /** Commits what is buffered and closes the file (when this store opened it). */
+  async close(): Promise<void> {
+    await this.flush();
+    if (this.#ownsDb) this.#db.close();
+  }
+
+  #scheduleFlush(): void {
+    if (this.#flushScheduled) return;
+    this.#flushScheduled = true;
+    setImmediate(() => this.#flush());
+  }
+
+  #flush(): void {
+    this.#flushScheduled = false;
+    const inserts = this.#inserts;
+    const settlements = this.#settlements;
+    const waiters = this.#settleWaiters;
+    this.#inserts = [];
+    this.#settleWaiters = [];
+    const now = Date.now();
+    let outcomes: InsertOutcome[][];
+    try {
+      outcomes = this.#transaction(() => {
+        const result = inserts.map((batch) => batch.rows.map((row) => this.#insertRow(row, now)));
+        for (const s of settlements.values()) {
+          if (s.state === "sent") this.#settleSent.run(s.eventId ?? null, s.attempts, now, s.txnId);
+          else this.#settleDead.run(JSON.stringify(s.error), s.attempts, now, s.txnId);
+        }
+        return result;
+      });
+    } catch (error) {
+      // Nothing of this batch is committed: inserts fail loudly; settlements stay buffered
+      // for the next flush (until then the rows are pending, which is safe: replay dedupes).
+      for (const batch of inserts) batch.reject(error);
+      for (const w of waiters) w.reject(error);
+      if (settlements.size > 0) setTimeout(() => this.#scheduleFlush(), 1000).unref();
+      return;
+    }
+    settlements.clear();
+    inserts.forEach((batch, i) => batch.resolve(outcomes[i] as InsertOutcome[]));
+    for (const w of waiters) w.resolve();
+  }
+
+  #insertRow(row: NewOutboxRow, now: number): InsertOutcome {
+    const { request } = row;
+    const inserted = this.#insert.get(
+      row.txnId,
+      row.lane,
+      row.kind,
+      row.sender,
+      request.method,
+      request.path,
+      request.body ?? null,
+      now,
+    ) as { seq: number } | undefined;
+    if (inserted) {
+      return {
+        inserted: true,
+        row: {
+          ...row,
+          seq: inserted.seq,
+          state: "pending",
+          attempts: 0,
+          eventId: undefined,
+          error: undefined,
+          createdAt: now,
+          settledAt: undefined,
+        },
+      };
+    }
+    const existing = toRow(this.#byTxnId.get(row.txnId) as unknown as RawRow);
+    const buffered = this.#settlements.get(row.txnId);
+    return {
+      inserted: false,
+      row: buffered && existing.state === "pending" ? withSettlement(existing, buffered) : existing,
+    };
+  }
+
+  #transaction<T>(work: () => T): T {
+    this.#db.exec("BEGIN IMMEDIATE");
+    try {
+      const result = work();
+      this.#db.exec("COMMIT");
+      return result;
+    } catch (error) {
+      if (this.#db.isTransaction) this.#db.exec("ROLLBACK");
+      throw error;
+    }
+  }
+}
+
+function toRow(raw: RawRow): OutboxRow {
+  return {
+    seq: raw.seq,
+    txnId: raw.txn_id as TxnId,
+    lane: raw.lane,
+    kind: raw.kind as OutboxKind,
+    sender: raw.sender,
+    request: { method: raw.method as "PUT", path: raw.path, body: raw.body ?? undefined },
+    state: raw.state as OutboxState,
+    attempts: raw.attempts,
+    eventId: raw.event_id ?? undefined,
+    error: raw.error ? (JSON.parse(raw.error) as DeadReason) : undefined,
+    createdAt: raw.created_at,
+    settledAt: raw.settled_at ?? undefined,
+  };
+}
+
+function withSettlement(row: OutboxRow, s: Settlement): OutboxRow {
+  return s.state === "sent"
+    ? { ...row, state: "sent", eventId: s.eventId, attempts: s.attempts }
+    : { ...row, state: "dead", error: s.error, attempts: s.attempts };
+}

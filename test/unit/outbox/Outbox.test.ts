@@ -1,0 +1,237 @@
+import { Outbox, type OutboxItem } from "../../../src/outbox/Outbox.ts";
+import type { OutboxTransport } from "../../../src/outbox/options.ts";
+import { SqliteOutboxStore } from "../../../src/store/sqlite/SqliteOutboxStore.ts";
+import { MatrixError, MatrixNetworkError } from "../../../src/matrix/MatrixError.ts";
+import type { MatrixRequest } from "../../../src/matrix/requests.ts";
+import { DeadLetterError, EventTooLargeError } from "../../../src/errors.ts";
+import { roomId, userId, type RoomId } from "../../../src/ids.ts";
+
+/** Records requests; `answer` decides each one (default: success with an event id per path). */
+class RecordingTransport implements OutboxTransport {
+  requests: MatrixRequest[] = [];
+  answer: (req: MatrixRequest, n: number) => Promise<unknown> = async (req) => ({
+    event_id: `$${req.path.length}`,
+  });
+  async send(req: MatrixRequest): Promise<unknown> {
+    this.requests.push(req);
+    return this.answer(req, this.requests.length);
+  }
+  bodiesFor(room: string): string[] {
+    return this.requests.filter((r) => r.path.includes(encodeURIComponent(room))).map((r) => r.body ?? "");
+  }
+}
+
+const bot = userId("@bot:example.org");
+const ROOMS = [roomId("!a:example.org"), roomId("!b:example.org"), roomId("!c:example.org")];
+
+function setup(overrides: Partial<ConstructorParameters<typeof Outbox>[0]> = {}) {
+  const store = new SqliteOutboxStore({ path: ":memory:" });
+  const transport = new RecordingTransport();
+  const outbox = new Outbox({
+    store,
+    transport,
+    appserviceId: "test",
+    botUserId: bot,
+    retry: { baseMs: 1, capMs: 5 },
+    rate: { perSecond: 1e6, burst: 1e6 },
+    random: () => 0.5,
+    ...overrides,
+  });
+  return { store, transport, outbox };
+}
+
+const msg = (room: RoomId, n: number): OutboxItem => ({
+  kind: "send",
+  roomId: room,
+  eventType: "m.room.message",
+  content: { msgtype: "m.text", body: `m${n}` },
+  cause: `cause-${n}`,
+  ordinal: 0,
+});
+
+describe("Outbox", () => {
+  test("delivers each lane in enqueue order, lanes concurrently", async () => {
+    const { outbox, transport } = setup({ maxConcurrency: 3 });
+    // Random latency so that lanes interleave and any reordering inside a lane would show.
+    let seed = 7;
+    transport.answer = async (req) => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      await new Promise((r) => setTimeout(r, seed % 3));
+      return { event_id: `$${req.path}` };
+    };
+    await outbox.start();
+    await Promise.all(Array.from({ length: 90 }, (_, i) => outbox.enqueue(msg(ROOMS[i % 3]!, i))));
+    await outbox.onIdle();
+    for (const [r, room] of ROOMS.entries()) {
+      const expected = Array.from({ length: 30 }, (_, k) =>
+        JSON.stringify({ msgtype: "m.text", body: `m${k * 3 + r}` }),
+      );
+      expect(transport.bodiesFor(room)).toEqual(expected);
+    }
+  });
+
+  test("the same cause and ordinal is journaled and sent once", async () => {
+    const { outbox, transport } = setup();
+    await outbox.start();
+    const first = await outbox.enqueue(msg(ROOMS[0]!, 1));
+    const again = await outbox.enqueue({ ...msg(ROOMS[0]!, 1), content: { body: "changed on replay" } });
+    expect(again.txnId).toBe(first.txnId);
+    expect(again.duplicate).toBe(true);
+    await expect(first.delivered()).resolves.toMatchObject({ eventId: expect.stringMatching(/^\$/) });
+    await expect(again.delivered()).resolves.toEqual(await first.delivered());
+    expect(transport.requests).toHaveLength(1);
+    expect(transport.requests[0]!.body).toContain("m1");
+  });
+
+  test("retries transient failures with the byte-identical request, in order", async () => {
+    const { outbox, transport } = setup();
+    transport.answer = async (req, n) => {
+      if (n % 3 === 1) throw new MatrixNetworkError("reset", "ECONNRESET");
+      if (n % 3 === 2) throw new MatrixError(502, "bad gateway");
+      return { event_id: `$${req.path}` };
+    };
+    await outbox.start();
+    const entries = await Promise.all([0, 1, 2].map((i) => outbox.enqueue(msg(ROOMS[0]!, i))));
+    await outbox.onIdle();
+    expect(transport.requests).toHaveLength(9);
+    for (let i = 0; i < 3; i++) {
+      const attempts = transport.requests.slice(i * 3, i * 3 + 3);
+      expect(new Set(attempts.map((r) => `${r.method} ${r.path} ${r.body}`)).size).toBe(1);
+      expect(attempts[0]!.path).toContain(entries[i]!.txnId);
+    }
+    expect((await outbox.stats()).retried).toBe(6);
+  });
+
+  test("a permanent error dead-letters the head and the lane moves on", async () => {
+    const { outbox, transport } = setup();
+    transport.answer = async (req) => {
+      if (req.body?.includes("m1"))
+        throw new MatrixError(403, { errcode: "M_FORBIDDEN", error: "not in room" });
+      return { event_id: "$ok" };
+    };
+    await outbox.start();
+    const entries = await Promise.all([0, 1, 2].map((i) => outbox.enqueue(msg(ROOMS[0]!, i))));
+    const dead = entries[1]!.delivered();
+    await expect(dead).rejects.toBeInstanceOf(DeadLetterError);
+    await expect(dead).rejects.toMatchObject({ errcode: "M_FORBIDDEN", status: 403 });
+    await outbox.onIdle();
+    expect(transport.requests).toHaveLength(3);
+    const stats = await outbox.stats();
+    expect(stats.totals).toEqual({ pending: 0, sent: 2, dead: 1 });
+    // Awaiting delivery after the fact still reports the outcome.
+    await expect(entries[2]!.delivered()).resolves.toMatchObject({ eventId: "$ok" });
+    await expect(entries[1]!.delivered()).rejects.toThrow(/not in room/);
+  });
+
+  test("a 429 pauses only that sender, for retry_after_ms", async () => {
+    const ghost = userId("@ghost:example.org");
+    const { outbox, transport } = setup();
+    const times: Array<[string, number]> = [];
+    let limited = false;
+    transport.answer = async (req) => {
+      times.push([req.path.includes("ghost") ? "ghost" : "bot", Date.now()]);
+      if (req.path.includes("ghost") && !limited) {
+        limited = true;
+        throw new MatrixError(429, { errcode: "M_LIMIT_EXCEEDED", retry_after_ms: 200 });
+      }
+      return { event_id: "$e" };
+    };
+    await outbox.start();
+    const start = Date.now();
+    await outbox.enqueue({ ...msg(ROOMS[0]!, 0), sender: ghost });
+    await outbox.enqueue(msg(ROOMS[1]!, 1));
+    await outbox.onIdle();
+    const ghostTimes = times.filter(([who]) => who === "ghost").map(([, t]) => t - start);
+    const botTimes = times.filter(([who]) => who === "bot").map(([, t]) => t - start);
+    expect(ghostTimes).toHaveLength(2);
+    expect(ghostTimes[1]! - ghostTimes[0]!).toBeGreaterThanOrEqual(190);
+    expect(botTimes[0]!).toBeLessThan(ghostTimes[1]!);
+  });
+
+  test("the token bucket paces a sender", async () => {
+    const { outbox, transport } = setup({ rate: { perSecond: 50, burst: 2 } });
+    await outbox.start();
+    const start = Date.now();
+    await Promise.all(Array.from({ length: 6 }, (_, i) => outbox.enqueue(msg(ROOMS[i % 3]!, i))));
+    await outbox.onIdle();
+    expect(transport.requests).toHaveLength(6);
+    // 2 at once, then 4 more at 50/s: at least ~80 ms.
+    expect(Date.now() - start).toBeGreaterThanOrEqual(70);
+  });
+
+  test("oversized content is refused at enqueue and nothing is journaled", async () => {
+    const { outbox, store } = setup();
+    await expect(
+      outbox.enqueue({ ...msg(ROOMS[0]!, 0), content: { body: "x".repeat(70_000) } }),
+    ).rejects.toBeInstanceOf(EventTooLargeError);
+    expect((await store.totals()).pending).toBe(0);
+  });
+
+  test("a backlog larger than the lane window is sent in order from the store", async () => {
+    const { outbox, transport } = setup({ laneWindow: 4 });
+    await Promise.all(Array.from({ length: 30 }, (_, i) => outbox.enqueue(msg(ROOMS[0]!, i))));
+    await outbox.start();
+    // More arrive while the lane is working through its windows.
+    const later = Array.from({ length: 10 }, (_, i) => outbox.enqueue(msg(ROOMS[0]!, 30 + i)));
+    await Promise.all(later);
+    await outbox.onIdle();
+    expect(transport.bodiesFor(ROOMS[0]!)).toEqual(
+      Array.from({ length: 40 }, (_, i) => JSON.stringify({ msgtype: "m.text", body: `m${i}` })),
+    );
+  });
+
+  test("stop keeps pending rows; a new outbox on the same store replays them byte for byte", async () => {
+    const { outbox, transport, store } = setup();
+    transport.answer = () => new Promise(() => {}); // the homeserver never answers
+    await outbox.start();
+    await Promise.all([0, 1].map((i) => outbox.enqueue(msg(ROOMS[0]!, i))));
+    await new Promise((r) => setTimeout(r, 10));
+    await outbox.stop(50);
+    const firstTry = transport.requests[0]!;
+
+    const transport2 = new RecordingTransport();
+    const outbox2 = new Outbox({
+      store,
+      transport: transport2,
+      appserviceId: "test",
+      botUserId: bot,
+      rate: { perSecond: 1e6, burst: 1e6 },
+    });
+    await outbox2.start();
+    await outbox2.onIdle();
+    expect(transport2.requests).toHaveLength(2);
+    expect(transport2.requests[0]).toEqual(firstTry);
+  });
+
+  test("cause scopes number sends in call order per target, even when fired concurrently", async () => {
+    const a = setup();
+    const b = setup();
+    const fire = (outbox: Outbox) => {
+      const scope = outbox.cause("$event");
+      return Promise.all([
+        scope.send(ROOMS[0]!, { body: "one" }),
+        scope.send(ROOMS[1]!, { body: "other room" }),
+        scope.send(ROOMS[0]!, { body: "two" }),
+        scope.sendToDevice("m.test", { "@u:x": { D: { n: 1 } } }),
+      ]);
+    };
+    const [first, second] = await Promise.all([fire(a.outbox), fire(b.outbox)]);
+    expect(first.map((e) => e.txnId)).toEqual(second.map((e) => e.txnId));
+    expect(new Set(first.map((e) => e.txnId)).size).toBe(4);
+  });
+
+  test("a large to-device map becomes several chunks with their own txnIds, one lane per sender", async () => {
+    const { outbox, transport } = setup({ toDevice: { maxDevices: 10 } });
+    await outbox.start();
+    const messages: Record<string, Record<string, object>> = {};
+    for (let u = 0; u < 5; u++)
+      messages[`@u${u}:x`] = Object.fromEntries(Array.from({ length: 5 }, (_, d) => [`D${d}`, { u, d }]));
+    const entry = await outbox.cause("$e").sendToDevice("m.test", messages);
+    expect(entry.txnIds).toHaveLength(3);
+    await expect(entry.delivered()).resolves.toMatchObject({ txnId: entry.txnId });
+    expect(transport.requests.map((r) => r.path.split("?")[0]!.split("/").pop())).toEqual(entry.txnIds);
+    expect(transport.requests[0]!.path).toMatch(
+      /^\/_matrix\/client\/v3\/sendToDevice\/m\.test\/mc1[^?]+\?user_id=%40bot%3Aexample\.org$/,
+    );
+  });
+});

@@ -120,12 +120,12 @@ export class SqliteOutboxStore implements OutboxStore {
 
   async list(filter: { state?: OutboxState; lane?: string; limit: number }): Promise<OutboxRow[]> {
     await this.flush();
-    const where: string[] = [];
-    const params: Array<string | number> = [];
-    if (filter.state) (where.push("state = ?"), params.push(filter.state));
-    if (filter.lane) (where.push("lane = ?"), params.push(filter.lane));
-    const sql = `SELECT ${COLUMNS} FROM outbox ${where.length ? `WHERE ${where.join(" AND ")}` : ""} ORDER BY seq DESC LIMIT ?`;
-    return (this.#db.prepare(sql).all(...params, filter.limit) as unknown as RawRow[]).map(toRow);
+    // NULL matches anything, so one statement serves every combination of filters.
+    const sql = `SELECT ${COLUMNS} FROM outbox WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR lane = ?2) ORDER BY seq DESC LIMIT ?3`;
+    const rows = this.#db
+      .prepare(sql)
+      .all(filter.state ?? null, filter.lane ?? null, filter.limit) as unknown as RawRow[];
+    return rows.map(toRow);
   }
 
   async laneStats(): Promise<LaneStats[]> {

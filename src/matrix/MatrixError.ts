@@ -36,7 +36,11 @@ export class MatrixNetworkError extends Error {
   }
 }
 
-function retryAfterFrom(bodyValue: unknown, header: string | null | undefined, now: number): number | undefined {
+function retryAfterFrom(
+  bodyValue: unknown,
+  header: string | null | undefined,
+  now: number,
+): number | undefined {
   if (typeof bodyValue === "number" && Number.isFinite(bodyValue) && bodyValue >= 0) return bodyValue;
   if (!header) return undefined;
   const trimmed = header.trim();

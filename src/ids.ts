@@ -14,12 +14,14 @@ const ROOM_ID = /^![^:\s]+(:\S+)?$/;
 
 /** Checks the sigil and shape of a Matrix user id; throws a TypeError naming the bad value. */
 export function userId(value: string): UserId {
-  if (!USER_ID.test(value)) throw new TypeError(`Expected a Matrix user id like @name:server, got ${JSON.stringify(value)}`);
+  if (!USER_ID.test(value))
+    throw new TypeError(`Expected a Matrix user id like @name:server, got ${JSON.stringify(value)}`);
   return value as UserId;
 }
 
 /** Checks the sigil of a Matrix room id (room version 12 ids have no server part). */
 export function roomId(value: string): RoomId {
-  if (!ROOM_ID.test(value)) throw new TypeError(`Expected a Matrix room id like !opaque:server, got ${JSON.stringify(value)}`);
+  if (!ROOM_ID.test(value))
+    throw new TypeError(`Expected a Matrix room id like !opaque:server, got ${JSON.stringify(value)}`);
   return value as RoomId;
 }

@@ -18,7 +18,7 @@ import type {
   OutboxTotals,
   LaneStats,
 } from "../store/OutboxStore.ts";
-import { DeadLetterError, EventTooLargeError } from "../errors.ts";
+import { DeadLetterError, EventTooLargeError, OutboxStoppedError } from "../errors.ts";
 import { deriveTxnId, type OutboxKind } from "./deriveTxnId.ts";
 import { OutboxLane } from "./OutboxLane.ts";
 import { TokenBucket, DEFAULT_RATE, type RateOptions } from "./TokenBucket.ts";
@@ -218,6 +218,9 @@ export class Outbox extends EventEmitter<OutboxEvents> {
     clearTimeout(deadline);
     await this.#store.flush();
     this.#lanes.clear();
+    // Nobody is left to settle these; the rows stay journaled for the next start.
+    for (const txnId of [...this.#waiters.keys()])
+      this.#settleWaiters(txnId, (w) => w.reject(new OutboxStoppedError()));
     this.#log.info(this.#counters, "outbox stopped");
   }
 

@@ -3,7 +3,7 @@ import type { OutboxTransport } from "../../../src/outbox/options.ts";
 import { SqliteOutboxStore } from "../../../src/store/sqlite/SqliteOutboxStore.ts";
 import { MatrixError, MatrixNetworkError } from "../../../src/matrix/MatrixError.ts";
 import type { MatrixRequest } from "../../../src/matrix/requests.ts";
-import { DeadLetterError, EventTooLargeError } from "../../../src/errors.ts";
+import { DeadLetterError, EventTooLargeError, OutboxStoppedError } from "../../../src/errors.ts";
 import { roomId, userId, type RoomId } from "../../../src/ids.ts";
 
 /** Records requests; `answer` decides each one (default: success with an event id per path). */
@@ -40,7 +40,7 @@ function setup(overrides: Partial<ConstructorParameters<typeof Outbox>[0]> = {})
   return { store, transport, outbox };
 }
 
-const msg = (room: RoomId, n: number): OutboxItem => ({
+const msg = (room: RoomId, n: number): Extract<OutboxItem, { kind: "send" }> => ({
   kind: "send",
   roomId: room,
   eventType: "m.room.message",
@@ -184,9 +184,11 @@ describe("Outbox", () => {
     const { outbox, transport, store } = setup();
     transport.answer = () => new Promise(() => {}); // the homeserver never answers
     await outbox.start();
-    await Promise.all([0, 1].map((i) => outbox.enqueue(msg(ROOMS[0]!, i))));
+    const entries = await Promise.all([0, 1].map((i) => outbox.enqueue(msg(ROOMS[0]!, i))));
+    const waiting = entries[1]!.delivered();
     await new Promise((r) => setTimeout(r, 10));
     await outbox.stop(50);
+    await expect(waiting).rejects.toBeInstanceOf(OutboxStoppedError);
     const firstTry = transport.requests[0]!;
 
     const transport2 = new RecordingTransport();

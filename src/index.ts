@@ -1,0 +1,25 @@
+// The public API of matrix-courier. Anything not exported here is internal.
+export { roomId, userId } from "./ids.ts";
+export type { RoomId, UserId, EventId, TxnId, DeviceId } from "./ids.ts";
+export { CourierError, EventTooLargeError, DeadLetterError, OutboxStoppedError } from "./errors.ts";
+
+export { MatrixClient } from "./matrix/MatrixClient.ts";
+export type { MatrixClientOptions } from "./matrix/MatrixClient.ts";
+export { MatrixError, MatrixNetworkError } from "./matrix/MatrixError.ts";
+export type { MatrixRequest, Masquerade, ToDeviceMessages } from "./matrix/requests.ts";
+
+export { deriveTxnId } from "./outbox/deriveTxnId.ts";
+export type { TxnIdInput, OutboxKind } from "./outbox/deriveTxnId.ts";
+export { Outbox, CauseScope } from "./outbox/Outbox.ts";
+export type {
+  OutboxItem,
+  Enqueued,
+  Delivery,
+  OutboxStats,
+  OutboxEvents,
+  SendOptions,
+} from "./outbox/Outbox.ts";
+export type { OutboxOptions, OutboxTransport } from "./outbox/options.ts";
+
+export type { OutboxStore, OutboxRow, OutboxState } from "./store/OutboxStore.ts";
+export { SqliteOutboxStore } from "./store/sqlite/SqliteOutboxStore.ts";

@@ -238,7 +238,10 @@ export class Outbox extends EventEmitter<OutboxEvents> {
 
   #rowsFor(item: OutboxItem): NewOutboxRow[] {
     const sender = item.sender ?? this.#botUserId;
-    const as = { userId: sender, deviceId: item.deviceId };
+    // The appservice's own user needs no `user_id` unless a device is named: shorter paths, and
+    // the same request a plain client would send.
+    const as =
+      sender === this.#botUserId && !item.deviceId ? undefined : { userId: sender, deviceId: item.deviceId };
     const id = (kind: OutboxKind, target: string, part = 0) =>
       deriveTxnId({
         appserviceId: this.#appserviceId,
@@ -367,9 +370,11 @@ export class Outbox extends EventEmitter<OutboxEvents> {
     const attempts = lane.attempts + 1;
     lane.advance();
     this.#counters.sent++;
-    void this.#store.settle([{ txnId: row.txnId, state: "sent", eventId: id, attempts }]).catch(() => {
-      // Stays pending in the store; a replay is deduplicated by its txnId.
-    });
+    void this.#store
+      .settle([{ seq: row.seq, txnId: row.txnId, state: "sent", eventId: id, attempts }])
+      .catch(() => {
+        // Stays pending in the store; a replay is deduplicated by its txnId.
+      });
     this.#settleWaiters(row.txnId, (w) => w.resolve(id));
     this.emit("sent", row, id, performance.now() - lane.headStartedAt);
     lane.busy = false;
@@ -385,7 +390,9 @@ export class Outbox extends EventEmitter<OutboxEvents> {
       lane.advance();
       this.#counters.dead++;
       this.#log.warn({ txnId: row.txnId, lane: lane.key, attempts, ...reason }, "request dead-lettered");
-      void this.#store.settle([{ txnId: row.txnId, state: "dead", error: reason, attempts }]).catch(() => {});
+      void this.#store
+        .settle([{ seq: row.seq, txnId: row.txnId, state: "dead", error: reason, attempts }])
+        .catch(() => {});
       const deadError = deadLetterOf({ txnId: row.txnId, error: reason });
       this.#settleWaiters(row.txnId, (w) => w.reject(deadError));
       this.emit("dead", row, reason);

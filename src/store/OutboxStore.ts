@@ -38,14 +38,11 @@ export type InsertOutcome =
   | { readonly inserted: true; readonly row: OutboxRow }
   | { readonly inserted: false; readonly row: OutboxRow };
 
-export type Settlement =
-  | {
-      readonly txnId: TxnId;
-      readonly state: "sent";
-      readonly eventId: string | undefined;
-      readonly attempts: number;
-    }
-  | { readonly txnId: TxnId; readonly state: "dead"; readonly error: DeadReason; readonly attempts: number };
+/** The final outcome of a row: sent (with the event id for room events) or dead (with why). */
+export type Settlement = { readonly seq: number; readonly txnId: TxnId; readonly attempts: number } & (
+  | { readonly state: "sent"; readonly eventId: string | undefined }
+  | { readonly state: "dead"; readonly error: DeadReason }
+);
 
 export interface LaneStats {
   readonly lane: string;
@@ -62,13 +59,14 @@ export interface OutboxTotals {
 /**
  * Where the outbox journals requests. Implementations: SQLite (embedded default), PostgreSQL.
  * Every method does I/O. `insert` resolves only once its rows are committed; implementations
- * group concurrent calls into one transaction. `settle` may be buffered, but `get` must see
- * buffered settlements.
+ * group concurrent calls into one transaction. `settle` may be buffered for a while (a row whose
+ * outcome is lost in a crash is replayed, and the homeserver dedupes it), but `get`, `loadLane`
+ * and the listing methods must see buffered settlements.
  */
 export interface OutboxStore {
   /** Journals rows in order; an existing txnId is left as it is and returned. */
   insert(rows: readonly NewOutboxRow[]): Promise<InsertOutcome[]>;
-  /** Records final outcomes (sent with event id, or dead with reason). */
+  /** Records final outcomes (sent with event id, or dead with reason); resolves once committed. */
   settle(settlements: readonly Settlement[]): Promise<void>;
   /** Lanes that have pending rows; empty when there are none. */
   pendingLanes(): Promise<string[]>;

@@ -14,10 +14,17 @@ export interface SqliteOptions {
 
 // Each entry upgrades the schema by one version; never edit a shipped entry, append a new one.
 const MIGRATIONS: readonly string[] = [
-  `CREATE TABLE outbox (
-     seq INTEGER PRIMARY KEY AUTOINCREMENT,
-     txn_id TEXT NOT NULL UNIQUE,
-     lane TEXT NOT NULL,
+  // Integer keys keep the two indexes small: the txnId index takes random keys (hashes), and
+  // its cost is the number of pages a commit dirties.
+  `CREATE TABLE outbox_lanes (
+     id INTEGER PRIMARY KEY,
+     name TEXT NOT NULL UNIQUE
+   );
+   CREATE TABLE outbox (
+     seq INTEGER PRIMARY KEY,
+     txn_key INTEGER NOT NULL UNIQUE,
+     txn_id TEXT NOT NULL,
+     lane_id INTEGER NOT NULL REFERENCES outbox_lanes (id),
      kind TEXT NOT NULL,
      sender TEXT NOT NULL,
      method TEXT NOT NULL,
@@ -30,8 +37,7 @@ const MIGRATIONS: readonly string[] = [
      created_at INTEGER NOT NULL,
      settled_at INTEGER
    );
-   CREATE INDEX outbox_pending ON outbox (lane, seq) WHERE state = 'pending';
-   CREATE INDEX outbox_settled ON outbox (settled_at) WHERE state != 'pending';`,
+   CREATE INDEX outbox_pending ON outbox (lane_id, seq) WHERE state = 'pending';`,
 ];
 
 /**

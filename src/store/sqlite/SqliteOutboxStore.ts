@@ -1,5 +1,6 @@
 import type { DatabaseSync, StatementSync } from "node:sqlite";
 import { chmodSync } from "node:fs";
+import { hash } from "node:crypto";
 import type { TxnId } from "../../ids.ts";
 import type { OutboxKind } from "../../outbox/deriveTxnId.ts";
 import type {
@@ -38,13 +39,21 @@ interface PendingInsert {
   readonly reject: (error: unknown) => void;
 }
 
-const COLUMNS =
-  "seq, txn_id, lane, kind, sender, method, path, body, state, attempts, event_id, error, created_at, settled_at";
+const SETTLE_DELAY_MS = 50;
+const COMMIT_INTERVAL_MS = Number(process.env.XCI ?? 1);
+
+const COLUMNS = `seq, txn_id, (SELECT name FROM outbox_lanes WHERE id = lane_id) AS lane, kind, sender, method, path,
+  body, state, attempts, event_id, error, created_at, settled_at`;
+
+/** The indexed form of a txnId: 64 bits of its hash. A collision is detected, never silent. */
+const txnKey = (txnId: string): bigint => hash("sha256", txnId, "buffer").readBigInt64BE(0);
 
 /**
- * The outbox journal on node:sqlite. Group commit: every insert and settlement that arrives in
- * the same turn of the event loop goes into one transaction, flushed on `setImmediate`, so a
- * burst costs one commit instead of one per message.
+ * The outbox journal on node:sqlite. Group commit: the inserts that arrive in the same turn of
+ * the event loop go into one transaction, flushed on `setImmediate`, so a burst costs one commit
+ * instead of one per message. Settlements ride along with the next insert commit, or are
+ * committed on their own after `SETTLE_DELAY_MS`: losing one in a crash only means a replay
+ * that the homeserver deduplicates.
  */
 export class SqliteOutboxStore implements OutboxStore {
   readonly #db: DatabaseSync;
@@ -59,6 +68,11 @@ export class SqliteOutboxStore implements OutboxStore {
   #settlements = new Map<string, Settlement>();
   #settleWaiters: Array<{ resolve: () => void; reject: (error: unknown) => void }> = [];
   #flushScheduled = false;
+  #lastFlushAt = 0;
+  readonly #laneIds = new Map<string, number>();
+  readonly #laneId: StatementSync;
+  readonly #addLane: StatementSync;
+  #settleTimer: NodeJS.Timeout | undefined;
 
   /** Opens (and migrates) the file, or wraps a database another store already opened. */
   constructor(source: SqliteOptions | DatabaseSync) {
@@ -67,18 +81,20 @@ export class SqliteOutboxStore implements OutboxStore {
     if (this.#ownsDb && (source as SqliteOptions).path !== ":memory:")
       chmodSync((source as SqliteOptions).path, 0o600);
     this.#insert = this.#db.prepare(
-      `INSERT INTO outbox (txn_id, lane, kind, sender, method, path, body, created_at)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (txn_id) DO NOTHING RETURNING seq`,
+      `INSERT INTO outbox (txn_key, txn_id, lane_id, kind, sender, method, path, body, created_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (txn_key) DO NOTHING RETURNING seq`,
     );
-    this.#byTxnId = this.#db.prepare(`SELECT ${COLUMNS} FROM outbox WHERE txn_id = ?`);
+    this.#byTxnId = this.#db.prepare(`SELECT ${COLUMNS} FROM outbox WHERE txn_key = ?`);
+    this.#laneId = this.#db.prepare("SELECT id FROM outbox_lanes WHERE name = ?");
+    this.#addLane = this.#db.prepare("INSERT INTO outbox_lanes (name) VALUES (?) RETURNING id");
     this.#settleSent = this.#db.prepare(
-      "UPDATE outbox SET state = 'sent', event_id = ?, attempts = ?, settled_at = ? WHERE txn_id = ? AND state = 'pending'",
+      "UPDATE outbox SET state = 'sent', event_id = ?, attempts = ?, settled_at = ? WHERE seq = ? AND state = 'pending'",
     );
     this.#settleDead = this.#db.prepare(
-      "UPDATE outbox SET state = 'dead', error = ?, attempts = ?, settled_at = ? WHERE txn_id = ? AND state = 'pending'",
+      "UPDATE outbox SET state = 'dead', error = ?, attempts = ?, settled_at = ? WHERE seq = ? AND state = 'pending'",
     );
     this.#loadLane = this.#db.prepare(
-      `SELECT ${COLUMNS} FROM outbox WHERE state = 'pending' AND lane = ? AND seq > ? ORDER BY seq LIMIT ?`,
+      `SELECT ${COLUMNS} FROM outbox WHERE state = 'pending' AND lane_id = ? AND seq > ? ORDER BY seq LIMIT ?`,
     );
   }
 
@@ -91,29 +107,31 @@ export class SqliteOutboxStore implements OutboxStore {
 
   settle(settlements: readonly Settlement[]): Promise<void> {
     for (const s of settlements) this.#settlements.set(s.txnId, s);
-    return new Promise((resolve, reject) => {
-      this.#settleWaiters.push({ resolve, reject });
-      this.#scheduleFlush();
-    });
+    this.#settleTimer ??= setTimeout(() => this.#scheduleFlush(), SETTLE_DELAY_MS);
+    return new Promise((resolve, reject) => this.#settleWaiters.push({ resolve, reject }));
   }
 
   async pendingLanes(): Promise<string[]> {
-    const rows = this.#db.prepare("SELECT DISTINCT lane FROM outbox WHERE state = 'pending'").all() as Array<{
-      lane: string;
-    }>;
-    return rows.map((r) => r.lane);
+    const rows = this.#db
+      .prepare(
+        "SELECT name FROM outbox_lanes WHERE id IN (SELECT DISTINCT lane_id FROM outbox WHERE state = 'pending')",
+      )
+      .all() as Array<{ name: string }>;
+    return rows.map((r) => r.name);
   }
 
   async loadLane(lane: string, afterSeq: number, limit: number): Promise<OutboxRow[]> {
     // Rows whose settlement is still buffered are no longer pending for the caller.
-    return (this.#loadLane.all(lane, afterSeq, limit) as unknown as RawRow[])
+    const laneId = this.#laneIdOf(lane, false);
+    if (laneId === undefined) return [];
+    return (this.#loadLane.all(laneId, afterSeq, limit) as unknown as RawRow[])
       .filter((r) => !this.#settlements.has(r.txn_id))
       .map(toRow);
   }
 
   async get(txnId: TxnId): Promise<OutboxRow | undefined> {
-    const raw = this.#byTxnId.get(txnId) as RawRow | undefined;
-    if (!raw) return undefined;
+    const raw = this.#byTxnId.get(txnKey(txnId)) as RawRow | undefined;
+    if (!raw || raw.txn_id !== txnId) return undefined;
     const buffered = this.#settlements.get(txnId);
     return buffered && raw.state === "pending" ? withSettlement(toRow(raw), buffered) : toRow(raw);
   }
@@ -121,7 +139,8 @@ export class SqliteOutboxStore implements OutboxStore {
   async list(filter: { state?: OutboxState; lane?: string; limit: number }): Promise<OutboxRow[]> {
     await this.flush();
     // NULL matches anything, so one statement serves every combination of filters.
-    const sql = `SELECT ${COLUMNS} FROM outbox WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR lane = ?2) ORDER BY seq DESC LIMIT ?3`;
+    const sql = `SELECT ${COLUMNS} FROM outbox WHERE (?1 IS NULL OR state = ?1)
+      AND (?2 IS NULL OR lane_id = (SELECT id FROM outbox_lanes WHERE name = ?2)) ORDER BY seq DESC LIMIT ?3`;
     const rows = this.#db
       .prepare(sql)
       .all(filter.state ?? null, filter.lane ?? null, filter.limit) as unknown as RawRow[];
@@ -132,7 +151,8 @@ export class SqliteOutboxStore implements OutboxStore {
     await this.flush();
     const rows = this.#db
       .prepare(
-        "SELECT lane, COUNT(*) AS pending, MIN(created_at) AS oldest FROM outbox WHERE state = 'pending' GROUP BY lane ORDER BY pending DESC",
+        `SELECT l.name AS lane, COUNT(*) AS pending, MIN(o.created_at) AS oldest FROM outbox o
+         JOIN outbox_lanes l ON l.id = o.lane_id WHERE o.state = 'pending' GROUP BY l.name ORDER BY pending DESC, lane`,
       )
       .all() as Array<{ lane: string; pending: number; oldest: number }>;
     return rows.map((r) => ({ lane: r.lane, pending: r.pending, oldestCreatedAt: r.oldest }));
@@ -152,8 +172,8 @@ export class SqliteOutboxStore implements OutboxStore {
     await this.flush();
     const sql = "UPDATE outbox SET state = 'pending', error = NULL, settled_at = NULL WHERE state = 'dead'";
     if (txnIds === "all-dead") return Number(this.#db.prepare(sql).run().changes);
-    const one = this.#db.prepare(`${sql} AND txn_id = ?`);
-    return this.#transaction(() => txnIds.reduce((n, id) => n + Number(one.run(id).changes), 0));
+    const one = this.#db.prepare(`${sql} AND txn_key = ? AND txn_id = ?`);
+    return this.#transaction(() => txnIds.reduce((n, id) => n + Number(one.run(txnKey(id), id).changes), 0));
   }
 
   async prune(before: number): Promise<number> {
@@ -164,10 +184,9 @@ export class SqliteOutboxStore implements OutboxStore {
   }
 
   flush(): Promise<void> {
-    if (!this.#flushScheduled) return Promise.resolve();
-    return new Promise((resolve, reject) => {
-      this.#settleWaiters.push({ resolve, reject });
-    });
+    if (!this.#flushScheduled && this.#settlements.size === 0) return Promise.resolve();
+    this.#scheduleFlush();
+    return new Promise((resolve, reject) => this.#settleWaiters.push({ resolve, reject }));
   }
 
   /** Commits what is buffered and closes the file (when this store opened it). */
@@ -179,11 +198,18 @@ export class SqliteOutboxStore implements OutboxStore {
   #scheduleFlush(): void {
     if (this.#flushScheduled) return;
     this.#flushScheduled = true;
-    setImmediate(() => this.#flush());
+    // Under load, commit at most every COMMIT_INTERVAL_MS so batches grow: a random-key index
+    // costs per page touched, and a bigger batch touches each page for more rows.
+    const wait = this.#lastFlushAt + COMMIT_INTERVAL_MS - performance.now();
+    if (wait > 0) setTimeout(() => this.#flush(), wait);
+    else setImmediate(() => this.#flush());
   }
 
   #flush(): void {
     this.#flushScheduled = false;
+    this.#lastFlushAt = performance.now();
+    clearTimeout(this.#settleTimer);
+    this.#settleTimer = undefined;
     const inserts = this.#inserts;
     const settlements = this.#settlements;
     const waiters = this.#settleWaiters;
@@ -195,8 +221,8 @@ export class SqliteOutboxStore implements OutboxStore {
       outcomes = this.#transaction(() => {
         const result = inserts.map((batch) => batch.rows.map((row) => this.#insertRow(row, now)));
         for (const s of settlements.values()) {
-          if (s.state === "sent") this.#settleSent.run(s.eventId ?? null, s.attempts, now, s.txnId);
-          else this.#settleDead.run(JSON.stringify(s.error), s.attempts, now, s.txnId);
+          if (s.state === "sent") this.#settleSent.run(s.eventId ?? null, s.attempts, now, s.seq);
+          else this.#settleDead.run(JSON.stringify(s.error), s.attempts, now, s.seq);
         }
         return result;
       });
@@ -205,7 +231,7 @@ export class SqliteOutboxStore implements OutboxStore {
       // for the next flush (until then the rows are pending, which is safe: replay dedupes).
       for (const batch of inserts) batch.reject(error);
       for (const w of waiters) w.reject(error);
-      if (settlements.size > 0) setTimeout(() => this.#scheduleFlush(), 1000).unref();
+      if (settlements.size > 0) this.#settleTimer = setTimeout(() => this.#scheduleFlush(), 1000);
       return;
     }
     settlements.clear();
@@ -215,9 +241,11 @@ export class SqliteOutboxStore implements OutboxStore {
 
   #insertRow(row: NewOutboxRow, now: number): InsertOutcome {
     const { request } = row;
+    const key = txnKey(row.txnId);
     const inserted = this.#insert.get(
+      key,
       row.txnId,
-      row.lane,
+      this.#laneIdOf(row.lane, true),
       row.kind,
       row.sender,
       request.method,
@@ -240,12 +268,31 @@ export class SqliteOutboxStore implements OutboxStore {
         },
       };
     }
-    const existing = toRow(this.#byTxnId.get(row.txnId) as unknown as RawRow);
+    const existing = toRow(this.#byTxnId.get(key) as unknown as RawRow);
+    if (existing.txnId !== row.txnId) {
+      throw new Error(
+        `txnId ${row.txnId} collides with ${existing.txnId} on 64 bits of their hashes; not journaled`,
+      );
+    }
     const buffered = this.#settlements.get(row.txnId);
     return {
       inserted: false,
       row: buffered && existing.state === "pending" ? withSettlement(existing, buffered) : existing,
     };
+  }
+
+  /** The integer id of a lane, created when `create` (inside a transaction) and unknown. */
+  #laneIdOf(lane: string, create: true): number;
+  #laneIdOf(lane: string, create: false): number | undefined;
+  #laneIdOf(lane: string, create: boolean): number | undefined {
+    let id = this.#laneIds.get(lane);
+    if (id === undefined) {
+      const found = (this.#laneId.get(lane) ?? (create ? this.#addLane.get(lane) : undefined)) as
+        { id: number } | undefined;
+      id = found?.id;
+      if (id !== undefined) this.#laneIds.set(lane, id);
+    }
+    return id;
   }
 
   #transaction<T>(work: () => T): T {
@@ -256,6 +303,7 @@ export class SqliteOutboxStore implements OutboxStore {
       return result;
     } catch (error) {
       if (this.#db.isTransaction) this.#db.exec("ROLLBACK");
+      this.#laneIds.clear(); // ids handed out inside the rolled-back transaction are gone
       throw error;
     }
   }

@@ -13,6 +13,8 @@ const row = (txn: string, lane = "room:!a:x"): NewOutboxRow => ({
   request: { method: "PUT", path: `/p/${txn}`, body: `{"n":"${txn}"}` },
 });
 
+const seqOf = async (store: SqliteOutboxStore, txnId: string) => (await store.get(txnId as TxnId))!.seq;
+
 describe("SqliteOutboxStore", () => {
   let dir: string;
   beforeEach(() => (dir = mkdtempSync(join(tmpdir(), "courier-store-"))));
@@ -34,7 +36,9 @@ describe("SqliteOutboxStore", () => {
   test("inserting an existing txnId is a no-op that returns the existing row", async () => {
     const store = new SqliteOutboxStore({ path: ":memory:" });
     await store.insert([row("a")]);
-    await store.settle([{ txnId: "a" as TxnId, state: "sent", eventId: "$e", attempts: 1 }]);
+    await store.settle([
+      { seq: await seqOf(store, "a"), txnId: "a" as TxnId, state: "sent", eventId: "$e", attempts: 1 },
+    ]);
     const [again] = await store.insert([
       { ...row("a"), request: { method: "PUT", path: "/other", body: "{}" } },
     ]);
@@ -49,6 +53,7 @@ describe("SqliteOutboxStore", () => {
     await store.insert([row("a")]);
     void store.settle([
       {
+        seq: await seqOf(store, "a"),
         txnId: "a" as TxnId,
         state: "dead",
         error: { errcode: "M_FORBIDDEN", status: 403, reason: "no" },
@@ -87,8 +92,8 @@ describe("SqliteOutboxStore", () => {
     await store.insert([row("a"), row("b"), row("c")]);
     const dead = { errcode: "M_FORBIDDEN", status: 403, reason: "no" };
     await store.settle([
-      { txnId: "a" as TxnId, state: "dead", error: dead, attempts: 1 },
-      { txnId: "b" as TxnId, state: "sent", eventId: "$b", attempts: 1 },
+      { seq: await seqOf(store, "a"), txnId: "a" as TxnId, state: "dead", error: dead, attempts: 1 },
+      { seq: await seqOf(store, "b"), txnId: "b" as TxnId, state: "sent", eventId: "$b", attempts: 1 },
     ]);
     expect((await store.list({ state: "dead", limit: 10 })).map((r) => r.txnId)).toEqual(["a"]);
     expect(await store.requeue(["a" as TxnId, "b" as TxnId])).toBe(1);

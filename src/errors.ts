@@ -52,3 +52,12 @@ export class OutboxStoppedError extends CourierError {
     );
   }
 }
+
+/** A plugin could not be loaded or configured; it is disabled and the others run. */
+export class PluginError extends CourierError {
+  readonly plugin: string;
+  constructor(plugin: string, message: string, options?: { cause?: unknown }) {
+    super("COURIER_PLUGIN", "M_UNKNOWN", 500, `plugin "${plugin}": ${message}`, options);
+    this.plugin = plugin;
+  }
+}

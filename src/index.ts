@@ -23,3 +23,19 @@ export type { OutboxOptions, OutboxTransport } from "./outbox/options.ts";
 
 export type { OutboxStore, OutboxRow, OutboxState } from "./store/OutboxStore.ts";
 export { SqliteOutboxStore } from "./store/sqlite/SqliteOutboxStore.ts";
+
+export { definePlugin } from "./plugins/definePlugin.ts";
+export type {
+  PluginDefinition,
+  Bot,
+  SendAs,
+  SendContext,
+  EventContext,
+  CommandContext,
+  ToDeviceContext,
+  EphemeralContext,
+  EventFilter,
+  CommandOptions,
+} from "./plugins/definePlugin.ts";
+export type { MatrixEvent, ToDeviceEvent, EphemeralEvent } from "./plugins/events.ts";
+export { PluginError } from "./errors.ts";

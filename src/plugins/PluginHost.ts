@@ -1,0 +1,359 @@
+import type { Logger } from "pino";
+import type { Outbox } from "../outbox/Outbox.ts";
+import type { InboundItem } from "../store/InboundStore.ts";
+import { PluginError } from "../errors.ts";
+import type { Bot, CommandOptions, EventFilter, PluginDefinition, SendContext } from "./definePlugin.ts";
+import type { EphemeralEvent, MatrixEvent, ToDeviceEvent } from "./events.ts";
+import { createEventContext, createSendContext } from "./createContext.ts";
+import { parseCommand } from "./parseCommand.ts";
+
+type AnyHandler = (ctx: never) => unknown;
+
+type Registration =
+  | { readonly kind: "event"; readonly filter: EventFilter; readonly handler: AnyHandler }
+  | {
+      readonly kind: "command";
+      readonly name: string;
+      readonly options: CommandOptions;
+      readonly handler: AnyHandler;
+    }
+  | { readonly kind: "toDevice"; readonly type: string; readonly handler: AnyHandler }
+  | { readonly kind: "ephemeral"; readonly type: string; readonly handler: AnyHandler };
+
+interface LoadedPlugin {
+  readonly name: string;
+  readonly config: unknown;
+  readonly log: Logger;
+  readonly registrations: Registration[];
+  readonly userClaims: RegExp[];
+  readonly aliasClaims: Array<{ pattern: RegExp; create: ((alias: string) => Promise<boolean>) | undefined }>;
+  readonly startHooks: Array<() => unknown>;
+  readonly stopHooks: Array<() => unknown>;
+  status: "running" | "failed";
+  error?: string;
+}
+
+export interface PluginHostOptions {
+  readonly outbox: Outbox;
+  readonly logger: Logger;
+  /** The appservice's own user: joins rooms it is invited to, answers `help`. */
+  readonly botUserId: string;
+  /** Users of the appservice (bot and exclusive namespace): their events are not shown to plugins. */
+  readonly isOwnUser: (userId: string) => boolean;
+  /** Joins `userId` (the bot or one of our ghosts) to a room it was invited to. */
+  readonly acceptInvite: (roomId: string, userId: string) => Promise<void>;
+  /** @default "!" */
+  readonly commandPrefix?: string;
+  /** A handler running longer fails (and its `ctx.signal` aborts). @default 30000 */
+  readonly handlerTimeoutMs?: number;
+  /** Tries of one handler on one event before it is given up (dead-lettered). @default 3 */
+  readonly maxAttempts?: number;
+  /** First pause between two tries. @default 200 */
+  readonly retryBaseMs?: number;
+}
+
+/** A unit of work for one event: a plugin's handler, or the framework's own (auto-join, help). */
+interface Job {
+  readonly label: string;
+  readonly cause: string;
+  readonly plugin: LoadedPlugin | undefined;
+  run(ctx: SendContext<unknown>): unknown;
+  readonly eventId: string | undefined;
+}
+
+/**
+ * Holds the loaded plugins and runs their handlers for one journaled item. Each plugin is its own
+ * scope (config, logger, causes); one that fails to load is disabled and the others run; a
+ * handler that throws or hangs is retried a few times and then given up, and never stops another.
+ */
+export class PluginHost {
+  readonly #options: Required<PluginHostOptions>;
+  readonly #plugins: LoadedPlugin[] = [];
+  readonly #stopping = new AbortController();
+
+  constructor(options: PluginHostOptions) {
+    this.#options = {
+      commandPrefix: "!",
+      handlerTimeoutMs: 30_000,
+      maxAttempts: 3,
+      retryBaseMs: 200,
+      ...options,
+    };
+  }
+
+  /** Validates the plugin's config and runs its setup. Resolves false (plugin disabled) on failure. */
+  async load(definition: PluginDefinition, rawConfig: unknown): Promise<boolean> {
+    if (this.#plugins.some((p) => p.name === definition.name)) {
+      throw new PluginError(definition.name, "a plugin with this name is already loaded");
+    }
+    const log = this.#options.logger.child({ plugin: definition.name });
+    const plugin: LoadedPlugin = {
+      name: definition.name,
+      config: undefined,
+      log,
+      registrations: [],
+      userClaims: [],
+      aliasClaims: [],
+      startHooks: [],
+      stopHooks: [],
+      status: "running",
+    };
+    this.#plugins.push(plugin);
+    try {
+      const parsed = definition.config
+        ? definition.config.safeParse(rawConfig ?? {})
+        : { success: true as const, data: rawConfig ?? {} };
+      if (!parsed.success) {
+        const problems = parsed.error.issues.map(
+          (i) => `plugins.${definition.name}.config.${i.path.join(".")}: ${i.message}`,
+        );
+        throw new PluginError(definition.name, `invalid config:\n  ${problems.join("\n  ")}`);
+      }
+      (plugin as { config: unknown }).config = parsed.data;
+      await definition.setup(this.#botFor(plugin) as Bot<never>);
+      log.info({ handlers: plugin.registrations.length }, "plugin loaded");
+      return true;
+    } catch (error) {
+      plugin.status = "failed";
+      plugin.error = error instanceof Error ? error.message : String(error);
+      log.error({ err: error }, "plugin failed to load; it is disabled, the others run");
+      return false;
+    }
+  }
+
+  /** Name, status and error of every plugin. */
+  status(): Array<{ name: string; status: string; error?: string }> {
+    return this.#plugins.map((p) => ({
+      name: p.name,
+      status: p.status,
+      ...(p.error ? { error: p.error } : {}),
+    }));
+  }
+
+  async start(): Promise<void> {
+    for (const plugin of this.#running()) await this.#hooks(plugin, plugin.startHooks, "start");
+  }
+
+  async stop(): Promise<void> {
+    this.#stopping.abort();
+    for (const plugin of this.#running()) await this.#hooks(plugin, plugin.stopHooks, "stop");
+  }
+
+  async userExists(userId: string): Promise<boolean> {
+    return this.#running().some((p) => p.userClaims.some((re) => re.test(userId)));
+  }
+
+  async aliasExists(alias: string): Promise<boolean> {
+    for (const plugin of this.#running()) {
+      for (const claim of plugin.aliasClaims) {
+        if (claim.pattern.test(alias)) return claim.create ? claim.create(alias) : true;
+      }
+    }
+    return false;
+  }
+
+  /**
+   * Runs every handler that wants this item. Resolves with the failures of handlers that were
+   * given up after `maxAttempts` (empty when all succeeded); never rejects.
+   */
+  async dispatch(item: InboundItem): Promise<string[]> {
+    const jobs = this.#jobsFor(item);
+    const failures = await Promise.all(jobs.map((job) => this.#runWithRetries(job, item)));
+    return failures.filter((f): f is string => f !== undefined);
+  }
+
+  #running(): LoadedPlugin[] {
+    return this.#plugins.filter((p) => p.status === "running");
+  }
+
+  #botFor(plugin: LoadedPlugin): Bot<unknown> {
+    const add = (registration: Registration) => plugin.registrations.push(registration);
+    return {
+      config: plugin.config,
+      log: plugin.log,
+      userId: this.#options.botUserId,
+      on: (filter, handler) =>
+        add({ kind: "event", filter: typeof filter === "string" ? { type: filter } : filter, handler }),
+      command: (name, handler, options = {}) =>
+        add({ kind: "command", name: name.toLowerCase(), options, handler }),
+      onToDevice: (type, handler) => add({ kind: "toDevice", type, handler }),
+      onEphemeral: (type, handler) => add({ kind: "ephemeral", type, handler }),
+      claimUsers: (pattern) => plugin.userClaims.push(pattern),
+      claimAliases: (pattern, create) => plugin.aliasClaims.push({ pattern, create }),
+      onStart: (hook) => plugin.startHooks.push(hook),
+      onStop: (hook) => plugin.stopHooks.push(hook),
+    };
+  }
+
+  #jobsFor(item: InboundItem): Job[] {
+    const payload = JSON.parse(item.json) as Record<string, unknown>;
+    if (item.kind === "event") return this.#eventJobs(payload as unknown as MatrixEvent);
+    const jobs: Job[] = [];
+    const type = payload.type as string;
+    for (const plugin of this.#running()) {
+      plugin.registrations.forEach((r, index) => {
+        const wanted =
+          (item.kind === "toDevice" && r.kind === "toDevice" && r.type === type) ||
+          (item.kind === "ephemeral" && r.kind === "ephemeral" && r.type === type);
+        if (!wanted) return;
+        const extra =
+          item.kind === "toDevice"
+            ? { event: payload as unknown as ToDeviceEvent, sender: payload.sender }
+            : { event: payload as unknown as EphemeralEvent };
+        jobs.push({
+          label: `${plugin.name} ${r.kind} ${type}`,
+          cause: `${plugin.name}/${index}:item:${item.seq}`,
+          plugin,
+          eventId: undefined,
+          run: (ctx) => (r.handler as (c: unknown) => unknown)({ ...ctx, ...extra }),
+        });
+      });
+    }
+    return jobs;
+  }
+
+  #eventJobs(event: MatrixEvent): Job[] {
+    const jobs: Job[] = [];
+    const { isOwnUser } = this.#options;
+    if (
+      event.type === "m.room.member" &&
+      event.content.membership === "invite" &&
+      event.state_key &&
+      isOwnUser(event.state_key)
+    ) {
+      const invitee = event.state_key;
+      jobs.push({
+        label: `auto-join ${invitee}`,
+        cause: `courier/join:${event.event_id}`,
+        plugin: undefined,
+        eventId: event.event_id,
+        run: () => this.#options.acceptInvite(event.room_id, invitee),
+      });
+    }
+    // Echo suppression: what our own users said is not news to our plugins.
+    if (isOwnUser(event.sender)) return jobs;
+
+    const body =
+      typeof event.content.body === "string" && event.type === "m.room.message"
+        ? event.content.body
+        : undefined;
+    const command = body === undefined ? undefined : parseCommand(body, this.#options.commandPrefix);
+    let commandHandled = false;
+    for (const plugin of this.#running()) {
+      plugin.registrations.forEach((r, index) => {
+        const cause = `${plugin.name}/${index}:${event.event_id}`;
+        if (r.kind === "event" && matches(r.filter, event)) {
+          jobs.push({
+            label: `${plugin.name} on ${event.type}`,
+            cause,
+            plugin,
+            eventId: event.event_id,
+            run: (ctx) => this.#call(r.handler, ctx, event),
+          });
+        } else if (r.kind === "command" && command?.name === r.name) {
+          commandHandled = true;
+          jobs.push({
+            label: `${plugin.name} command ${r.name}`,
+            cause,
+            plugin,
+            eventId: event.event_id,
+            run: (ctx) => this.#call(r.handler, ctx, event, { command }),
+          });
+        }
+      });
+    }
+    if (command?.name === "help" && !commandHandled) {
+      jobs.push({
+        label: "help",
+        cause: `courier/help:${event.event_id}`,
+        plugin: undefined,
+        eventId: event.event_id,
+        run: (ctx) => createEventContext(ctx, event).reply(this.#helpText()),
+      });
+    }
+    return jobs;
+  }
+
+  #call(handler: AnyHandler, ctx: SendContext<unknown>, event: MatrixEvent, extra: object = {}): unknown {
+    return (handler as (c: unknown) => unknown)({ ...createEventContext(ctx, event), ...extra });
+  }
+
+  #helpText(): string {
+    const prefix = this.#options.commandPrefix;
+    const lines = [`Commands (prefix ${prefix}):`, `${prefix}help: this list`];
+    for (const plugin of this.#running()) {
+      for (const r of plugin.registrations) {
+        if (r.kind !== "command") continue;
+        const usage = r.options.usage ? ` ${r.options.usage}` : "";
+        lines.push(`${prefix}${r.name}${usage}: ${r.options.help ?? `(${plugin.name})`}`);
+      }
+    }
+    return lines.join("\n");
+  }
+
+  async #runWithRetries(job: Job, item: InboundItem): Promise<string | undefined> {
+    const { maxAttempts, retryBaseMs, handlerTimeoutMs, outbox, logger } = this.#options;
+    const log = (job.plugin?.log ?? logger).child({ eventId: job.eventId, seq: item.seq, lane: item.lane });
+    // One cause scope per job: a retry numbers its sends from zero again, onto the same txnIds.
+    let lastError = "";
+    for (let attempt = 1; attempt <= maxAttempts; attempt++) {
+      const controller = new AbortController();
+      const onStop = () => controller.abort();
+      this.#stopping.signal.addEventListener("abort", onStop);
+      const ctx = createSendContext(outbox.cause(job.cause), job.plugin?.config, log, controller.signal);
+      let timer: NodeJS.Timeout | undefined;
+      try {
+        await Promise.race([
+          Promise.resolve().then(() => job.run(ctx)),
+          new Promise((_, reject) => {
+            timer = setTimeout(() => {
+              controller.abort();
+              reject(new Error(`timed out after ${handlerTimeoutMs} ms`));
+            }, handlerTimeoutMs);
+          }),
+        ]);
+        return undefined;
+      } catch (error) {
+        lastError = error instanceof Error ? error.message : String(error);
+        log.warn({ err: error, attempt, handler: job.label }, "handler failed");
+      } finally {
+        clearTimeout(timer);
+        this.#stopping.signal.removeEventListener("abort", onStop);
+      }
+      if (this.#stopping.signal.aborted) break;
+      if (attempt < maxAttempts) await new Promise((r) => setTimeout(r, retryBaseMs * 2 ** (attempt - 1)));
+    }
+    log.error(
+      { handler: job.label, error: lastError },
+      "handler given up; the event is dead-lettered for it",
+    );
+    return `${job.label}: ${lastError}`;
+  }
+
+  async #hooks(plugin: LoadedPlugin, hooks: Array<() => unknown>, what: string): Promise<void> {
+    for (const hook of hooks) {
+      try {
+        await hook();
+      } catch (error) {
+        plugin.log.error({ err: error }, `${what} hook failed`);
+        if (what === "start") {
+          plugin.status = "failed";
+          plugin.error = error instanceof Error ? error.message : String(error);
+        }
+      }
+    }
+  }
+}
+
+function matches(filter: EventFilter, event: MatrixEvent): boolean {
+  if (filter.type !== undefined && filter.type !== event.type) return false;
+  if (filter.roomId !== undefined && filter.roomId !== event.room_id) return false;
+  if (filter.sender !== undefined) {
+    const ok =
+      typeof filter.sender === "string" ? filter.sender === event.sender : filter.sender.test(event.sender);
+    if (!ok) return false;
+  }
+  if (filter.msgtype !== undefined && filter.msgtype !== event.content.msgtype) return false;
+  if (filter.membership !== undefined && filter.membership !== event.content.membership) return false;
+  return true;
+}

@@ -1,0 +1,136 @@
+import type { Logger } from "pino";
+import type { z } from "zod";
+import type { Enqueued } from "../outbox/Outbox.ts";
+import type { ToDeviceMessages } from "../matrix/requests.ts";
+import type { EphemeralEvent, MatrixEvent, ToDeviceEvent } from "./events.ts";
+import type { ParsedCommand } from "./parseCommand.ts";
+
+/** Who a request is sent as: the appservice's bot user unless `as` names a ghost of the namespace. */
+export interface SendAs {
+  readonly as?: string;
+}
+
+/**
+ * What every handler can do. All sends go through the outbox: they are journaled before they
+ * resolve, numbered within the event that caused them, and delivered exactly once, in order per
+ * room, even if the handler runs again after a crash. (When a replayed handler sends different
+ * content under the same number, the first journaled content wins.)
+ */
+export interface SendContext<C> {
+  /** The plugin's validated config section. */
+  readonly config: C;
+  /** A pino child logger bound to the plugin (and the event, in event handlers). */
+  readonly log: Logger;
+  /** Aborted when the handler runs past its timeout or the framework stops. */
+  readonly signal: AbortSignal;
+  send(roomId: string, content: object, opts?: SendAs & { eventType?: string }): Promise<Enqueued>;
+  sendState(
+    roomId: string,
+    eventType: string,
+    stateKey: string,
+    content: object,
+    opts?: SendAs,
+  ): Promise<Enqueued>;
+  redact(roomId: string, eventId: string, reason?: string, opts?: SendAs): Promise<Enqueued>;
+  /** One to-device message to one device of a user (`"*"`: all their devices). */
+  sendToDevice(
+    userId: string,
+    deviceId: string,
+    type: string,
+    content: object,
+    opts?: SendAs,
+  ): Promise<Enqueued>;
+  /** To-device messages to many users/devices at once (split into requests as needed). */
+  sendToDeviceMany(type: string, messages: ToDeviceMessages, opts?: SendAs): Promise<Enqueued>;
+}
+
+export interface EventContext<C, E = Record<string, unknown>> extends SendContext<C> {
+  readonly event: MatrixEvent<E>;
+  readonly roomId: string;
+  readonly sender: string;
+  /** A notice (or the given content) in the event's room, as a reply to it. */
+  reply(content: string | object, opts?: SendAs): Promise<Enqueued>;
+  /** An `m.annotation` reaction to the event. */
+  react(key: string, opts?: SendAs): Promise<Enqueued>;
+  /** Replaces the content of one of our earlier messages in this room (`m.replace`). */
+  edit(eventId: string, content: string | object, opts?: SendAs): Promise<Enqueued>;
+}
+
+export interface CommandContext<C> extends EventContext<C, { msgtype?: string; body?: string }> {
+  readonly command: ParsedCommand;
+}
+
+export interface ToDeviceContext<C, E = Record<string, unknown>> extends SendContext<C> {
+  readonly event: ToDeviceEvent<E>;
+  readonly sender: string;
+}
+
+export interface EphemeralContext<C, E = Record<string, unknown>> extends SendContext<C> {
+  readonly event: EphemeralEvent<E>;
+}
+
+/** Which room events a handler wants; every given field must match. */
+export interface EventFilter {
+  readonly type?: string;
+  readonly roomId?: string;
+  readonly sender?: string | RegExp;
+  /** `content.msgtype` of messages. */
+  readonly msgtype?: string;
+  /** `content.membership` of member events. */
+  readonly membership?: string;
+}
+
+export interface CommandOptions {
+  /** One line for the automatic `help`. */
+  readonly help?: string;
+  /** Usage after the command name, e.g. `<text>`. */
+  readonly usage?: string;
+}
+
+/** What `setup` registers. Called once per plugin, before the framework starts dispatching. */
+export interface Bot<C> {
+  readonly config: C;
+  readonly log: Logger;
+  /** The appservice's own user id (the bot). */
+  readonly userId: string;
+  on<E = Record<string, unknown>>(
+    filter: string | EventFilter,
+    handler: (ctx: EventContext<C, E>) => unknown,
+  ): void;
+  command(name: string, handler: (ctx: CommandContext<C>) => unknown, options?: CommandOptions): void;
+  onToDevice<E = Record<string, unknown>>(
+    type: string,
+    handler: (ctx: ToDeviceContext<C, E>) => unknown,
+  ): void;
+  onEphemeral<E = Record<string, unknown>>(
+    type: string,
+    handler: (ctx: EphemeralContext<C, E>) => unknown,
+  ): void;
+  /** Answers the homeserver's user queries for matching ids (the user is registered on demand). */
+  claimUsers(pattern: RegExp): void;
+  /** Answers the homeserver's alias queries for matching aliases. */
+  claimAliases(pattern: RegExp, create?: (alias: string) => Promise<boolean>): void;
+  onStart(hook: () => unknown): void;
+  onStop(hook: () => unknown): void;
+}
+
+export interface PluginDefinition<S extends z.ZodType = z.ZodType> {
+  /** Unique, `[a-z][a-z0-9-]*`: namespaces the plugin's logs, causes, routes and storage. */
+  readonly name: string;
+  /** Schema of the plugin's config section; its output type is `bot.config`. */
+  readonly config?: S;
+  setup(bot: Bot<z.output<S>>): void | Promise<void>;
+}
+
+const NAME = /^[a-z][a-z0-9-]*$/;
+
+/** Declares a plugin. Checks the shape at once so a typo fails at import, not at start. */
+export function definePlugin<S extends z.ZodType>(definition: PluginDefinition<S>): PluginDefinition<S> {
+  if (!NAME.test(definition.name ?? "")) {
+    throw new TypeError(`Expected a plugin name matching ${NAME}, got ${JSON.stringify(definition.name)}`);
+  }
+  if (typeof definition.setup !== "function") {
+    throw new TypeError(`Expected plugin "${definition.name}" to have a setup(bot) function`);
+  }
+  return Object.freeze({ ...definition });
+}

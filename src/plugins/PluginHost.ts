@@ -2,7 +2,14 @@ import type { Logger } from "pino";
 import type { Outbox } from "../outbox/Outbox.ts";
 import type { InboundItem } from "../store/InboundStore.ts";
 import { PluginError } from "../errors.ts";
-import type { Bot, CommandOptions, EventFilter, PluginDefinition, SendContext } from "./definePlugin.ts";
+import type {
+  Bot,
+  CommandOptions,
+  EventFilter,
+  Intent,
+  PluginDefinition,
+  SendContext,
+} from "./definePlugin.ts";
 import type { EphemeralEvent, MatrixEvent, ToDeviceEvent } from "./events.ts";
 import { createEventContext, createSendContext } from "./createContext.ts";
 import { parseCommand } from "./parseCommand.ts";
@@ -40,8 +47,8 @@ export interface PluginHostOptions {
   readonly botUserId: string;
   /** Users of the appservice (bot and exclusive namespace): their events are not shown to plugins. */
   readonly isOwnUser: (userId: string) => boolean;
-  /** Joins `userId` (the bot or one of our ghosts) to a room it was invited to. */
-  readonly acceptInvite: (roomId: string, userId: string) => Promise<void>;
+  /** Account actions of a user of the appservice (the bot or a ghost). */
+  readonly intent: (userId: string) => Intent;
   /** @default "!" */
   readonly commandPrefix?: string;
   /** A handler running longer fails (and its `ctx.signal` aborts). @default 30000 */
@@ -227,7 +234,7 @@ export class PluginHost {
         cause: `courier/join:${event.event_id}`,
         plugin: undefined,
         eventId: event.event_id,
-        run: () => this.#options.acceptInvite(event.room_id, invitee),
+        run: () => this.#options.intent(invitee).join(event.room_id),
       });
     }
     // Echo suppression: what our own users said is not news to our plugins.
@@ -300,7 +307,13 @@ export class PluginHost {
       const controller = new AbortController();
       const onStop = () => controller.abort();
       this.#stopping.signal.addEventListener("abort", onStop);
-      const ctx = createSendContext(outbox.cause(job.cause), job.plugin?.config, log, controller.signal);
+      const ctx = createSendContext(
+        outbox.cause(job.cause),
+        job.plugin?.config,
+        log,
+        controller.signal,
+        this.#options.intent,
+      );
       let timer: NodeJS.Timeout | undefined;
       try {
         await Promise.race([

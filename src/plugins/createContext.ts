@@ -1,7 +1,7 @@
 import type { Logger } from "pino";
 import type { CauseScope, Enqueued, SendOptions } from "../outbox/Outbox.ts";
 import { roomId as toRoomId, userId as toUserId } from "../ids.ts";
-import type { EventContext, SendAs, SendContext } from "./definePlugin.ts";
+import type { EventContext, Intent, SendAs, SendContext } from "./definePlugin.ts";
 import type { MatrixEvent } from "./events.ts";
 
 const sendOptions = (opts: SendAs | undefined): SendOptions =>
@@ -15,11 +15,13 @@ export function createSendContext<C>(
   config: C,
   log: Logger,
   signal: AbortSignal,
+  intent: (userId: string) => Intent,
 ): SendContext<C> {
   return {
     config,
     log,
     signal,
+    intent,
     send: (roomId, content, opts) =>
       scope.send(toRoomId(roomId), content, {
         ...sendOptions(opts),

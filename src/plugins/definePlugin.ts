@@ -42,6 +42,21 @@ export interface SendContext<C> {
   ): Promise<Enqueued>;
   /** To-device messages to many users/devices at once (split into requests as needed). */
   sendToDeviceMany(type: string, messages: ToDeviceMessages, opts?: SendAs): Promise<Enqueued>;
+  /** Acts on the homeserver as a user of the appservice's namespace (a ghost). */
+  intent(userId: string): Intent;
+}
+
+/**
+ * A ghost user's account actions. They are idempotent (registering or joining twice is fine), so
+ * they go straight to the homeserver rather than through the outbox; they do network I/O.
+ */
+export interface Intent {
+  readonly userId: string;
+  /** Registers the user if it does not exist yet. */
+  ensureRegistered(): Promise<void>;
+  /** Registers if needed and joins the room (it must be public, or the user invited). */
+  join(roomIdOrAlias: string): Promise<void>;
+  setDisplayName(name: string): Promise<void>;
 }
 
 export interface EventContext<C, E = Record<string, unknown>> extends SendContext<C> {

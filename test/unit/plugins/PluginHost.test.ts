@@ -25,7 +25,12 @@ function setup(options: { handlerTimeoutMs?: number } = {}) {
     logger: pino({ level: "silent" }),
     botUserId: BOT,
     isOwnUser: (id) => id === BOT || id.startsWith("@courier_"),
-    acceptInvite: async (room, user) => void joins.push([room, user]),
+    intent: (user) => ({
+      userId: user,
+      ensureRegistered: async () => {},
+      join: async (room) => void joins.push([room, user]),
+      setDisplayName: async () => {},
+    }),
     handlerTimeoutMs: options.handlerTimeoutMs ?? 200,
     maxAttempts: 2,
     retryBaseMs: 1,

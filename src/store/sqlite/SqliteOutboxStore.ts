@@ -40,7 +40,6 @@ interface PendingInsert {
 }
 
 const SETTLE_DELAY_MS = 50;
-const COMMIT_INTERVAL_MS = Number(process.env.XCI ?? 1);
 
 const COLUMNS = `seq, txn_id, (SELECT name FROM outbox_lanes WHERE id = lane_id) AS lane, kind, sender, method, path,
   body, state, attempts, event_id, error, created_at, settled_at`;
@@ -68,7 +67,6 @@ export class SqliteOutboxStore implements OutboxStore {
   #settlements = new Map<string, Settlement>();
   #settleWaiters: Array<{ resolve: () => void; reject: (error: unknown) => void }> = [];
   #flushScheduled = false;
-  #lastFlushAt = 0;
   readonly #laneIds = new Map<string, number>();
   readonly #laneId: StatementSync;
   readonly #addLane: StatementSync;
@@ -198,16 +196,12 @@ export class SqliteOutboxStore implements OutboxStore {
   #scheduleFlush(): void {
     if (this.#flushScheduled) return;
     this.#flushScheduled = true;
-    // Under load, commit at most every COMMIT_INTERVAL_MS so batches grow: a random-key index
-    // costs per page touched, and a bigger batch touches each page for more rows.
-    const wait = this.#lastFlushAt + COMMIT_INTERVAL_MS - performance.now();
-    if (wait > 0) setTimeout(() => this.#flush(), wait);
-    else setImmediate(() => this.#flush());
+    setImmediate(() => this.#flush());
   }
+
 
   #flush(): void {
     this.#flushScheduled = false;
-    this.#lastFlushAt = performance.now();
     clearTimeout(this.#settleTimer);
     this.#settleTimer = undefined;
     const inserts = this.#inserts;

@@ -17,6 +17,8 @@ import { report, round, rssMb, startFakeHomeserver } from "./support.ts";
 
 const MESSAGES = Number(process.env.BENCH_PENDING ?? 100_000);
 const ROOMS = 100;
+// 100 enqueues in flight at once, like 100 rooms' handlers each sending (BENCH_FILL_BATCH to vary).
+const FILL_BATCH = Number(process.env.BENCH_FILL_BATCH ?? 100);
 const TOKEN = "bench-as-token";
 const content = (n: number) => ({ msgtype: "m.text", body: `pending message number ${n}` });
 const room = (n: number) => roomId(`!mem${n % ROOMS}:bench`);
@@ -43,6 +45,14 @@ function settle(): number {
   return rssMb();
 }
 
+const heapMb = () => Math.round(process.memoryUsage().heapUsed / 2 ** 20);
+
+/** RSS once the process has sat idle long enough for V8's memory reducer to give back the heap it grew during the burst. */
+async function steadyRss(): Promise<number> {
+  await new Promise((r) => setTimeout(r, 10_000));
+  return settle();
+}
+
 async function fill({ db, url }: { db: string; url: string }) {
   const store = new SqliteOutboxStore({ path: db });
   const client = new MatrixClient({ homeserverUrl: url, accessToken: TOKEN, timeoutMs: 600_000 });
@@ -55,9 +65,9 @@ async function fill({ db, url }: { db: string; url: string }) {
   });
   await outbox.start();
   const start = performance.now();
-  for (let i = 0; i < MESSAGES; i += 1000) {
+  for (let i = 0; i < MESSAGES; i += FILL_BATCH) {
     const batch = [];
-    for (let n = i; n < Math.min(i + 1000, MESSAGES); n++) {
+    for (let n = i; n < Math.min(i + FILL_BATCH, MESSAGES); n++) {
       batch.push(
         outbox.enqueue({
           kind: "send",
@@ -73,7 +83,14 @@ async function fill({ db, url }: { db: string; url: string }) {
   }
   const enqueueOpsPerS = (MESSAGES / (performance.now() - start)) * 1000;
   const { totals } = await outbox.stats();
-  return { rss_mb: settle(), pending: totals.pending, enqueue_ops_per_s: Math.round(enqueueOpsPerS) };
+  const rssAfterBurst = settle();
+  return {
+    rss_mb: await steadyRss(),
+    rss_after_burst_mb: rssAfterBurst,
+    heap_mb: heapMb(),
+    pending: totals.pending,
+    enqueue_ops_per_s: Math.round(enqueueOpsPerS),
+  };
 }
 
 async function restart({ db, url }: { db: string; url: string }) {
@@ -135,7 +152,7 @@ async function naive() {
       }),
     });
   }
-  return { rss_mb: settle(), held: queue.length };
+  return { rss_mb: await steadyRss(), heap_mb: heapMb(), held: queue.length };
 }
 
 const [mode, rawArgs] = process.argv.slice(2);
@@ -163,7 +180,9 @@ report({
   p50_ms: NaN,
   p99_ms: NaN,
   rss_mb: filled.rss_mb!,
-  baseline: { name: "in-memory-array-of-requests", rss_mb: baseline.rss_mb },
+  rss_after_burst_mb: filled.rss_after_burst_mb,
+  heap_mb: filled.heap_mb,
+  baseline: { name: "in-memory-array-of-requests", rss_mb: baseline.rss_mb, heap_mb: baseline.heap_mb },
   pending: filled.pending,
   restart_first_send_ms: restarted.first_send_ms,
   restart_first_send_after_start_ms: restarted.first_send_after_start_ms,

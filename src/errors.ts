@@ -61,3 +61,50 @@ export class PluginError extends CourierError {
     this.plugin = plugin;
   }
 }
+
+/**
+ * One thing wrong with a config or registration file, at one place. `line` is absent when the
+ * problem has no single place in the file (a missing file, a token mismatch); `variable` names
+ * the COURIER_* environment variable that supplied the value, when one did.
+ */
+export interface ConfigProblem {
+  /** The file at fault, or "environment" for a COURIER_* variable. */
+  readonly file: string;
+  /** 1-based line of the key (of its parent map when the key is missing). */
+  readonly line?: number;
+  /** Where in the document: "outbox.rate.perSecond", "plugins[1].name". */
+  readonly key?: string;
+  readonly variable?: string;
+  readonly message: string;
+}
+
+/** `config.yaml:12: outbox.rate.perSecond: expected a number, got "fast"`; a bare message when it has no place. */
+export function formatConfigProblem(problem: ConfigProblem): string {
+  const where =
+    problem.variable ??
+    (problem.line !== undefined ? `${problem.file}:${problem.line}` : problem.key ? problem.file : undefined);
+  return [where, problem.key, problem.message].filter(Boolean).join(": ");
+}
+
+/**
+ * The configuration (config file, environment, registration) is unusable: nothing was started
+ * and nothing in the store was touched. The message has one line per problem, all of them.
+ */
+export class ConfigError extends CourierError {
+  readonly problems: ConfigProblem[];
+  constructor(problems: ConfigProblem[]) {
+    super("COURIER_CONFIG", "M_UNKNOWN", 500, problems.map(formatConfigProblem).join("\n"));
+    this.problems = problems;
+  }
+}
+
+/**
+ * A request to the appservice endpoint (from the homeserver) refused with a Matrix error: a
+ * missing or wrong hs_token, a body that is not JSON, too large, a shutdown in progress. The
+ * HTTP layer answers `{errcode, error: message}` with `status`; nothing is journaled.
+ */
+export class InboundRequestError extends CourierError {
+  constructor(code: string, errcode: string, status: number, message: string, options?: { cause?: unknown }) {
+    super(code, errcode, status, message, options);
+  }
+}

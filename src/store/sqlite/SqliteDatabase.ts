@@ -38,6 +38,29 @@ const MIGRATIONS: readonly string[] = [
      settled_at INTEGER
    );
    CREATE INDEX outbox_pending ON outbox (lane_id, seq) WHERE state = 'pending';`,
+  // The inbound journal. A transaction is keyed by its id AND the hash of its body: Synapse on
+  // SQLite can restart its counter, and a reused id with another body is a new transaction.
+  // AUTOINCREMENT: seq never goes back, even after pruning the newest items, so a dispatcher's
+  // cursor (`pending(afterSeq)`) never skips an item journaled after a prune.
+  `CREATE TABLE inbound_txns (
+     txn_id TEXT NOT NULL,
+     body_hash TEXT NOT NULL,
+     received_at INTEGER NOT NULL,
+     PRIMARY KEY (txn_id, body_hash)
+   ) WITHOUT ROWID;
+   CREATE TABLE inbound_items (
+     seq INTEGER PRIMARY KEY AUTOINCREMENT,
+     txn_id TEXT NOT NULL,
+     kind TEXT NOT NULL,
+     lane TEXT NOT NULL,
+     event_id TEXT,
+     json TEXT NOT NULL,
+     state TEXT NOT NULL DEFAULT 'pending',
+     attempts INTEGER NOT NULL DEFAULT 0,
+     error TEXT,
+     settled_at INTEGER
+   );
+   CREATE INDEX inbound_items_pending ON inbound_items (seq) WHERE state = 'pending';`,
 ];
 
 /**

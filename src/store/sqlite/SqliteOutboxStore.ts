@@ -199,7 +199,6 @@ export class SqliteOutboxStore implements OutboxStore {
     setImmediate(() => this.#flush());
   }
 
-
   #flush(): void {
     this.#flushScheduled = false;
     clearTimeout(this.#settleTimer);

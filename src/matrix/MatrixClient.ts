@@ -304,6 +304,25 @@ export class MatrixClient {
   }
 
   /**
+   * Gives an appservice user a device (`POST /login`, `m.login.application_service`): to-device
+   * messages reach a user only through its devices. Logging in again with the same `deviceId`
+   * keeps that device. Does network I/O; returns the device id.
+   */
+  async ensureDevice(localpart: string, deviceId: string): Promise<string> {
+    const res = (await this.send({
+      method: "POST",
+      path: `${CLIENT_V3}/login`,
+      body: JSON.stringify({
+        type: "m.login.application_service",
+        identifier: { type: "m.id.user", user: localpart },
+        device_id: deviceId,
+        initial_device_display_name: "matrix-courier",
+      }),
+    })) as { device_id?: string };
+    return res.device_id ?? deviceId;
+  }
+
+  /**
    * Asks the homeserver to ping this appservice back (`POST /_matrix/client/v1/appservice/{id}/ping`),
    * which proves both directions work and makes it retry its backlog. Does network I/O; returns
    * the round trip the homeserver measured, `{duration_ms}`.

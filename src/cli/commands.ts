@@ -1,0 +1,56 @@
+import { loadConfig } from "../config/loadConfig.ts";
+import { checkTokens, loadRegistration, writeRegistration } from "../config/registration.ts";
+import { writeStarterConfig } from "../config/initConfig.ts";
+import { Courier } from "../runtime/Courier.ts";
+import { createLogger } from "../logging/createLogger.ts";
+
+const say = (line: string) => process.stdout.write(`${line}\n`);
+
+export function runInit(path: string, force: boolean): void {
+  writeStarterConfig(path, { force });
+  say(`wrote ${path}; edit it, then run \`courier register --config ${path}\``);
+}
+
+export function runRegister(path: string, force: boolean): void {
+  const config = loadConfig(path);
+  const result = writeRegistration(config.appservice.registration, config, { force });
+  say(
+    `${result.path}: ${result.tokens === "kept" ? "updated, tokens kept" : "written with new tokens"} (mode 0600)`,
+  );
+  say("add it to the homeserver's app_service_config_files and restart the homeserver");
+}
+
+/** Runs until a signal: the first one drains and stops, a second one exits at once. */
+export async function runStart(path: string): Promise<void> {
+  // Everything is checked before the store is touched: a bad config changes nothing.
+  const config = loadConfig(path);
+  const registration = loadRegistration(config.appservice.registration);
+  checkTokens(config, registration);
+  const courier = new Courier({
+    config,
+    registration,
+    logger: createLogger({ level: config.logging.level }),
+  });
+  await courier.start();
+  await untilSignal(courier);
+}
+
+export async function untilSignal(courier: { stop(): Promise<void> }): Promise<void> {
+  await new Promise<void>((resolve) => {
+    let stopping = false;
+    const onSignal = (signal: NodeJS.Signals) => {
+      if (stopping) {
+        // Everything committed is safe on disk; the journal replays the rest on the next start.
+        process.stderr.write(`courier: second ${signal}, exiting now\n`);
+        process.exit(130);
+      }
+      stopping = true;
+      courier.stop().then(resolve, (error: unknown) => {
+        process.stderr.write(`courier: error while stopping: ${(error as Error).message}\n`);
+        process.exit(1);
+      });
+    };
+    process.on("SIGTERM", onSignal);
+    process.on("SIGINT", onSignal);
+  });
+}

@@ -1,0 +1,265 @@
+import type { Server } from "node:http";
+import type { Logger } from "pino";
+import type { DatabaseSync } from "node:sqlite";
+import type { CourierConfig } from "../config/schema.ts";
+import type { Registration } from "../config/registration.ts";
+import { createAppserviceApp, listen } from "../appservice/AppserviceServer.ts";
+import { MatrixClient } from "../matrix/MatrixClient.ts";
+import { MatrixError } from "../matrix/MatrixError.ts";
+import { Outbox } from "../outbox/Outbox.ts";
+import { openSqlite } from "../store/sqlite/SqliteDatabase.ts";
+import { SqliteOutboxStore } from "../store/sqlite/SqliteOutboxStore.ts";
+import { SqliteInboundJournal } from "../store/sqlite/SqliteInboundJournal.ts";
+import { PluginHost } from "../plugins/PluginHost.ts";
+import { Dispatcher } from "../plugins/Dispatcher.ts";
+import { resolvePlugin } from "../plugins/resolvePlugin.ts";
+import type { Intent, PluginDefinition } from "../plugins/definePlugin.ts";
+import { CourierError } from "../errors.ts";
+import { userId as toUserId } from "../ids.ts";
+import { createLogger } from "../logging/createLogger.ts";
+
+/** The device the bot user receives to-device messages on. */
+export const BOT_DEVICE_ID = "COURIER";
+
+export interface CourierOptions {
+  readonly config: CourierConfig;
+  readonly registration: Registration;
+  readonly logger?: Logger;
+  /** Plugin definitions by name, instead of importing the modules the config names (tests, embedding). */
+  readonly plugins?: Readonly<Record<string, PluginDefinition>>;
+}
+
+/** How the start-up ping went: both directions between homeserver and appservice. */
+export interface PingReport {
+  readonly ok: boolean;
+  readonly durationMs?: number;
+  readonly diagnosis?: string;
+}
+
+/**
+ * The whole framework, wired: config → store → outbox → plugins + dispatcher → appservice
+ * endpoint. `start()` brings it up in that order and proves the link to the homeserver with a
+ * ping; `stop()` takes it down in reverse, keeping everything journaled for the next start.
+ */
+export class Courier {
+  readonly config: CourierConfig;
+  readonly registration: Registration;
+  readonly botUserId: string;
+  readonly log: Logger;
+  readonly client: MatrixClient;
+  readonly outbox: Outbox;
+  readonly host: PluginHost;
+  readonly dispatcher: Dispatcher;
+  readonly #db: DatabaseSync;
+  readonly #outboxStore: SqliteOutboxStore;
+  readonly #journal: SqliteInboundJournal;
+  readonly #plugins: Readonly<Record<string, PluginDefinition>> | undefined;
+  #server: { server: Server; port: number; close(): Promise<void> } | undefined;
+  #accepting = false;
+  #ping: PingReport | undefined;
+  readonly #registered = new Set<string>();
+  readonly #ownNamespace: (userId: string) => boolean;
+
+  constructor(options: CourierOptions) {
+    const { config, registration } = options;
+    this.config = config;
+    this.registration = registration;
+    this.#plugins = options.plugins;
+    this.log = options.logger ?? createLogger({ level: config.logging.level });
+    this.botUserId = `@${registration.senderLocalpart}:${config.homeserver.serverName}`;
+    this.#db = openSqlite({ path: config.store.path, synchronous: config.store.synchronous });
+    this.#outboxStore = new SqliteOutboxStore(this.#db);
+    this.#journal = new SqliteInboundJournal(this.#db);
+    this.client = new MatrixClient({
+      homeserverUrl: config.homeserver.url,
+      accessToken: registration.asToken,
+      timeoutMs: config.outbox.requestTimeoutMs,
+      serverName: config.homeserver.serverName,
+    });
+    this.outbox = new Outbox({
+      store: this.#outboxStore,
+      transport: this.client,
+      appserviceId: registration.id,
+      botUserId: toUserId(this.botUserId),
+      maxConcurrency: config.outbox.maxConcurrency,
+      rate: config.outbox.rate,
+      rateBySender: config.outbox.rateBySender ?? {},
+      retry: config.outbox.retry,
+      requestTimeoutMs: config.outbox.requestTimeoutMs,
+      logger: this.log.child({ component: "outbox" }),
+    });
+    const ownUsers = registration.namespaces.users
+      .filter((n) => n.exclusive)
+      .map((n) => new RegExp(`^${n.regex}$`));
+    this.#ownNamespace = (id) => ownUsers.some((re) => re.test(id));
+    const isOwnUser = (id: string) => id === this.botUserId || this.#ownNamespace(id);
+    this.host = new PluginHost({
+      outbox: this.outbox,
+      logger: this.log,
+      botUserId: this.botUserId,
+      isOwnUser,
+      intent: (userId) => this.intent(userId),
+      handlerTimeoutMs: config.dispatcher.handlerTimeoutMs,
+      maxAttempts: config.dispatcher.maxAttempts,
+    });
+    this.dispatcher = new Dispatcher({
+      journal: this.#journal,
+      runner: this.host,
+      logger: this.log.child({ component: "dispatcher" }),
+      maxConcurrency: config.dispatcher.maxConcurrency,
+    });
+  }
+
+  /** The port the appservice endpoint listens on (after start). */
+  get port(): number {
+    return this.#server?.port ?? 0;
+  }
+
+  get ping(): PingReport | undefined {
+    return this.#ping;
+  }
+
+  /** Loads the plugins, replays what a previous run left, opens the endpoint, pings the homeserver. */
+  async start(): Promise<void> {
+    for (const entry of this.config.plugins) {
+      if (!entry.enabled) continue;
+      try {
+        const definition = this.#plugins?.[entry.name] ?? (await resolvePlugin(entry.name, entry.module));
+        await this.host.load(definition, entry.config);
+      } catch (error) {
+        this.log.error({ err: error, plugin: entry.name }, "plugin not loaded; the others run");
+      }
+    }
+    const app = createAppserviceApp({
+      hsToken: this.registration.hsToken,
+      journal: this.#journal,
+      onJournaled: () => {
+        // Test hook for the inbound crash test: die between the commit and the dispatch.
+        if (process.env.COURIER_FAULT === "kill-after-journal") process.kill(process.pid, "SIGKILL");
+        this.dispatcher.wake();
+      },
+      queries: {
+        userExists: (id) => this.host.userExists(id),
+        aliasExists: (alias) => this.host.aliasExists(alias),
+      },
+      maxBodyBytes: this.config.appservice.maxBodyBytes,
+      allowQueryToken: this.config.appservice.allowQueryToken,
+      logger: this.log.child({ component: "appservice" }),
+      readiness: () => ({
+        ready: this.#accepting,
+        checks: { ping: this.#ping, plugins: this.host.status() },
+      }),
+      accepting: () => this.#accepting,
+    });
+    await this.host.start();
+    await this.outbox.start();
+    this.#accepting = true;
+    this.dispatcher.start();
+    this.#server = await listen(app, this.config.appservice.bind);
+    this.log.info({ port: this.port, bot: this.botUserId, plugins: this.host.status() }, "courier started");
+    this.#ping = await this.pingHomeserver();
+    await this.#ensureBotDevice();
+  }
+
+  // To-device messages reach a user only through a device; the bot gets a fixed one.
+  async #ensureBotDevice(): Promise<void> {
+    try {
+      await this.client.ensureDevice(this.registration.senderLocalpart, BOT_DEVICE_ID);
+    } catch (error) {
+      this.log.warn(
+        { err: error },
+        "could not give the bot user a device; it will not receive to-device messages",
+      );
+    }
+  }
+
+  /**
+   * Asks the homeserver to ping us back (`/_matrix/client/v1/appservice/{id}/ping`): proves our
+   * as_token, its hs_token and both network directions at once. Logs a diagnosis on failure.
+   */
+  async pingHomeserver(): Promise<PingReport> {
+    try {
+      const { duration_ms } = await this.client.appservicePing(
+        this.registration.id,
+        `courier-start-${Date.now()}`,
+      );
+      this.log.info({ durationMs: duration_ms }, "homeserver ping: both directions work");
+      return { ok: true, durationMs: duration_ms };
+    } catch (error) {
+      const diagnosis = diagnosePing(error, this.registration.url);
+      this.log.error({ err: error, diagnosis }, "homeserver ping failed");
+      return { ok: false, diagnosis };
+    }
+  }
+
+  /**
+   * Stops in reverse order: new transactions are answered 503 (the homeserver retries later),
+   * running handlers finish, the outbox drains until `deadlineMs`, the store closes. Nothing
+   * committed is lost.
+   */
+  async stop(deadlineMs = 10_000): Promise<void> {
+    this.#accepting = false;
+    await this.dispatcher.stop(deadlineMs);
+    await this.host.stop();
+    await this.outbox.stop(deadlineMs);
+    await this.#server?.close();
+    await this.#outboxStore.flush();
+    await this.client.close();
+    this.#db.close();
+    this.log.info("courier stopped");
+  }
+
+  /** Account actions for the bot or a ghost of our namespace; refuses anyone else. */
+  intent(userId: string): Intent {
+    const isBot = userId === this.botUserId;
+    if (!isBot && !this.#ownNamespace(userId)) {
+      throw new CourierError(
+        "COURIER_NOT_OURS",
+        "M_EXCLUSIVE",
+        403,
+        `${userId} is outside the appservice's user namespace`,
+      );
+    }
+    const as = isBot ? undefined : { userId: toUserId(userId) };
+    const ensureRegistered = async () => {
+      if (!isBot && !this.#registered.has(userId)) {
+        await this.client.registerGhost(userId.slice(1, userId.indexOf(":")));
+        this.#registered.add(userId);
+      }
+    };
+    return {
+      userId,
+      ensureRegistered,
+      join: async (room) => {
+        await ensureRegistered();
+        await this.client.join(room, as);
+      },
+      setDisplayName: async (name) => {
+        await ensureRegistered();
+        await this.client.setDisplayName(toUserId(userId), name);
+      },
+    };
+  }
+}
+
+function diagnosePing(error: unknown, url: string): string {
+  if (error instanceof MatrixError) {
+    switch (error.errcode) {
+      case "M_UNKNOWN_TOKEN":
+      case "M_MISSING_TOKEN":
+        return "the homeserver does not know our as_token: is registration.yaml listed in its app_service_config_files, and was it restarted since?";
+      case "M_FORBIDDEN":
+        return "the as_token belongs to another appservice id: the registration's id and the config's appservice.id must match";
+      case "M_URL_NOT_SET":
+        return "the registration has no url: the homeserver cannot push to us";
+      case "M_CONNECTION_FAILED":
+        return `the homeserver could not reach us at ${url}, or we refused its hs_token: check the registration url, the bind address and the hs_token`;
+      case "M_CONNECTION_TIMEOUT":
+        return `the homeserver's request to ${url} timed out`;
+      case "M_UNRECOGNIZED":
+        return "the homeserver does not support appservice ping (Matrix v1.7); both directions are unproven";
+    }
+    return `the homeserver answered ${error.message}`;
+  }
+  return `the homeserver is unreachable: ${(error as Error).message}`;
+}

@@ -1,0 +1,64 @@
+// Crash, inbound: the framework dies right after journaling a transaction, before dispatching
+// it. After a restart the handler runs and exactly one reply appears.
+import { E2eStack, eventually, type User } from "./support/E2eStack.ts";
+
+describe("inbound crash against Synapse", () => {
+  let stack: E2eStack;
+  let alice: User;
+
+  beforeAll(async () => {
+    stack = await E2eStack.start();
+    alice = await stack.user("alice");
+  }, 120_000);
+  afterAll(async () => stack?.stop(), 30_000);
+
+  test("killed between journal and dispatch: after restart, one reply", async () => {
+    let courier = await stack.startCourier();
+    const { room_id: roomId } = await stack.call<{ room_id: string }>(
+      alice.accessToken,
+      "POST",
+      "/_matrix/client/v3/createRoom",
+      {
+        invite: [stack.botUserId],
+      },
+    );
+    await eventually("the bot to join", 20_000, async () => {
+      const m = await stack.call<{ joined: Record<string, unknown> }>(
+        alice.accessToken,
+        "GET",
+        `/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/joined_members`,
+      );
+      return stack.botUserId in m.joined ? true : undefined;
+    });
+    await courier.kill("SIGTERM");
+
+    courier = await stack.startCourier({ COURIER_FAULT: "kill-after-journal" });
+    await stack.call(
+      alice.accessToken,
+      "PUT",
+      `/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/send/m.room.message/once`,
+      {
+        msgtype: "m.text",
+        body: "!echo exactly once",
+      },
+    );
+    expect(await courier.exited).toBe(null); // killed by SIGKILL, right after the commit
+    expect(
+      (await stack.messages(alice.accessToken, roomId)).filter((m) => m.sender === stack.botUserId),
+    ).toHaveLength(0);
+
+    courier = await stack.startCourier();
+    await eventually("the reply", 30_000, async () => {
+      const replies = (await stack.messages(alice.accessToken, roomId)).filter(
+        (m) => m.sender === stack.botUserId,
+      );
+      return replies.length > 0 ? replies : undefined;
+    });
+    await new Promise((r) => setTimeout(r, 3000)); // Synapse's retry of the same transaction lands meanwhile
+    const replies = (await stack.messages(alice.accessToken, roomId)).filter(
+      (m) => m.sender === stack.botUserId,
+    );
+    expect(replies.map((m) => m.content.body)).toEqual(["exactly once"]);
+    await courier.kill("SIGTERM");
+  }, 120_000);
+});

@@ -1,0 +1,256 @@
+// A real Synapse plus everything the framework needs to talk to it: a registration pointing at a
+// free port, a config.yaml, and helpers to act as a real user over the Client-Server API.
+import { randomBytes } from "node:crypto";
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import yaml from "js-yaml";
+import {
+  LocalSynapse,
+  ensureSynapseInstalled,
+  findFreePort,
+  type RateLimit,
+} from "../../../scripts/synapse/LocalSynapse.ts";
+
+export const SERVER_NAME = "localhost";
+const CLI = fileURLToPath(new URL("../../../src/cli/main.ts", import.meta.url));
+
+export interface StackOptions {
+  /** Synapse rate-limits our ghosts (registration `rate_limited: true`). @default false */
+  readonly rateLimited?: boolean;
+  readonly rcMessage?: RateLimit;
+  /** Extra YAML merged into the courier config (plugins, outbox limits…). */
+  readonly config?: Record<string, unknown>;
+}
+
+export interface User {
+  readonly userId: string;
+  readonly accessToken: string;
+  readonly deviceId: string;
+}
+
+export class E2eStack {
+  readonly dir: string;
+  readonly synapse: LocalSynapse;
+  readonly asToken: string;
+  readonly hsToken: string;
+  readonly appservicePort: number;
+  readonly configPath: string;
+  readonly botUserId = `@courier:${SERVER_NAME}`;
+  readonly #children = new Set<ChildProcess>();
+
+  private constructor(
+    dir: string,
+    synapse: LocalSynapse,
+    tokens: { as: string; hs: string },
+    port: number,
+    configPath: string,
+  ) {
+    this.dir = dir;
+    this.synapse = synapse;
+    this.asToken = tokens.as;
+    this.hsToken = tokens.hs;
+    this.appservicePort = port;
+    this.configPath = configPath;
+  }
+
+  static async start(options: StackOptions = {}): Promise<E2eStack> {
+    await ensureSynapseInstalled();
+    const dir = mkdtempSync(path.join(tmpdir(), "courier-e2e-"));
+    const port = await findFreePort();
+    const tokens = {
+      as: `as_${randomBytes(24).toString("hex")}`,
+      hs: `hs_${randomBytes(24).toString("hex")}`,
+    };
+    const registrationPath = path.join(dir, "registration.yaml");
+    writeFileSync(
+      registrationPath,
+      yaml.dump({
+        id: "courier",
+        url: `http://127.0.0.1:${port}`,
+        as_token: tokens.as,
+        hs_token: tokens.hs,
+        sender_localpart: "courier",
+        namespaces: {
+          users: [{ exclusive: true, regex: `@courier_.*:${SERVER_NAME}` }],
+          aliases: [],
+          rooms: [],
+        },
+        rate_limited: options.rateLimited ?? false,
+        receive_ephemeral: true,
+        "de.sorunome.msc2409.push_ephemeral": true,
+        push_ephemeral: true,
+      }),
+      { mode: 0o600 },
+    );
+    const synapse = await LocalSynapse.start({
+      dataDir: path.join(dir, "synapse"),
+      registrationFiles: [registrationPath],
+      serverName: SERVER_NAME,
+      ...(options.rcMessage ? { rcMessage: options.rcMessage } : {}),
+    });
+    const configPath = path.join(dir, "config.yaml");
+    const config = {
+      homeserver: { url: synapse.baseUrl, serverName: SERVER_NAME },
+      appservice: {
+        id: "courier",
+        registration: registrationPath,
+        bind: { host: "127.0.0.1", port },
+        url: `http://127.0.0.1:${port}`,
+        senderLocalpart: "courier",
+        namespaces: {
+          users: [{ regex: `@courier_.*:${SERVER_NAME}`, exclusive: true }],
+          aliases: [],
+          rooms: [],
+        },
+        rateLimited: options.rateLimited ?? false,
+      },
+      store: { path: path.join(dir, "courier.sqlite") },
+      logging: { level: "info" },
+      plugins: [{ name: "echo" }, { name: "ping" }],
+      ...options.config,
+    };
+    writeFileSync(configPath, yaml.dump(config), { mode: 0o600 });
+    return new E2eStack(dir, synapse, tokens, port, configPath);
+  }
+
+  /** Runs `courier start` in a child process (so a test can SIGKILL it). Resolves once it listens. */
+  async startCourier(env: Record<string, string> = {}): Promise<CourierProcess> {
+    const child = spawn(process.execPath, [CLI, "start", "--config", this.configPath], {
+      env: { ...process.env, ...env },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    this.#children.add(child);
+    const proc = new CourierProcess(child);
+    child.on("exit", () => this.#children.delete(child));
+    await proc.waitForLog(/"msg":"courier started"/, 30_000);
+    return proc;
+  }
+
+  /** A real user, registered through Synapse's shared-secret admin API. */
+  async user(localpart: string): Promise<User> {
+    const user = await this.synapse.registerUser(localpart, `pw-${randomBytes(8).toString("hex")}`, {
+      admin: false,
+    });
+    return { userId: user.userId, accessToken: user.accessToken, deviceId: user.deviceId };
+  }
+
+  /** One Client-Server call as `token`; throws with the answer on a non-2xx status. */
+  async call<T = Record<string, unknown>>(
+    token: string,
+    method: string,
+    urlPath: string,
+    body?: unknown,
+  ): Promise<T> {
+    const res = await fetch(`${this.synapse.baseUrl}${urlPath}`, {
+      method,
+      headers: {
+        authorization: `Bearer ${token}`,
+        ...(body === undefined ? {} : { "content-type": "application/json" }),
+      },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const json = (await res.json()) as T;
+    if (!res.ok) throw new Error(`${method} ${urlPath} → ${res.status} ${JSON.stringify(json)}`);
+    return json;
+  }
+
+  /** Every m.room.message of a room, oldest first, read back with /messages. */
+  async messages(
+    token: string,
+    roomId: string,
+  ): Promise<Array<{ sender: string; event_id: string; content: Record<string, unknown> }>> {
+    const out: Array<{ sender: string; event_id: string; content: Record<string, unknown>; type: string }> =
+      [];
+    let from: string | undefined;
+    for (let page = 0; page < 200; page++) {
+      const query = new URLSearchParams({ dir: "f", limit: "1000", ...(from ? { from } : {}) });
+      const res = await this.call<{ chunk: typeof out; end?: string }>(
+        token,
+        "GET",
+        `/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/messages?${query}`,
+      );
+      out.push(...res.chunk);
+      if (!res.end || res.chunk.length === 0) break;
+      from = res.end;
+    }
+    return out.filter((e) => e.type === "m.room.message");
+  }
+
+  async stop(): Promise<void> {
+    for (const child of this.#children) child.kill("SIGKILL");
+    await this.synapse.stop();
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+/** A `courier start` child process and its log lines. */
+export class CourierProcess {
+  readonly child: ChildProcess;
+  readonly lines: string[] = [];
+  readonly exited: Promise<number | null>;
+  #waiters: Array<{ re: RegExp; resolve: (line: string) => void }> = [];
+
+  constructor(child: ChildProcess) {
+    this.child = child;
+    this.exited = new Promise((resolve) => child.on("exit", (code) => resolve(code)));
+    const onData = (chunk: Buffer) => {
+      for (const line of chunk.toString().split("\n")) {
+        if (!line) continue;
+        this.lines.push(line);
+        this.#waiters = this.#waiters.filter((w) => (w.re.test(line) ? (w.resolve(line), false) : true));
+      }
+    };
+    child.stdout!.on("data", onData);
+    child.stderr!.on("data", onData);
+  }
+
+  waitForLog(re: RegExp, timeoutMs: number): Promise<string> {
+    const seen = this.lines.find((l) => re.test(l));
+    if (seen) return Promise.resolve(seen);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(
+        () =>
+          reject(
+            new Error(
+              `no log line matching ${re} within ${timeoutMs} ms:\n${this.lines.slice(-20).join("\n")}`,
+            ),
+          ),
+        timeoutMs,
+      );
+      this.#waiters.push({ re, resolve: (line) => (clearTimeout(timer), resolve(line)) });
+      this.exited.then((code) =>
+        reject(
+          new Error(`courier exited with ${code} before logging ${re}:\n${this.lines.slice(-30).join("\n")}`),
+        ),
+      );
+    });
+  }
+
+  async kill(signal: NodeJS.Signals = "SIGKILL"): Promise<void> {
+    this.child.kill(signal);
+    await this.exited;
+  }
+}
+
+/** Polls `check` until it returns a value that is not undefined, or fails after `timeoutMs`. */
+export async function eventually<T>(
+  what: string,
+  timeoutMs: number,
+  check: () => Promise<T | undefined>,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const value = await check();
+      if (value !== undefined) return value;
+    } catch (error) {
+      last = error;
+    }
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ""}`);
+}

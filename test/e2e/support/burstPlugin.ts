@@ -1,0 +1,18 @@
+// Test plugin for the outbound crash test: `!burst <count> <ghost>` makes the ghost join the
+// room and send <count> numbered messages, all caused by the one command event.
+import { definePlugin } from "../../../src/index.ts";
+
+export default definePlugin({
+  name: "burst",
+  setup(bot) {
+    bot.command("burst", async (ctx) => {
+      const [count, ghost] = ctx.command.args;
+      await ctx.intent(ghost!).join(ctx.roomId);
+      const sends = [];
+      for (let n = 0; n < Number(count); n++) {
+        sends.push(ctx.send(ctx.roomId, { msgtype: "m.text", body: `burst ${n}`, n }, { as: ghost! }));
+      }
+      await Promise.all(sends);
+    });
+  },
+});

@@ -137,7 +137,8 @@ export function createAppserviceApp(options: AppserviceOptions): AppserviceApp {
   app.lastPingAt = () => lastPingAt;
 
   const authenticate = (req: Request, _res: Response, next: NextFunction): void => {
-    const header = req.headers.authorization;
+    // An empty header carries no credentials: it is "missing", not "wrong".
+    const header = req.headers.authorization?.trim() || undefined;
     let token: string | undefined;
     if (header !== undefined) {
       const match = /^Bearer +(\S+) *$/i.exec(header);

@@ -87,7 +87,7 @@ describe("bad input to the appservice endpoint", () => {
   });
 
   test("a 16 MB transaction is accepted and its events are dispatched", async () => {
-    const padding = "x".repeat(160 * 1024);
+    const padding = "x".repeat(170 * 1024);
     const events: object[] = Array.from({ length: 99 }, (_, i) => ({
       event_id: `$big${i}`,
       room_id: roomId,

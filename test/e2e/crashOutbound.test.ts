@@ -14,7 +14,7 @@ describe("outbound crash against Synapse", () => {
   beforeAll(async () => {
     stack = await E2eStack.start({
       rateLimited: true,
-      rcMessage: { per_second: 15, burst_count: 10 },
+      rcMessage: { per_second: 5, burst_count: 5 },
       config: {
         plugins: [{ name: "burst", module: BURST_PLUGIN }],
         logging: { level: "debug" },
@@ -74,6 +74,7 @@ describe("outbound crash against Synapse", () => {
     });
     await courier.kill("SIGKILL");
     expect(atKill).toBeLessThan(ROOMS * PER_ROOM);
+    const firstRunLines = courier.lines;
 
     courier = await stack.startCourier();
     await eventually("every message to arrive", 120_000, async () =>
@@ -87,7 +88,8 @@ describe("outbound crash against Synapse", () => {
       expect(numbers).toEqual(Array.from({ length: PER_ROOM }, (_, i) => i));
     }
     // Synapse really pushed back: the outbox saw 429s and waited them out.
-    expect(courier.lines.some((l) => l.includes("M_LIMIT_EXCEEDED"))).toBe(true);
+    const limited = [...firstRunLines, ...courier.lines].filter((l) => l.includes("M_LIMIT_EXCEEDED"));
+    expect(limited.length).toBeGreaterThan(0);
     await courier.kill("SIGTERM");
   }, 240_000);
 });

@@ -3,6 +3,7 @@
 // with the committed development registration, the framework with the shipped plugins, and a
 // test user whose credentials are printed so a person can log in with any Matrix client.
 import { existsSync } from "node:fs";
+import { createServer } from "node:net";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { configSchema } from "../src/config/schema.ts";
@@ -72,3 +73,11 @@ await untilSignal({
     await synapse.stop();
   },
 });
+
+function isFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = createServer()
+      .once("error", () => resolve(false))
+      .listen(port, "127.0.0.1", () => server.close(() => resolve(true)));
+  });
+}

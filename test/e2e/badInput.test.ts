@@ -38,22 +38,7 @@ describe("bad input to the appservice endpoint", () => {
     courier = await stack.startCourier();
     alice = await stack.user("alice");
     base = `http://127.0.0.1:${stack.appservicePort}`;
-    ({ room_id: roomId } = await stack.call<{ room_id: string }>(
-      alice.accessToken,
-      "POST",
-      "/_matrix/client/v3/createRoom",
-      {
-        invite: [stack.botUserId],
-      },
-    ));
-    await eventually("the bot to join", 20_000, async () => {
-      const m = await stack.call<{ joined: Record<string, unknown> }>(
-        alice.accessToken,
-        "GET",
-        `/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/joined_members`,
-      );
-      return stack.botUserId in m.joined ? true : undefined;
-    });
+    roomId = await stack.roomWithBot(alice);
   }, 120_000);
   afterAll(async () => {
     await courier?.kill("SIGTERM");

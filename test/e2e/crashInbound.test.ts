@@ -14,34 +14,11 @@ describe("inbound crash against Synapse", () => {
 
   test("killed between journal and dispatch: after restart, one reply", async () => {
     let courier = await stack.startCourier();
-    const { room_id: roomId } = await stack.call<{ room_id: string }>(
-      alice.accessToken,
-      "POST",
-      "/_matrix/client/v3/createRoom",
-      {
-        invite: [stack.botUserId],
-      },
-    );
-    await eventually("the bot to join", 20_000, async () => {
-      const m = await stack.call<{ joined: Record<string, unknown> }>(
-        alice.accessToken,
-        "GET",
-        `/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/joined_members`,
-      );
-      return stack.botUserId in m.joined ? true : undefined;
-    });
+    const roomId = await stack.roomWithBot(alice);
     await courier.kill("SIGTERM");
 
     courier = await stack.startCourier({ COURIER_FAULT: "kill-after-journal" });
-    await stack.call(
-      alice.accessToken,
-      "PUT",
-      `/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/send/m.room.message/once`,
-      {
-        msgtype: "m.text",
-        body: "!echo exactly once",
-      },
-    );
+    await stack.say(alice, roomId, "!echo exactly once");
     expect(await courier.exited).toBe(null); // killed by SIGKILL, right after the commit
     expect(
       (await stack.messages(alice.accessToken, roomId)).filter((m) => m.sender === stack.botUserId),

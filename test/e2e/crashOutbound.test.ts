@@ -29,37 +29,9 @@ describe("outbound crash against Synapse", () => {
   test(`${ROOMS * PER_ROOM} ghost messages, SIGKILL mid-burst: each exactly once, in order`, async () => {
     let courier = await stack.startCourier();
     const rooms: string[] = [];
-    for (let r = 0; r < ROOMS; r++) {
-      const { room_id } = await stack.call<{ room_id: string }>(
-        alice.accessToken,
-        "POST",
-        "/_matrix/client/v3/createRoom",
-        {
-          preset: "public_chat",
-          invite: [stack.botUserId],
-        },
-      );
-      rooms.push(room_id);
-    }
-    for (const [r, roomId] of rooms.entries()) {
-      await eventually("the bot to join", 20_000, async () => {
-        const m = await stack.call<{ joined: Record<string, unknown> }>(
-          alice.accessToken,
-          "GET",
-          `/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/joined_members`,
-        );
-        return stack.botUserId in m.joined ? true : undefined;
-      });
-      await stack.call(
-        alice.accessToken,
-        "PUT",
-        `/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/send/m.room.message/burst${r}`,
-        {
-          msgtype: "m.text",
-          body: `!burst ${PER_ROOM} @courier_g${r}:${SERVER_NAME}`,
-        },
-      );
-    }
+    for (let r = 0; r < ROOMS; r++) rooms.push(await stack.roomWithBot(alice, { preset: "public_chat" }));
+    for (const [r, roomId] of rooms.entries())
+      await stack.say(alice, roomId, `!burst ${PER_ROOM} @courier_g${r}:${SERVER_NAME}`);
     const count = async () => {
       let n = 0;
       for (const roomId of rooms)

@@ -23,31 +23,8 @@ describe("courier with a real Synapse", () => {
   });
 
   test("!echo in a room the bot was invited to is answered, once", async () => {
-    const { room_id: roomId } = await stack.call<{ room_id: string }>(
-      alice.accessToken,
-      "POST",
-      "/_matrix/client/v3/createRoom",
-      {
-        invite: [stack.botUserId],
-      },
-    );
-    await eventually("the bot to join", 20_000, async () => {
-      const members = await stack.call<{ joined: Record<string, unknown> }>(
-        alice.accessToken,
-        "GET",
-        `/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/joined_members`,
-      );
-      return stack.botUserId in members.joined ? true : undefined;
-    });
-    await stack.call(
-      alice.accessToken,
-      "PUT",
-      `/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/send/m.room.message/t1`,
-      {
-        msgtype: "m.text",
-        body: "!echo hi",
-      },
-    );
+    const roomId = await stack.roomWithBot(alice);
+    await stack.say(alice, roomId, "!echo hi");
     const replies = await eventually("the echo", 20_000, async () => {
       const fromBot = (await stack.messages(alice.accessToken, roomId)).filter(
         (m) => m.sender === stack.botUserId,

@@ -137,6 +137,42 @@ export class E2eStack {
     return { userId: user.userId, accessToken: user.accessToken, deviceId: user.deviceId };
   }
 
+  /** A room `user` creates with the bot invited; resolves once the bot has joined it. */
+  async roomWithBot(user: User, createRoom: Record<string, unknown> = {}): Promise<string> {
+    const { room_id: roomId } = await this.call<{ room_id: string }>(
+      user.accessToken,
+      "POST",
+      "/_matrix/client/v3/createRoom",
+      {
+        ...createRoom,
+        invite: [this.botUserId],
+      },
+    );
+    await eventually("the bot to join", 20_000, async () => {
+      const members = await this.call<{ joined: Record<string, unknown> }>(
+        user.accessToken,
+        "GET",
+        `/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/joined_members`,
+      );
+      return this.botUserId in members.joined ? true : undefined;
+    });
+    return roomId;
+  }
+
+  /** Sends a text message as `user`. */
+  async say(user: User, roomId: string, body: string): Promise<void> {
+    const txn = `t${Date.now()}${Math.random().toString(36).slice(2)}`;
+    await this.call(
+      user.accessToken,
+      "PUT",
+      `/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/send/m.room.message/${txn}`,
+      {
+        msgtype: "m.text",
+        body,
+      },
+    );
+  }
+
   /** One Client-Server call as `token`; throws with the answer on a non-2xx status. */
   async call<T = Record<string, unknown>>(
     token: string,

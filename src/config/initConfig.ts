@@ -56,6 +56,7 @@ store:
   path: ./data/courier.sqlite
   # NORMAL survives a crash of this process; FULL also a power cut, at a lower commit rate.
   synchronous: NORMAL
+  # retentionDays: 7            # how long sent requests and handled transactions are kept
 
 outbox:
   # maxConcurrency: 32          # rooms sending at the same time

@@ -139,6 +139,12 @@ const store = z
     path: z.string().min(1).default("./data/courier.sqlite"),
     /** NORMAL (WAL) survives a process crash; FULL also a power cut, at ~30% of the commit rate. @default "NORMAL" */
     synchronous: z.enum(["NORMAL", "FULL"]).default("NORMAL"),
+    /**
+     * Days a sent or dead-lettered request, and a handled inbound transaction, are kept. Keep it
+     * longer than any replay you may need to collapse onto them (a restored backup, a homeserver
+     * resending an old transaction). @default 7
+     */
+    retentionDays: z.number().positive().default(7),
   })
   .strict()
   .prefault({});

@@ -18,6 +18,8 @@ import { CourierError } from "../errors.ts";
 import { userId as toUserId } from "../ids.ts";
 import { createLogger } from "../logging/createLogger.ts";
 
+const PRUNE_INTERVAL_MS = 3_600_000;
+
 /** The device the bot user receives to-device messages on. */
 export const BOT_DEVICE_ID = "COURIER";
 
@@ -58,6 +60,7 @@ export class Courier {
   #accepting = false;
   #ping: PingReport | undefined;
   readonly #registered = new Set<string>();
+  #pruneTimer: NodeJS.Timeout | undefined;
   readonly #ownNamespace: (userId: string) => boolean;
 
   constructor(options: CourierOptions) {
@@ -159,6 +162,20 @@ export class Courier {
     this.log.info({ port: this.port, bot: this.botUserId, plugins: this.host.status() }, "courier started");
     this.#ping = await this.pingHomeserver();
     await this.#ensureBotDevice();
+    await this.#prune();
+    this.#pruneTimer = setInterval(() => void this.#prune(), PRUNE_INTERVAL_MS).unref();
+  }
+
+  /** Drops what the retention period no longer needs, so the file does not grow forever. */
+  async #prune(): Promise<void> {
+    const before = Date.now() - this.config.store.retentionDays * 86_400_000;
+    try {
+      const outbox = await this.#outboxStore.prune(before);
+      const inbound = await this.#journal.prune(before);
+      if (outbox + inbound.items > 0) this.log.info({ outbox, inbound }, "pruned old journal rows");
+    } catch (error) {
+      this.log.warn({ err: error }, "could not prune old journal rows; retrying later");
+    }
   }
 
   // To-device messages reach a user only through a device; the bot gets a fixed one.
@@ -199,6 +216,7 @@ export class Courier {
    */
   async stop(deadlineMs = 10_000): Promise<void> {
     this.#accepting = false;
+    clearInterval(this.#pruneTimer);
     await this.dispatcher.stop(deadlineMs);
     await this.host.stop();
     await this.outbox.stop(deadlineMs);

@@ -53,7 +53,7 @@ describe("loadConfig", () => {
         maxBodyBytes: 33_554_432,
         allowQueryToken: false,
       },
-      store: { path: path.join(dir, "data", "courier.sqlite"), synchronous: "NORMAL" },
+      store: { path: path.join(dir, "data", "courier.sqlite"), synchronous: "NORMAL", retentionDays: 7 },
       outbox: {
         maxConcurrency: 32,
         rate: { perSecond: 50, burst: 100 },

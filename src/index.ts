@@ -1,7 +1,23 @@
 // The public API of matrix-courier. Anything not exported here is internal.
 export { roomId, userId } from "./ids.ts";
 export type { RoomId, UserId, EventId, TxnId, DeviceId } from "./ids.ts";
-export { CourierError, EventTooLargeError, DeadLetterError, OutboxStoppedError } from "./errors.ts";
+export {
+  CourierError,
+  ConfigError,
+  EventTooLargeError,
+  DeadLetterError,
+  OutboxStoppedError,
+  PluginError,
+  InboundRequestError,
+} from "./errors.ts";
+export type { ConfigProblem } from "./errors.ts";
+
+export { Courier } from "./runtime/Courier.ts";
+export type { CourierOptions, PingReport } from "./runtime/Courier.ts";
+export { loadConfig } from "./config/loadConfig.ts";
+export type { CourierConfig } from "./config/schema.ts";
+export { loadRegistration, writeRegistration } from "./config/registration.ts";
+export type { Registration } from "./config/registration.ts";
 
 export { MatrixClient } from "./matrix/MatrixClient.ts";
 export type { MatrixClientOptions } from "./matrix/MatrixClient.ts";
@@ -36,6 +52,6 @@ export type {
   EphemeralContext,
   EventFilter,
   CommandOptions,
+  Intent,
 } from "./plugins/definePlugin.ts";
 export type { MatrixEvent, ToDeviceEvent, EphemeralEvent } from "./plugins/events.ts";
-export { PluginError } from "./errors.ts";

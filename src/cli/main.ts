@@ -3,6 +3,8 @@
 import { Command, CommanderError } from "commander";
 import { CourierError } from "../errors.ts";
 import { runInit, runRegister, runStart } from "./commands.ts";
+import { outboxList, outboxRetry, outboxStats } from "./outboxCommands.ts";
+import type { OutboxState } from "../store/OutboxStore.ts";
 
 const program = new Command()
   .name("courier")
@@ -30,10 +32,71 @@ program
   .option("-c, --config <path>", "config file", "config.yaml")
   .action((opts: { config: string }) => runStart(opts.config));
 
+const outbox = program
+  .command("outbox")
+  .description("inspect and act on the outbound journal (works while the service runs)");
+outbox
+  .command("stats")
+  .description("pending per lane with the oldest age; sent and dead totals")
+  .option("-c, --config <path>", "config file", "config.yaml")
+  .option("--json", "one JSON object")
+  .action((opts: { config: string; json?: boolean }) => outboxStats(opts.config, opts.json ?? false));
+outbox
+  .command("ls")
+  .description("journaled requests, newest first")
+  .option("-c, --config <path>", "config file", "config.yaml")
+  .option("--room <roomId>", "only this room's lane")
+  .option("--state <state>", "pending, sent or dead")
+  .option("-n, --limit <n>", "at most this many", "50")
+  .option("--json", "one JSON object per line")
+  .action((opts: { config: string; room?: string; state?: string; limit: string; json?: boolean }) => {
+    if (opts.state && !["pending", "sent", "dead"].includes(opts.state)) {
+      throw new CommanderError(
+        2,
+        "courier.badState",
+        `--state must be pending, sent or dead, got ${opts.state}`,
+      );
+    }
+    return outboxList(opts.config, {
+      limit: Number(opts.limit) || 50,
+      json: opts.json ?? false,
+      ...(opts.room ? { room: opts.room } : {}),
+      ...(opts.state ? { state: opts.state as OutboxState } : {}),
+    });
+  });
+outbox
+  .command("dead")
+  .description("dead letters with their reason")
+  .option("-c, --config <path>", "config file", "config.yaml")
+  .option("-n, --limit <n>", "at most this many", "50")
+  .option("--json", "one JSON object per line")
+  .action((opts: { config: string; limit: string; json?: boolean }) =>
+    outboxList(opts.config, { state: "dead", limit: Number(opts.limit) || 50, json: opts.json ?? false }),
+  );
+outbox
+  .command("retry")
+  .description("put a dead letter (or all of them) back to pending")
+  .argument("[txnId]", "the request to retry")
+  .option("-c, --config <path>", "config file", "config.yaml")
+  .option("--all-dead", "every dead letter")
+  .action(async (txnId: string | undefined, opts: { config: string; allDead?: boolean }) => {
+    if (!txnId && !opts.allDead)
+      throw new CommanderError(2, "courier.retryWhat", "name a txnId or pass --all-dead");
+    const changed = await outboxRetry(opts.config, {
+      allDead: opts.allDead ?? false,
+      ...(txnId ? { txnId } : {}),
+    });
+    if (changed === 0 && txnId) process.exitCode = 1;
+  });
+
 try {
   await program.parseAsync(process.argv);
 } catch (error) {
-  if (error instanceof CommanderError) process.exit(error.exitCode === 0 ? 0 : 2);
+  if (error instanceof CommanderError) {
+    // Commander printed its own errors already; ours (code "courier.…") are printed here.
+    if (error.code.startsWith("courier.")) process.stderr.write(`courier: ${error.message}\n`);
+    process.exit(error.exitCode === 0 ? 0 : 2);
+  }
   if (error instanceof CourierError) {
     process.stderr.write(`courier: ${error.message}\n`);
     process.exit(error.code === "COURIER_CONFIG" ? 2 : 1);

@@ -1,0 +1,89 @@
+// The `courier` command as a user runs it: a child process, real files.
+import { execFile } from "node:child_process";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+import { SqliteOutboxStore } from "../../src/store/sqlite/SqliteOutboxStore.ts";
+import type { TxnId } from "../../src/ids.ts";
+
+const CLI = fileURLToPath(new URL("../../src/cli/main.ts", import.meta.url));
+const run = (args: string[], cwd: string) =>
+  promisify(execFile)(process.execPath, [CLI, ...args], { cwd }).then(
+    ({ stdout, stderr }) => ({ code: 0, stdout, stderr }),
+    (error: { code: number; stdout: string; stderr: string }) => ({
+      code: error.code,
+      stdout: error.stdout,
+      stderr: error.stderr,
+    }),
+  );
+
+describe("courier CLI", () => {
+  let dir: string;
+  beforeEach(() => (dir = mkdtempSync(path.join(tmpdir(), "courier-cli-"))));
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+  test("init writes a config once, register the registration; a bad config exits 2 naming line and key, store untouched", async () => {
+    expect((await run(["init"], dir)).code).toBe(0);
+    expect((await run(["init"], dir)).code).toBe(2); // never overwritten without --force
+    const registered = await run(["register"], dir);
+    expect(registered).toMatchObject({ code: 0, stdout: expect.stringContaining("mode 0600") });
+
+    writeFileSync(
+      path.join(dir, "bad.yaml"),
+      "homeserver:\n  url: http://127.0.0.1:8008\n  serverName: localhost\noutbox:\n  maxConcurency: 3\n  rate: { perSecond: fast }\n",
+    );
+    const bad = await run(["start", "--config", "bad.yaml"], dir);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain(
+      'bad.yaml:5: outbox.maxConcurency: unknown key; did you mean "maxConcurrency"?',
+    );
+    expect(bad.stderr).toContain("bad.yaml:6: outbox.rate.perSecond:");
+    expect(bad.stderr).not.toMatch(/\n\s+at /); // no stack trace
+    expect(existsSync(path.join(dir, "data"))).toBe(false); // the store was not touched
+  }, 30_000);
+
+  test("outbox stats, ls, dead and retry work on the journal", async () => {
+    expect((await run(["init"], dir)).code).toBe(0);
+    const store = new SqliteOutboxStore({ path: path.join(dir, "data", "courier.sqlite") });
+    const row = (txn: string, room: string) => ({
+      txnId: txn as TxnId,
+      lane: `room:${room}`,
+      kind: "send" as const,
+      sender: "@courier:localhost",
+      request: { method: "PUT" as const, path: `/p/${txn}`, body: "{}" },
+    });
+    const [a, , c] = await store.insert([row("a", "!one:x"), row("b", "!one:x"), row("c", "!two:x")]);
+    await store.settle([
+      {
+        seq: a!.row.seq,
+        txnId: "a" as TxnId,
+        state: "dead",
+        error: { errcode: "M_FORBIDDEN", status: 403, reason: "not in room" },
+        attempts: 1,
+      },
+      { seq: c!.row.seq, txnId: "c" as TxnId, state: "sent", eventId: "$c", attempts: 1 },
+    ]);
+    await store.close();
+
+    const stats = await run(["outbox", "stats", "--json"], dir);
+    expect(JSON.parse(stats.stdout)).toMatchObject({
+      totals: { pending: 1, sent: 1, dead: 1 },
+      lanes: [{ lane: "room:!one:x", pending: 1 }],
+    });
+    expect((await run(["outbox", "dead"], dir)).stdout).toMatch(
+      /^a\tdead\troom:!one:x\t.*M_FORBIDDEN not in room/m,
+    );
+    expect((await run(["outbox", "ls", "--room", "!two:x"], dir)).stdout).toMatch(/^c\tsent\t.*\$c$/m);
+    expect((await run(["outbox", "ls", "--state", "nope"], dir)).code).toBe(2);
+    expect((await run(["outbox", "retry"], dir)).code).toBe(2);
+    expect((await run(["outbox", "retry", "a"], dir)).stdout).toContain("1 request put back to pending");
+    expect((await run(["outbox", "retry", "a"], dir)).code).toBe(1); // nothing to retry any more
+    expect(JSON.parse((await run(["outbox", "stats", "--json"], dir)).stdout).totals).toEqual({
+      pending: 2,
+      sent: 1,
+      dead: 0,
+    });
+  }, 30_000);
+});

@@ -53,5 +53,12 @@ export type {
   EventFilter,
   CommandOptions,
   Intent,
+  WebhookContext,
+  WebhookMethod,
+  WebhookOptions,
+  WebhookRequest,
+  WebhookScheme,
 } from "./plugins/definePlugin.ts";
+export { verifyBearer, verifyHubSignature, hubSignature } from "./plugins/webhookAuth.ts";
+export type { WebhookAuthResult } from "./plugins/webhookAuth.ts";
 export type { MatrixEvent, ToDeviceEvent, EphemeralEvent } from "./plugins/events.ts";

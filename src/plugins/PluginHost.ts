@@ -1,3 +1,4 @@
+import type { Express } from "express";
 import type { Logger } from "pino";
 import type { Outbox } from "../outbox/Outbox.ts";
 import type { InboundItem } from "../store/InboundStore.ts";
@@ -9,10 +10,15 @@ import type {
   Intent,
   PluginDefinition,
   SendContext,
+  WebhookMethod,
+  WebhookOptions,
+  WebhookRequest,
+  WebhookScheme,
 } from "./definePlugin.ts";
 import type { EphemeralEvent, MatrixEvent, ToDeviceEvent } from "./events.ts";
 import { createEventContext, createSendContext } from "./createContext.ts";
 import { parseCommand } from "./parseCommand.ts";
+import { createWebhookRouter, type WebhookRoute } from "./webhookRouter.ts";
 
 type AnyHandler = (ctx: never) => unknown;
 
@@ -27,11 +33,22 @@ type Registration =
   | { readonly kind: "toDevice"; readonly type: string; readonly handler: AnyHandler }
   | { readonly kind: "ephemeral"; readonly type: string; readonly handler: AnyHandler };
 
+type WebhookHandler = (ctx: never, request: WebhookRequest) => unknown;
+
+interface Webhook extends WebhookRoute {
+  readonly handler: WebhookHandler;
+}
+
+const WEBHOOK_METHODS: readonly WebhookMethod[] = ["GET", "POST", "PUT", "PATCH", "DELETE"];
+const WEBHOOK_PATH = /^(?:\/[A-Za-z0-9._~-]+)+$/;
+const SHORT_SECRET = 16;
+
 interface LoadedPlugin {
   readonly name: string;
   readonly config: unknown;
   readonly log: Logger;
   readonly registrations: Registration[];
+  readonly webhooks: Webhook[];
   readonly userClaims: RegExp[];
   readonly aliasClaims: Array<{ pattern: RegExp; create: ((alias: string) => Promise<boolean>) | undefined }>;
   readonly startHooks: Array<() => unknown>;
@@ -99,6 +116,7 @@ export class PluginHost {
       config: undefined,
       log,
       registrations: [],
+      webhooks: [],
       userClaims: [],
       aliasClaims: [],
       startHooks: [],
@@ -169,6 +187,26 @@ export class PluginHost {
     return failures.filter((f): f is string => f !== undefined);
   }
 
+  /**
+   * Mounts every plugin's webhooks under `/plugins/<name>/` (pass it as the appservice's `routes`
+   * option, after the plugins are loaded). A plugin that fails later (a start hook) or a stopping
+   * host answers 503. No I/O.
+   */
+  mountWebhooks(app: Express): void {
+    for (const plugin of this.#plugins) {
+      if (plugin.webhooks.length === 0) continue;
+      app.use(
+        `/plugins/${plugin.name}`,
+        createWebhookRouter({
+          routes: plugin.webhooks,
+          log: plugin.log,
+          accepting: () => plugin.status === "running" && !this.#stopping.signal.aborted,
+          run: (route, request, deliveryId) => this.#runWebhook(plugin, route, request, deliveryId),
+        }),
+      );
+    }
+  }
+
   #running(): LoadedPlugin[] {
     return this.#plugins.filter((p) => p.status === "running");
   }
@@ -185,11 +223,118 @@ export class PluginHost {
         add({ kind: "command", name: name.toLowerCase(), options, handler }),
       onToDevice: (type, handler) => add({ kind: "toDevice", type, handler }),
       onEphemeral: (type, handler) => add({ kind: "ephemeral", type, handler }),
+      webhook: (method, path, handler, options) =>
+        plugin.webhooks.push(this.#checkWebhook(plugin, method, path, handler, options)),
       claimUsers: (pattern) => plugin.userClaims.push(pattern),
       claimAliases: (pattern, create) => plugin.aliasClaims.push({ pattern, create }),
       onStart: (hook) => plugin.startHooks.push(hook),
       onStop: (hook) => plugin.stopHooks.push(hook),
     };
+  }
+
+  #checkWebhook(
+    plugin: LoadedPlugin,
+    method: WebhookMethod,
+    path: string,
+    handler: WebhookHandler,
+    options: WebhookOptions = {},
+  ): Webhook {
+    const route = `${method} /plugins/${plugin.name}${path}`;
+    if (!WEBHOOK_METHODS.includes(method)) {
+      throw new PluginError(
+        plugin.name,
+        `webhook method must be one of ${WEBHOOK_METHODS.join(", ")}, got ${JSON.stringify(method)}`,
+      );
+    }
+    if (typeof path !== "string" || !WEBHOOK_PATH.test(path)) {
+      throw new PluginError(
+        plugin.name,
+        `webhook path must be literal, like "/alert" (letters, digits, "-._~" between slashes), got ${JSON.stringify(path)}`,
+      );
+    }
+    if (typeof handler !== "function") throw new PluginError(plugin.name, `webhook ${route} has no handler`);
+    if (plugin.webhooks.some((w) => w.method === method && w.path === path)) {
+      throw new PluginError(plugin.name, `webhook ${route} is registered twice`);
+    }
+    const config = (typeof plugin.config === "object" && plugin.config !== null ? plugin.config : {}) as {
+      secret?: unknown;
+      scheme?: unknown;
+    };
+    const secret = options.secret ?? (typeof config.secret === "string" ? config.secret : undefined);
+    if (secret === undefined || secret.length === 0) {
+      throw new PluginError(
+        plugin.name,
+        `webhook ${route} has no secret: give it one (options.secret or the plugin config's "secret"); a webhook must be protected`,
+      );
+    }
+    const scheme =
+      options.scheme ?? (config.scheme === undefined ? "bearer" : (config.scheme as WebhookScheme));
+    if (scheme !== "bearer" && scheme !== "hmac-sha256") {
+      throw new PluginError(
+        plugin.name,
+        `webhook ${route}: scheme must be "bearer" or "hmac-sha256", got ${JSON.stringify(scheme)}`,
+      );
+    }
+    if (secret.length < SHORT_SECRET) {
+      plugin.log.warn({ route }, `the secret of webhook ${route} is shorter than ${SHORT_SECRET} characters`);
+    }
+    return { method, path, secret, scheme, deliveryId: options.deliveryId, handler };
+  }
+
+  /** Runs one webhook delivery once, under its cause; rejects when the handler fails or times out. */
+  async #runWebhook(
+    plugin: LoadedPlugin,
+    route: Webhook,
+    request: WebhookRequest,
+    deliveryId: string,
+  ): Promise<void> {
+    const label = `${route.method} ${route.path}`;
+    const log = plugin.log.child({ webhook: label, deliveryId });
+    await this.#runOnce(`${plugin.name}/webhook:${label}:${deliveryId}`, plugin, log, (ctx) =>
+      (route.handler as unknown as (c: unknown, r: WebhookRequest) => unknown)(
+        { ...ctx, request, deliveryId },
+        request,
+      ),
+    );
+    log.debug("webhook handled");
+  }
+
+  /**
+   * Runs `run` once with a fresh send context on `cause`, under the handler timeout and the
+   * host's stop signal. Resolves when it resolves; rejects with its error or a timeout.
+   */
+  async #runOnce(
+    cause: string,
+    plugin: LoadedPlugin | undefined,
+    log: Logger,
+    run: (ctx: SendContext<unknown>) => unknown,
+  ): Promise<void> {
+    const { handlerTimeoutMs, outbox } = this.#options;
+    const controller = new AbortController();
+    const onStop = () => controller.abort();
+    this.#stopping.signal.addEventListener("abort", onStop);
+    const ctx = createSendContext(
+      outbox.cause(cause),
+      plugin?.config,
+      log,
+      controller.signal,
+      this.#options.intent,
+    );
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      await Promise.race([
+        Promise.resolve().then(() => run(ctx)),
+        new Promise((_, reject) => {
+          timer = setTimeout(() => {
+            controller.abort();
+            reject(new Error(`timed out after ${handlerTimeoutMs} ms`));
+          }, handlerTimeoutMs);
+        }),
+      ]);
+    } finally {
+      clearTimeout(timer);
+      this.#stopping.signal.removeEventListener("abort", onStop);
+    }
   }
 
   #jobsFor(item: InboundItem): Job[] {
@@ -299,39 +444,17 @@ export class PluginHost {
   }
 
   async #runWithRetries(job: Job, item: InboundItem): Promise<string | undefined> {
-    const { maxAttempts, retryBaseMs, handlerTimeoutMs, outbox, logger } = this.#options;
+    const { maxAttempts, retryBaseMs, logger } = this.#options;
     const log = (job.plugin?.log ?? logger).child({ eventId: job.eventId, seq: item.seq, lane: item.lane });
     // One cause scope per job: a retry numbers its sends from zero again, onto the same txnIds.
     let lastError = "";
     for (let attempt = 1; attempt <= maxAttempts; attempt++) {
-      const controller = new AbortController();
-      const onStop = () => controller.abort();
-      this.#stopping.signal.addEventListener("abort", onStop);
-      const ctx = createSendContext(
-        outbox.cause(job.cause),
-        job.plugin?.config,
-        log,
-        controller.signal,
-        this.#options.intent,
-      );
-      let timer: NodeJS.Timeout | undefined;
       try {
-        await Promise.race([
-          Promise.resolve().then(() => job.run(ctx)),
-          new Promise((_, reject) => {
-            timer = setTimeout(() => {
-              controller.abort();
-              reject(new Error(`timed out after ${handlerTimeoutMs} ms`));
-            }, handlerTimeoutMs);
-          }),
-        ]);
+        await this.#runOnce(job.cause, job.plugin, log, (ctx) => job.run(ctx));
         return undefined;
       } catch (error) {
         lastError = error instanceof Error ? error.message : String(error);
         log.warn({ err: error, attempt, handler: job.label }, "handler failed");
-      } finally {
-        clearTimeout(timer);
-        this.#stopping.signal.removeEventListener("abort", onStop);
       }
       if (this.#stopping.signal.aborted) break;
       if (attempt < maxAttempts) await new Promise((r) => setTimeout(r, retryBaseMs * 2 ** (attempt - 1)));

@@ -102,6 +102,62 @@ export interface CommandOptions {
   readonly usage?: string;
 }
 
+/** An HTTP method a webhook can be registered for. */
+export type WebhookMethod = "GET" | "POST" | "PUT" | "PATCH" | "DELETE";
+
+/**
+ * How a webhook proves the request comes from who holds the secret.
+ * - `bearer`: `Authorization: Bearer <secret>`.
+ * - `hmac-sha256`: GitHub's `X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the raw body>`.
+ */
+export type WebhookScheme = "bearer" | "hmac-sha256";
+
+/** What a webhook handler sees of the HTTP request. */
+export interface WebhookRequest {
+  readonly method: WebhookMethod;
+  /** The route's path as registered (`/alert`), without the `/plugins/<name>` prefix. */
+  readonly path: string;
+  /** Lower-cased header names; repeated headers joined with ", ". */
+  readonly headers: Readonly<Record<string, string>>;
+  /**
+   * The parsed JSON when the content type is JSON (`application/json`, `…+json`), otherwise the
+   * body as UTF-8 text; undefined when the body is empty.
+   */
+  readonly body: unknown;
+  /** The bytes as received (what an HMAC is computed over). */
+  readonly rawBody: Buffer;
+}
+
+export interface WebhookOptions {
+  /**
+   * The shared secret. @default the plugin config's `secret` (a string) — a route with neither is
+   * refused at registration: a webhook must be protected.
+   */
+  readonly secret?: string;
+  /** @default the plugin config's `scheme`, else "bearer" */
+  readonly scheme?: WebhookScheme;
+  /**
+   * The sender's delivery id, for senders that send none in a header (Alertmanager): two requests
+   * with the same id are one delivery, their sends collapse onto the same txnIds. Called after
+   * the request is authenticated and parsed; return undefined to fall back to the headers, then to
+   * an id given to the request on arrival. @default the headers only
+   */
+  readonly deliveryId?: (request: WebhookRequest) => string | undefined;
+}
+
+/**
+ * A webhook handler's context: the send helpers, bound to the cause
+ * `<plugin>/webhook:<METHOD> <path>:<deliveryId>`, plus the request. The request is answered
+ * 202 `{delivery_id}` once the handler's promise resolves (each awaited send is then journaled),
+ * 500 when it throws or times out: the sender retries, and with the same delivery id the retry's
+ * sends collapse onto the first attempt's.
+ */
+export interface WebhookContext<C> extends SendContext<C> {
+  readonly request: WebhookRequest;
+  /** The `X-GitHub-Delivery` / `Idempotency-Key` header, `options.deliveryId`, or an id given on arrival. */
+  readonly deliveryId: string;
+}
+
 /** What `setup` registers. Called once per plugin, before the framework starts dispatching. */
 export interface Bot<C> {
   readonly config: C;
@@ -120,6 +176,17 @@ export interface Bot<C> {
   onEphemeral<E = Record<string, unknown>>(
     type: string,
     handler: (ctx: EphemeralContext<C, E>) => unknown,
+  ): void;
+  /**
+   * Serves `METHOD /plugins/<plugin>/<path>` on the appservice endpoint. `path` is literal
+   * (`/alert`, `/github/push`: letters, digits, `-._~`). Throws (the plugin fails to load) when
+   * the route has no secret, or is registered twice.
+   */
+  webhook(
+    method: WebhookMethod,
+    path: string,
+    handler: (ctx: WebhookContext<C>, request: WebhookRequest) => unknown,
+    options?: WebhookOptions,
   ): void;
   /** Answers the homeserver's user queries for matching ids (the user is registered on demand). */
   claimUsers(pattern: RegExp): void;

@@ -153,6 +153,8 @@ export class Courier {
         checks: { ping: this.#ping, plugins: this.host.status() },
       }),
       accepting: () => this.#accepting,
+      // Plugin webhooks under /plugins/<name>/ (the plugins are loaded by now).
+      routes: (app) => this.host.mountWebhooks(app),
     });
     await this.host.start();
     await this.outbox.start();

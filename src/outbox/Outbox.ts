@@ -193,6 +193,7 @@ export class Outbox extends EventEmitter<OutboxEvents> {
 
   /** Picks up rows put back to pending behind the outbox's back (operator retry of dead letters). */
   async rescan(): Promise<void> {
+    if (!this.#started) return;
     for (const key of await this.#store.pendingLanes()) {
       const lane = this.#lanes.get(key);
       if (lane) lane.complete = false;

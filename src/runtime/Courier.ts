@@ -19,6 +19,7 @@ import { userId as toUserId } from "../ids.ts";
 import { createLogger } from "../logging/createLogger.ts";
 
 const PRUNE_INTERVAL_MS = 3_600_000;
+const RESCAN_INTERVAL_MS = 10_000;
 
 /** The device the bot user receives to-device messages on. */
 export const BOT_DEVICE_ID = "COURIER";
@@ -61,6 +62,7 @@ export class Courier {
   #ping: PingReport | undefined;
   readonly #registered = new Set<string>();
   #pruneTimer: NodeJS.Timeout | undefined;
+  #rescanTimer: NodeJS.Timeout | undefined;
   readonly #ownNamespace: (userId: string) => boolean;
 
   constructor(options: CourierOptions) {
@@ -166,6 +168,11 @@ export class Courier {
     await this.#ensureBotDevice();
     await this.#prune();
     this.#pruneTimer = setInterval(() => void this.#prune(), PRUNE_INTERVAL_MS).unref();
+    // Dead letters put back by `courier outbox retry` (another process) are found by a rescan.
+    this.#rescanTimer = setInterval(
+      () => void this.outbox.rescan().catch(() => {}),
+      RESCAN_INTERVAL_MS,
+    ).unref();
   }
 
   /** Drops what the retention period no longer needs, so the file does not grow forever. */
@@ -219,6 +226,7 @@ export class Courier {
   async stop(deadlineMs = 10_000): Promise<void> {
     this.#accepting = false;
     clearInterval(this.#pruneTimer);
+    clearInterval(this.#rescanTimer);
     await this.dispatcher.stop(deadlineMs);
     await this.host.stop();
     await this.outbox.stop(deadlineMs);

@@ -123,6 +123,25 @@ describe("Outbox", () => {
     await expect(entries[1]!.delivered()).rejects.toThrow(/not in room/);
   });
 
+  test("a dead letter put back to pending (operator retry) is sent after a rescan", async () => {
+    const { outbox, transport, store } = setup();
+    let refuse = true;
+    transport.answer = async () => {
+      if (refuse) throw new MatrixError(403, { errcode: "M_FORBIDDEN", error: "not yet" });
+      return { event_id: "$late" };
+    };
+    await outbox.start();
+    const entry = await outbox.enqueue(msg(ROOMS[0]!, 0));
+    await expect(entry.delivered()).rejects.toBeInstanceOf(DeadLetterError);
+    await outbox.onIdle();
+    refuse = false;
+    expect(await store.requeue("all-dead")).toBe(1);
+    await outbox.rescan();
+    await outbox.onIdle();
+    expect(await store.get(entry.txnId)).toMatchObject({ state: "sent", eventId: "$late" });
+    expect(transport.requests).toHaveLength(2);
+  });
+
   test("a 429 pauses only that sender, for retry_after_ms", async () => {
     const ghost = userId("@ghost:example.org");
     const { outbox, transport } = setup();

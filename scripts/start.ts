@@ -28,9 +28,12 @@ const registration = loadRegistration(registrationPath);
 const bind = new URL(registration.url);
 say("no config.yaml: starting the development setup (a local Synapse and the shipped plugins)");
 await ensureSynapseInstalled((line) => say(line));
+// The usual homeserver port when it is free, so a client set up once keeps working across runs.
+const port = (await isFree(8008)) ? 8008 : undefined;
 const synapse = await LocalSynapse.start({
   dataDir: path.join(DEV, "synapse"),
   registrationFiles: [registrationPath],
+  ...(port ? { port } : {}),
 });
 const config = configSchema.parse({
   homeserver: { url: synapse.baseUrl, serverName: synapse.serverName },

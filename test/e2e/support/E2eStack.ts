@@ -180,17 +180,24 @@ export class E2eStack {
     urlPath: string,
     body?: unknown,
   ): Promise<T> {
-    const res = await fetch(`${this.synapse.baseUrl}${urlPath}`, {
-      method,
-      headers: {
-        authorization: `Bearer ${token}`,
-        ...(body === undefined ? {} : { "content-type": "application/json" }),
-      },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    const json = (await res.json()) as T;
-    if (!res.ok) throw new Error(`${method} ${urlPath} → ${res.status} ${JSON.stringify(json)}`);
-    return json;
+    // Like a real client, wait out the homeserver's rate limits (tests may set them low).
+    for (let attempt = 0; ; attempt++) {
+      const res = await fetch(`${this.synapse.baseUrl}${urlPath}`, {
+        method,
+        headers: {
+          authorization: `Bearer ${token}`,
+          ...(body === undefined ? {} : { "content-type": "application/json" }),
+        },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+      const json = (await res.json()) as T & { retry_after_ms?: number };
+      if (res.status === 429 && attempt < 30) {
+        await new Promise((r) => setTimeout(r, Math.max(json.retry_after_ms ?? 500, 100)));
+        continue;
+      }
+      if (!res.ok) throw new Error(`${method} ${urlPath} → ${res.status} ${JSON.stringify(json)}`);
+      return json;
+    }
   }
 
   /** Every m.room.message of a room, oldest first, read back with /messages. */

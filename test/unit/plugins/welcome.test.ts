@@ -1,54 +1,19 @@
-import { pino } from "pino";
-import { PluginHost } from "../../../src/plugins/PluginHost.ts";
-import { Outbox } from "../../../src/outbox/Outbox.ts";
-import { SqliteOutboxStore } from "../../../src/store/sqlite/SqliteOutboxStore.ts";
-import type { MatrixRequest } from "../../../src/matrix/requests.ts";
-import { userId } from "../../../src/ids.ts";
+import { pluginHarness } from "../../support/pluginHarness.ts";
 import welcome from "../../../plugins/welcome/index.ts";
 
-const BOT = "@courier:x";
-
 async function setup(config: object) {
-  const sent: MatrixRequest[] = [];
-  const outbox = new Outbox({
-    store: new SqliteOutboxStore({ path: ":memory:" }),
-    transport: { send: async (req) => (sent.push(req), { event_id: "$x" }) },
-    appserviceId: "t",
-    botUserId: userId(BOT),
-  });
-  const host = new PluginHost({
-    outbox,
-    logger: pino({ level: "silent" }),
-    botUserId: BOT,
-    isOwnUser: (id) => id === BOT,
-    intent: () => {
-      throw new Error("not used");
-    },
-  });
-  expect(await host.load(welcome, config)).toBe(true);
-  await outbox.start();
-  let seq = 0;
+  const harness = await pluginHarness();
+  expect(await harness.host.load(welcome, config)).toBe(true);
   const member = (room: string, user: string, content: object, prev?: object) =>
-    host.dispatch({
-      seq: ++seq,
-      txnId: "t",
-      kind: "event",
-      lane: `room:${room}`,
-      eventId: `$${seq}`,
-      attempts: 0,
-      json: JSON.stringify({
-        event_id: `$${seq}`,
-        room_id: room,
-        sender: user,
-        state_key: user,
-        type: "m.room.member",
-        origin_server_ts: 1,
-        content,
-        ...(prev ? { unsigned: { prev_content: prev } } : {}),
-      }),
+    harness.dispatch({
+      room_id: room,
+      sender: user,
+      state_key: user,
+      type: "m.room.member",
+      content,
+      ...(prev ? { unsigned: { prev_content: prev } } : {}),
     });
-  const bodies = async () => (await outbox.onIdle(), sent.map((r) => JSON.parse(r.body!).body as string));
-  return { member, bodies };
+  return { member, bodies: harness.bodies };
 }
 
 describe("welcome plugin", () => {
@@ -68,15 +33,7 @@ describe("welcome plugin", () => {
   });
 
   test("a rejected config disables only this plugin", async () => {
-    const host = new PluginHost({
-      outbox: {} as Outbox,
-      logger: pino({ level: "silent" }),
-      botUserId: BOT,
-      isOwnUser: () => false,
-      intent: () => {
-        throw new Error("not used");
-      },
-    });
+    const { host } = await pluginHarness();
     expect(await host.load(welcome, { text: "" })).toBe(false);
     expect(host.status()[0]).toMatchObject({
       name: "welcome",

@@ -1,5 +1,5 @@
 import { DatabaseSync } from "node:sqlite";
-import { mkdirSync } from "node:fs";
+import { chmodSync, mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 
 /** How hard a commit waits for the disk. NORMAL in WAL survives a process crash; FULL a power cut. */
@@ -68,13 +68,21 @@ const MIGRATIONS: readonly string[] = [
  * brings its schema up to date. Creates the parent folder; the file is private to its owner.
  */
 export function openSqlite(options: SqliteOptions): DatabaseSync {
-  if (options.path !== ":memory:") mkdirSync(dirname(options.path), { recursive: true, mode: 0o700 });
+  const onDisk = options.path !== ":memory:";
+  if (onDisk) mkdirSync(dirname(options.path), { recursive: true, mode: 0o700 });
   const db = new DatabaseSync(options.path);
+  // Before WAL mode: SQLite gives the -wal and -shm files the mode of the database file.
+  if (onDisk) chmodSync(options.path, 0o600);
   db.exec(
     `PRAGMA journal_mode = WAL; PRAGMA synchronous = ${options.synchronous ?? "NORMAL"}; PRAGMA busy_timeout = 5000;`,
   );
   migrate(db);
   return db;
+}
+
+/** A store's database: the one another store already opened (shared), or its own. */
+export function openOrShare(source: SqliteOptions | DatabaseSync): { db: DatabaseSync; owned: boolean } {
+  return "prepare" in source ? { db: source, owned: false } : { db: openSqlite(source), owned: true };
 }
 
 function migrate(db: DatabaseSync): void {

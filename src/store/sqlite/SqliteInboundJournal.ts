@@ -1,5 +1,4 @@
 import type { DatabaseSync, StatementSync } from "node:sqlite";
-import { chmodSync } from "node:fs";
 import type {
   InboundItem,
   InboundKind,
@@ -7,7 +6,7 @@ import type {
   InboundStore,
   NewInboundItem,
 } from "../InboundStore.ts";
-import { openSqlite, type SqliteOptions } from "./SqliteDatabase.ts";
+import { openOrShare, type SqliteOptions } from "./SqliteDatabase.ts";
 
 interface RawItem {
   seq: number;
@@ -44,10 +43,7 @@ export class SqliteInboundJournal implements InboundStore {
 
   /** Opens (and migrates) the file, or wraps a database another store already opened. */
   constructor(source: SqliteOptions | DatabaseSync) {
-    this.#ownsDb = !("prepare" in source);
-    this.#db = "prepare" in source ? source : openSqlite(source);
-    if (this.#ownsDb && (source as SqliteOptions).path !== ":memory:")
-      chmodSync((source as SqliteOptions).path, 0o600);
+    ({ db: this.#db, owned: this.#ownsDb } = openOrShare(source));
     this.#insertTxn = this.#db.prepare(
       `INSERT INTO inbound_txns (txn_id, body_hash, received_at) VALUES (?, ?, ?)
        ON CONFLICT (txn_id, body_hash) DO NOTHING RETURNING txn_id`,

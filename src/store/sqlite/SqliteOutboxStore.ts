@@ -1,5 +1,4 @@
 import type { DatabaseSync, StatementSync } from "node:sqlite";
-import { chmodSync } from "node:fs";
 import { hash } from "node:crypto";
 import type { TxnId } from "../../ids.ts";
 import type { OutboxKind } from "../../outbox/deriveTxnId.ts";
@@ -14,7 +13,7 @@ import type {
   OutboxTotals,
   Settlement,
 } from "../OutboxStore.ts";
-import { openSqlite, type SqliteOptions } from "./SqliteDatabase.ts";
+import { openOrShare, type SqliteOptions } from "./SqliteDatabase.ts";
 
 interface RawRow {
   seq: number;
@@ -74,10 +73,7 @@ export class SqliteOutboxStore implements OutboxStore {
 
   /** Opens (and migrates) the file, or wraps a database another store already opened. */
   constructor(source: SqliteOptions | DatabaseSync) {
-    this.#ownsDb = !("prepare" in source);
-    this.#db = "prepare" in source ? source : openSqlite(source);
-    if (this.#ownsDb && (source as SqliteOptions).path !== ":memory:")
-      chmodSync((source as SqliteOptions).path, 0o600);
+    ({ db: this.#db, owned: this.#ownsDb } = openOrShare(source));
     this.#insert = this.#db.prepare(
       `INSERT INTO outbox (txn_key, txn_id, lane_id, kind, sender, method, path, body, created_at)
        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (txn_key) DO NOTHING RETURNING seq`,

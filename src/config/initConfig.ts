@@ -76,6 +76,12 @@ logging:
   level: info # fatal, error, warn, info, debug, trace or silent
   pretty: auto # auto: human-readable when stdout is a terminal
 
+# The operator dashboard at <appservice url>/admin/ (lanes, recent sends, dead letters with a
+# retry button, plugins, throughput). Off while no token is set; COURIER_ADMIN_TOKEN works too.
+# admin:
+#   token: <at least 16 random characters, e.g. from \`openssl rand -hex 24\`>
+#   sessionMinutes: 720         # how long a browser login lasts
+
 # Loaded in this order. "module" is a path (./ or ../) or a package name; without it, the
 # plugin shipped with matrix-courier under that name. "config" is checked by the plugin.
 plugins:

@@ -196,6 +196,28 @@ const logging = z
   .strict()
   .prefault({});
 
+/** The operator dashboard's token: long enough not to be guessed; never quoted in a message. */
+const adminToken = secret.superRefine((value, ctx) => {
+  if (typeof value !== "string") return;
+  if (/change_?me|placeholder|xxx/i.test(value))
+    ctx.addIssue({ code: "custom", message: "is a placeholder" });
+  else if (value.length < 16)
+    ctx.addIssue({ code: "custom", message: `is too short (${value.length} characters; at least 16)` });
+});
+
+const admin = z
+  .object({
+    /**
+     * The operator dashboard under /admin/ on the appservice listener, for anyone who presents
+     * this token (`Authorization: Bearer`, or the login form). Unset: no dashboard. @default unset
+     */
+    token: adminToken.optional(),
+    /** How long a browser login lasts. @default 720 (12 hours) */
+    sessionMinutes: positiveInt(720),
+  })
+  .strict()
+  .prefault({});
+
 const plugin = z
   .object({
     /** Unique; names the plugin's config section, logs, store keys and HTTP prefix. */
@@ -239,7 +261,7 @@ const plugins = z
   );
 
 export const configSchema = z
-  .object({ homeserver, appservice, store, outbox, dispatcher, logging, plugins })
+  .object({ homeserver, appservice, store, outbox, dispatcher, logging, admin, plugins })
   .strict();
 
 /** The configuration after validation, with every default applied and paths absolute. */

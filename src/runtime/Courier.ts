@@ -17,6 +17,7 @@ import type { Intent, PluginDefinition } from "../plugins/definePlugin.ts";
 import { CourierError } from "../errors.ts";
 import { userId as toUserId } from "../ids.ts";
 import { createLogger } from "../logging/createLogger.ts";
+import { AdminDashboard } from "../admin/AdminDashboard.ts";
 
 const PRUNE_INTERVAL_MS = 3_600_000;
 const RESCAN_INTERVAL_MS = 10_000;
@@ -64,6 +65,8 @@ export class Courier {
   #pruneTimer: NodeJS.Timeout | undefined;
   #rescanTimer: NodeJS.Timeout | undefined;
   readonly #ownNamespace: (userId: string) => boolean;
+  /** The operator dashboard under /admin/; undefined when no admin token is configured. */
+  readonly #admin: AdminDashboard | undefined;
 
   constructor(options: CourierOptions) {
     const { config, registration } = options;
@@ -113,6 +116,18 @@ export class Courier {
       logger: this.log.child({ component: "dispatcher" }),
       maxConcurrency: config.dispatcher.maxConcurrency,
     });
+    this.#admin =
+      config.admin.token === undefined
+        ? undefined
+        : new AdminDashboard({
+            token: config.admin.token,
+            sessionTtlMs: config.admin.sessionMinutes * 60_000,
+            outbox: this.outbox,
+            store: this.#outboxStore,
+            plugins: () => this.host.status(),
+            about: () => ({ botUserId: this.botUserId, homeserver: config.homeserver.url, ping: this.#ping }),
+            logger: this.log.child({ component: "admin" }),
+          });
   }
 
   /** The port the appservice endpoint listens on (after start). */
@@ -155,8 +170,11 @@ export class Courier {
         checks: { ping: this.#ping, plugins: this.host.status() },
       }),
       accepting: () => this.#accepting,
-      // Plugin webhooks under /plugins/<name>/ (the plugins are loaded by now).
-      routes: (app) => this.host.mountWebhooks(app),
+      // Plugin webhooks under /plugins/<name>/ (the plugins are loaded by now); the dashboard.
+      routes: (app) => {
+        this.host.mountWebhooks(app);
+        this.#admin?.mount(app);
+      },
     });
     await this.host.start();
     await this.outbox.start();

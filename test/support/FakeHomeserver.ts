@@ -188,6 +188,11 @@ const JSON_HEADERS = { "content-type": "application/json" } as const;
 const MAX_REQUEST_BYTES = 8 * 1024 * 1024;
 const DEFAULT_SEED = 0x5eed;
 const DEFAULT_RETRY_AFTER_MS = 100;
+const REFUSED_ROOM = {
+  status: 403,
+  errcode: "M_FORBIDDEN",
+  error: "User is not in the room (refused by the test)",
+} as const;
 const SEND_LIKE: ReadonlySet<Route["kind"]> = new Set(["send", "state", "redact", "toDevice"]);
 
 /** mulberry32: a tiny, fast, seedable PRNG returning floats in [0, 1). */
@@ -268,6 +273,7 @@ export class FakeHomeserver {
   private membership = new Map<string, Set<string>>();
   private nextEvent = 1;
 
+  private refusedRooms = new Map<string, Answer>();
   private faults: FaultOptions = {};
   private faultThresholds = { reset: 0, r429: 0, r500: 0, r502: 0, drop: 0 };
   private scripted: { kind: FaultKind; match: FaultMatcher | undefined }[] = [];
@@ -468,6 +474,20 @@ export class FakeHomeserver {
     for (let i = 0; i < n; i++) this.scripted.push({ kind, match });
   }
 
+  /**
+   * Answers every send, state and redact to `roomId` with a permanent error (by default 403
+   * M_FORBIDDEN, as for a room the sender is not in) until `allowRoom(roomId)`. Not a fault: it
+   * is checked before faults, applies to every request, and is not counted as one.
+   */
+  refuseRoom(roomId: string, error: { status: number; errcode: string; error: string } = REFUSED_ROOM): void {
+    this.refusedRooms.set(roomId, matrixError(error.status, error.errcode, error.error));
+  }
+
+  /** Undoes `refuseRoom`. */
+  allowRoom(roomId: string): void {
+    this.refusedRooms.delete(roomId);
+  }
+
   /** Holds every request (control requests excepted) until `resume()`. */
   pause(): void {
     this.paused = true;
@@ -490,6 +510,7 @@ export class FakeHomeserver {
     this.registered = new Set();
     this.membership = new Map();
     this.txnCache = new Map();
+    this.refusedRooms = new Map();
     this.counters = { requests: 0, stored: 0, deduped: 0, rejected: 0, faults: emptyFaultCounts() };
     this.random = mulberry32(this.seed);
     this.clearFaults();
@@ -611,6 +632,9 @@ export class FakeHomeserver {
         matrixError(403, "M_FORBIDDEN", `Application service has not registered this user (${sender})`),
       );
     }
+
+    const refused = "roomId" in route ? this.refusedRooms.get(route.roomId) : undefined;
+    if (refused) return this.reject(res, rec, refused);
 
     // Faults.
     let dropAfterProcess = false;

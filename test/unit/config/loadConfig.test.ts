@@ -63,6 +63,7 @@ describe("loadConfig", () => {
       },
       dispatcher: { maxConcurrency: 16, handlerTimeoutMs: 30_000, maxAttempts: 5 },
       logging: { level: "info", pretty: "auto" },
+      admin: { sessionMinutes: 720 },
       plugins: [],
     });
   });

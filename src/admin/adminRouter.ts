@@ -1,0 +1,259 @@
+import express, { type NextFunction, type Request, type Response, type Router } from "express";
+import type { Logger } from "pino";
+import { CourierError, InboundRequestError } from "../errors.ts";
+import type { TxnId } from "../ids.ts";
+import type { Outbox } from "../outbox/Outbox.ts";
+import type { OutboxStore } from "../store/OutboxStore.ts";
+import {
+  readCredentials,
+  requestOrigin,
+  SESSION_COOKIE,
+  tokenMatches,
+  type AdminCredentials,
+} from "./adminAuth.ts";
+import type { AdminSessions } from "./AdminSessions.ts";
+import type { AdminState } from "./adminState.ts";
+import { CONTENT_SECURITY_POLICY, dashboardPage, loginPage } from "./dashboardPage.ts";
+import { DASHBOARD_SCRIPT } from "./dashboardScript.ts";
+
+export interface AdminRouterOptions {
+  readonly token: string;
+  readonly sessions: AdminSessions;
+  /** Everything the page shows. Does I/O. */
+  readonly state: () => Promise<AdminState>;
+  readonly store: Pick<OutboxStore, "requeue">;
+  readonly outbox: Pick<Outbox, "rescan">;
+  readonly log: Logger;
+}
+
+/** Every refusal of the dashboard, defined once: stable code, Matrix errcode, status, message. */
+const refuse = {
+  missing: () =>
+    new InboundRequestError(
+      "COURIER_ADMIN_UNAUTHORIZED",
+      "M_UNAUTHORIZED",
+      401,
+      "Missing credentials: send the admin token as 'Authorization: Bearer <token>', or log in at /admin/.",
+    ),
+  expired: () =>
+    new InboundRequestError(
+      "COURIER_ADMIN_SESSION_ENDED",
+      "M_UNAUTHORIZED",
+      401,
+      "The session has ended (logged out, expired, or the appservice restarted); log in again.",
+    ),
+  wrong: () =>
+    new InboundRequestError(
+      "COURIER_ADMIN_FORBIDDEN",
+      "M_FORBIDDEN",
+      403,
+      "The credentials are not the admin token (admin.token in config.yaml).",
+    ),
+  crossOrigin: () =>
+    new InboundRequestError(
+      "COURIER_ADMIN_CROSS_ORIGIN",
+      "M_FORBIDDEN",
+      403,
+      "Refused: a request that changes something must come from the dashboard's own page (its Origin does not match).",
+    ),
+  notDead: (txnId: string) =>
+    new InboundRequestError(
+      "COURIER_ADMIN_NOT_DEAD",
+      "M_NOT_FOUND",
+      404,
+      `${txnId} is not a dead letter (unknown, or already retried).`,
+    ),
+  unrecognized: (method: string, path: string) =>
+    new InboundRequestError(
+      "COURIER_ADMIN_UNRECOGNIZED",
+      "M_UNRECOGNIZED",
+      404,
+      `Unrecognized request: ${method} ${path}`,
+    ),
+  badRequest: (status: number, detail: string) =>
+    new InboundRequestError("COURIER_ADMIN_BAD_REQUEST", "M_UNKNOWN", status, detail),
+  internal: (cause: unknown) =>
+    new InboundRequestError("COURIER_ADMIN_INTERNAL", "M_UNKNOWN", 500, "Internal error; it was logged.", {
+      cause,
+    }),
+};
+
+const FORM_LIMIT_BYTES = 4096;
+
+/**
+ * The operator dashboard as an express Router, to be mounted under `/admin`. Everything but the
+ * login form's POST needs credentials: the admin token as `Authorization: Bearer` (scripts) or
+ * the session cookie the login form hands out (browsers: HttpOnly, SameSite=Strict). POSTs that
+ * ride on the cookie must also come from the dashboard's own origin. Refusals are `{errcode,
+ * error}` with 401/403; a browser asking for a page gets the login form with the same status.
+ */
+export function createAdminRouter(options: AdminRouterOptions): Router {
+  const { sessions, log } = options;
+  const router = express.Router({ caseSensitive: true, strict: false });
+
+  router.use((_req, res, next) => {
+    res.set({
+      "content-security-policy": CONTENT_SECURITY_POLICY,
+      "x-content-type-options": "nosniff",
+      "x-frame-options": "DENY",
+      // Not "no-referrer": with it, browsers send `Origin: null` on same-origin POSTs.
+      "referrer-policy": "same-origin",
+      "cache-control": "no-store",
+    });
+    next();
+  });
+
+  router.post("/login", express.urlencoded({ extended: false, limit: FORM_LIMIT_BYTES }), (req, res) => {
+    if (requestOrigin(req.headers) === "cross-origin") throw refuse.crossOrigin();
+    const body = req.body as Record<string, unknown> | undefined;
+    const presented = typeof body?.token === "string" ? body.token : "";
+    const action = `${req.baseUrl}/login`;
+    if (presented === "") {
+      res.status(401).type("html").send(loginPage(action, "Enter the admin token."));
+      return;
+    }
+    if (!tokenMatches(presented, options.token)) {
+      log.warn({ ip: req.ip }, "dashboard login refused: wrong token");
+      res.status(403).type("html").send(loginPage(action, "That is not the admin token."));
+      return;
+    }
+    const session = sessions.create();
+    res.append("set-cookie", sessionCookie(req, session.id, session.maxAgeSeconds));
+    log.info({ ip: req.ip }, "dashboard login");
+    res.redirect(303, `${req.baseUrl}/`);
+  });
+
+  // Everything below needs credentials.
+  router.use((req, res, next) => {
+    const credentials = readCredentials(req.headers, options.token, sessions);
+    if (credentials.kind === "bearer" || credentials.kind === "session") {
+      res.locals.admin = credentials;
+      return next();
+    }
+    if (credentials.kind === "expired") res.append("set-cookie", sessionCookie(req, "", 0));
+    res.set("www-authenticate", 'Bearer realm="courier-admin"');
+    next(
+      credentials.kind === "wrong"
+        ? refuse.wrong()
+        : credentials.kind === "expired"
+          ? refuse.expired()
+          : refuse.missing(),
+    );
+  });
+
+  // A POST riding on the cookie must come from our own page: SameSite=Strict already keeps
+  // other sites' requests cookie-less; this also covers old browsers and same-site neighbours.
+  const sameOrigin = (req: Request, res: Response, next: NextFunction) => {
+    const credentials = res.locals.admin as AdminCredentials;
+    if (credentials.kind === "session" && requestOrigin(req.headers) !== "same-origin")
+      return next(refuse.crossOrigin());
+    next();
+  };
+
+  router.get("/", (req, res) => {
+    // Relative links (app.js, api/state) need the trailing slash.
+    if (!req.originalUrl.split("?")[0]!.endsWith("/")) return res.redirect(308, `${req.baseUrl}/`);
+    res.status(200).type("html").send(dashboardPage());
+  });
+
+  router.get("/app.js", (_req, res) => {
+    res.status(200).type("text/javascript").send(DASHBOARD_SCRIPT);
+  });
+
+  router.get("/api/state", async (_req, res) => {
+    res.status(200).json(await options.state());
+  });
+
+  router.post("/api/dead/retry", sameOrigin, async (_req, res) => {
+    const requeued = await options.store.requeue("all-dead");
+    log.info({ requeued }, "every dead letter requeued from the dashboard");
+    await sendNow();
+    res.status(200).json({ requeued });
+  });
+
+  router.post("/api/dead/:txnId/retry", sameOrigin, async (req, res) => {
+    const txnId = req.params.txnId as string;
+    const requeued = await options.store.requeue([txnId as TxnId]);
+    if (requeued === 0) throw refuse.notDead(txnId);
+    log.info({ txnId }, "dead letter requeued from the dashboard");
+    await sendNow();
+    res.status(200).json({ requeued });
+  });
+
+  router.post("/logout", sameOrigin, (req, res) => {
+    const credentials = res.locals.admin as AdminCredentials;
+    if (credentials.kind === "session") sessions.revoke(credentials.id);
+    res.append("set-cookie", sessionCookie(req, "", 0));
+    log.info("dashboard logout");
+    res.redirect(303, `${req.baseUrl}/`);
+  });
+
+  router.use((req, _res, next) => next(refuse.unrecognized(req.method, req.originalUrl.split("?")[0]!)));
+
+  router.use((error: unknown, req: Request, res: Response, _next: NextFunction) => {
+    const refusal = toRefusal(error);
+    const where = { method: req.method, path: req.originalUrl.split("?")[0] };
+    if (refusal.status >= 500) log.error({ err: refusal.cause ?? error, ...where }, refusal.message);
+    else log.debug({ ...where, status: refusal.status, errcode: refusal.errcode }, refusal.message);
+    if (res.headersSent) {
+      res.destroy();
+      return;
+    }
+    // A browser navigating to a page without a session gets the login form, with the same status.
+    const wantsPage = req.method === "GET" && req.accepts(["json", "html"]) === "html";
+    if (wantsPage && (refusal.status === 401 || refusal.status === 403)) {
+      const message = refusal.code === "COURIER_ADMIN_UNAUTHORIZED" ? undefined : refusal.message;
+      res
+        .status(refusal.status)
+        .type("html")
+        .send(loginPage(`${req.baseUrl}/login`, message));
+      return;
+    }
+    res.status(refusal.status).json({ errcode: refusal.errcode, error: refusal.message });
+  });
+
+  // The requeued rows are sent at once, not at the runtime's next periodic rescan.
+  async function sendNow(): Promise<void> {
+    try {
+      await options.outbox.rescan();
+    } catch (error) {
+      log.warn({ err: error }, "rescan after a dashboard retry failed; the periodic rescan will send it");
+    }
+  }
+
+  return router;
+}
+
+/** The session cookie; an empty id with max-age 0 deletes it. Secure when the page came over HTTPS. */
+function sessionCookie(req: Request, id: string, maxAgeSeconds: number): string {
+  const https =
+    req.secure ||
+    String(req.headers["x-forwarded-proto"] ?? "")
+      .split(",")[0]
+      ?.trim() === "https";
+  return [
+    `${SESSION_COOKIE}=${id}`,
+    `Path=${req.baseUrl || "/"}`,
+    `Max-Age=${maxAgeSeconds}`,
+    "HttpOnly",
+    "SameSite=Strict",
+    ...(https ? ["Secure"] : []),
+  ].join("; ");
+}
+
+interface HttpishError {
+  status?: unknown;
+  type?: unknown;
+  expose?: unknown;
+  message?: unknown;
+}
+
+function toRefusal(error: unknown): CourierError {
+  if (error instanceof CourierError) return error;
+  const e = (typeof error === "object" && error !== null ? error : {}) as HttpishError;
+  if (typeof e.status === "number" && e.status >= 400 && e.status < 500) {
+    const detail = e.expose === true && typeof e.message === "string" ? e.message : "Bad request.";
+    return refuse.badRequest(e.status, detail);
+  }
+  return refuse.internal(error);
+}

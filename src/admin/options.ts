@@ -1,0 +1,35 @@
+import type { Logger } from "pino";
+import type { Outbox } from "../outbox/Outbox.ts";
+import type { OutboxStore } from "../store/OutboxStore.ts";
+
+/** A plugin as the host reports it. */
+export interface PluginStatus {
+  readonly name: string;
+  readonly status: string;
+  readonly error?: string;
+}
+
+export interface AdminDashboardOptions {
+  /** The admin token (config `admin.token`): `Authorization: Bearer` or the login form. Never logged. */
+  readonly token: string;
+  /** How long a browser login lasts. @default 43200000 (12 hours) */
+  readonly sessionTtlMs?: number;
+  /** Its events feed the throughput chart; its stats fill the lanes; `rescan` sends a retried row at once. */
+  readonly outbox: Outbox;
+  /** The outbox's store: recent sends and dead letters (`list`), the retry button (`requeue`). */
+  readonly store: Pick<OutboxStore, "list" | "requeue">;
+  /** The plugins and their status. No I/O. */
+  readonly plugins: () => readonly PluginStatus[];
+  /** Shown in the page header (bot user id, homeserver, start-up ping…). No I/O. @default nothing */
+  readonly about?: () => Record<string, unknown>;
+  /** Logins, logouts and retries are logged here; tokens and session ids never are. */
+  readonly logger: Logger;
+  /** Recent sends listed. @default 25 */
+  readonly recentLimit?: number;
+  /** Dead letters listed. @default 100 */
+  readonly deadLimit?: number;
+  /** Lanes listed (the deepest first). @default 50 */
+  readonly laneLimit?: number;
+  /** The clock (tests). @default Date.now */
+  readonly now?: () => number;
+}

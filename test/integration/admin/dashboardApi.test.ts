@@ -1,0 +1,357 @@
+// The operator dashboard's HTTP surface on a whole Courier against the fake homeserver: who gets
+// in (token, cookie), what is refused (no token, wrong token, cross-origin POSTs), and what the
+// JSON API reports and does (lanes, sends, dead letters, retry, plugins, throughput).
+import { jest } from "@jest/globals";
+import { request } from "undici";
+import { z } from "zod";
+import { definePlugin } from "../../../src/plugins/definePlugin.ts";
+import type { AdminState } from "../../../src/admin/adminState.ts";
+import { startDashboardStack, type DashboardStack } from "../../support/dashboardStack.ts";
+
+const ROOM = "!ok:fake.test";
+const BANNED = "!banned:fake.test";
+const SLOW = "!slow:fake.test";
+
+interface Answer {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  text: string;
+  json: Record<string, unknown>;
+}
+
+async function call(
+  stack: DashboardStack,
+  method: "GET" | "POST",
+  path: string,
+  headers: Record<string, string> = {},
+  body?: string,
+): Promise<Answer> {
+  const res = await request(`${stack.url}${path}`, {
+    method,
+    headers,
+    ...(body === undefined ? {} : { body }),
+  });
+  const text = await res.body.text();
+  let json: Record<string, unknown> = {};
+  try {
+    json = JSON.parse(text) as Record<string, unknown>;
+  } catch {
+    // HTML or empty
+  }
+  return { status: res.statusCode, headers: res.headers, text, json };
+}
+
+const bearer = (stack: DashboardStack) => ({ authorization: `Bearer ${stack.adminToken!}` });
+const origin = (stack: DashboardStack) => ({ origin: stack.url });
+const form = { "content-type": "application/x-www-form-urlencoded" };
+
+/** Logs in through the form like a browser; returns the `Cookie` header to send back. */
+async function login(stack: DashboardStack): Promise<string> {
+  const res = await call(
+    stack,
+    "POST",
+    "/admin/login",
+    { ...form, ...origin(stack) },
+    `token=${encodeURIComponent(stack.adminToken!)}`,
+  );
+  expect(res.status).toBe(303);
+  const setCookie = ([] as string[]).concat(res.headers["set-cookie"] ?? []);
+  expect(setCookie).toHaveLength(1);
+  return setCookie[0]!.split(";")[0]!;
+}
+
+const state = async (stack: DashboardStack) =>
+  (await call(stack, "GET", "/admin/api/state", bearer(stack))).json as unknown as AdminState;
+
+let stacks: DashboardStack[] = [];
+afterEach(async () => {
+  await Promise.all(stacks.map((s) => s.stop()));
+  stacks = [];
+});
+const start = async (...args: Parameters<typeof startDashboardStack>) => {
+  const stack = await startDashboardStack(...args);
+  stacks.push(stack);
+  return stack;
+};
+
+describe("dashboard authentication", () => {
+  test("without admin.token there is no dashboard: /admin answers 404 like any unknown path", async () => {
+    const stack = await start({ adminToken: null });
+    for (const path of ["/admin/", "/admin/api/state", "/admin/login"]) {
+      const res = await call(stack, path === "/admin/login" ? "POST" : "GET", path);
+      expect(res).toMatchObject({ status: 404, json: { errcode: "M_UNRECOGNIZED" } });
+    }
+  }, 30_000);
+
+  test("no token → 401, wrong token → 403, the right one → 200; every route, Matrix-style errors", async () => {
+    const stack = await start();
+    const routes: Array<["GET" | "POST", string]> = [
+      ["GET", "/admin/"],
+      ["GET", "/admin"],
+      ["GET", "/admin/app.js"],
+      ["GET", "/admin/api/state"],
+      ["POST", "/admin/api/dead/retry"],
+      ["POST", "/admin/api/dead/abc/retry"],
+      ["POST", "/admin/logout"],
+      ["GET", "/admin/no-such-page"],
+    ];
+    for (const [method, path] of routes) {
+      const none = await call(stack, method, path);
+      expect({ path, status: none.status, json: none.json }).toEqual({
+        path,
+        status: 401,
+        json: { errcode: "M_UNAUTHORIZED", error: expect.stringContaining("admin token") },
+      });
+      expect(none.headers["www-authenticate"]).toBe('Bearer realm="courier-admin"');
+      const empty = await call(stack, method, path, { authorization: "" });
+      expect(empty.status).toBe(401);
+      for (const authorization of [`Bearer ${stack.adminToken!}x`, "Bearer nope", stack.adminToken!]) {
+        const wrong = await call(stack, method, path, { authorization });
+        expect({ path, status: wrong.status, errcode: wrong.json.errcode }).toEqual({
+          path,
+          status: 403,
+          errcode: "M_FORBIDDEN",
+        });
+      }
+    }
+    const page = await call(stack, "GET", "/admin/", bearer(stack));
+    expect(page.status).toBe(200);
+    expect(page.headers["content-type"]).toMatch(/^text\/html/);
+    expect(page.text).toContain('<script src="app.js"></script>');
+    expect(page.headers["content-security-policy"]).toContain("script-src 'self'");
+    expect(page.headers["cache-control"]).toBe("no-store");
+    expect((await call(stack, "GET", "/admin/app.js", bearer(stack))).headers["content-type"]).toMatch(
+      /^text\/javascript/,
+    );
+    expect((await call(stack, "GET", "/admin/api/state", bearer(stack))).status).toBe(200);
+    const redirect = await call(stack, "GET", "/admin", bearer(stack));
+    expect(redirect).toMatchObject({ status: 308, headers: { location: "/admin/" } });
+    expect(await call(stack, "GET", "/admin/nope", bearer(stack))).toMatchObject({
+      status: 404,
+      json: { errcode: "M_UNRECOGNIZED" },
+    });
+  }, 30_000);
+
+  test("a browser without a session gets the login form (401); the form exchanges the token for an HttpOnly SameSite=Strict cookie", async () => {
+    const stack = await start();
+    const html = { accept: "text/html,application/xhtml+xml,*/*;q=0.8" };
+    const anonymous = await call(stack, "GET", "/admin/", html);
+    expect(anonymous.status).toBe(401);
+    expect(anonymous.text).toContain('<form class="login" method="post" action="/admin/login">');
+
+    const wrong = await call(
+      stack,
+      "POST",
+      "/admin/login",
+      { ...form, ...origin(stack) },
+      "token=wrong-token",
+    );
+    expect(wrong.status).toBe(403);
+    expect(wrong.text).toContain("That is not the admin token.");
+    expect(wrong.headers["set-cookie"]).toBeUndefined();
+    expect((await call(stack, "POST", "/admin/login", { ...form, ...origin(stack) }, "token=")).status).toBe(
+      401,
+    );
+
+    const res = await call(
+      stack,
+      "POST",
+      "/admin/login",
+      { ...form, ...origin(stack) },
+      `token=${encodeURIComponent(stack.adminToken!)}`,
+    );
+    expect(res).toMatchObject({ status: 303, headers: { location: "/admin/" } });
+    const setCookie = String(res.headers["set-cookie"]);
+    expect(setCookie).toMatch(/^courier_admin=[A-Za-z0-9_-]{43}; /);
+    expect(setCookie).toContain("; HttpOnly");
+    expect(setCookie).toContain("; SameSite=Strict");
+    expect(setCookie).toContain("; Path=/admin");
+    expect(setCookie).toContain("; Max-Age=43200");
+    expect(setCookie).not.toContain(stack.adminToken!);
+    const cookie = setCookie.split(";")[0]!;
+
+    expect((await call(stack, "GET", "/admin/", { ...html, cookie })).status).toBe(200);
+    expect((await call(stack, "GET", "/admin/api/state", { cookie })).status).toBe(200);
+    // A made-up or ended session is no session.
+    expect(
+      await call(stack, "GET", "/admin/api/state", { cookie: `courier_admin=${"A".repeat(43)}` }),
+    ).toMatchObject({ status: 401, json: { errcode: "M_UNAUTHORIZED" } });
+
+    const logout = await call(stack, "POST", "/admin/logout", { cookie, ...origin(stack) });
+    expect(logout.status).toBe(303);
+    expect(String(logout.headers["set-cookie"])).toContain("courier_admin=; Path=/admin; Max-Age=0");
+    const after = await call(stack, "GET", "/admin/api/state", { cookie });
+    expect(after).toMatchObject({
+      status: 401,
+      json: { error: expect.stringContaining("session has ended") },
+    });
+    const page = await call(stack, "GET", "/admin/", { ...html, cookie });
+    expect(page.status).toBe(401);
+    expect(page.text).toContain("log in again");
+  }, 30_000);
+
+  test("CSRF: a POST on the cookie needs the dashboard's own Origin; the bearer token needs none", async () => {
+    const stack = await start();
+    const cookie = await login(stack);
+    const retryAll = (headers: Record<string, string>) =>
+      call(stack, "POST", "/admin/api/dead/retry", headers);
+    const refusals: Array<Record<string, string>> = [
+      {},
+      { origin: "http://evil.example" },
+      { origin: "null" },
+      { referer: "http://evil.example/page" },
+      { origin: stack.url, "sec-fetch-site": "cross-site" },
+      { origin: stack.url, "sec-fetch-site": "same-site" },
+    ];
+    for (const extra of refusals) {
+      const res = await retryAll({ cookie, ...extra });
+      expect({ extra, status: res.status, errcode: res.json.errcode }).toEqual({
+        extra,
+        status: 403,
+        errcode: "M_FORBIDDEN",
+      });
+    }
+    expect((await retryAll({ cookie, origin: stack.url, "sec-fetch-site": "same-origin" })).status).toBe(200);
+    expect((await retryAll({ cookie, referer: `${stack.url}/admin/` })).status).toBe(200);
+    // Behind a reverse proxy: the browser's origin is the proxy's host.
+    expect(
+      (await retryAll({ cookie, origin: "https://ops.example.org", "x-forwarded-host": "ops.example.org" }))
+        .status,
+    ).toBe(200);
+    expect((await retryAll(bearer(stack))).status).toBe(200);
+    // Logging out from another site is refused too; logging in from another site as well.
+    expect(
+      (await call(stack, "POST", "/admin/logout", { cookie, origin: "http://evil.example" })).status,
+    ).toBe(403);
+    const crossLogin = await call(
+      stack,
+      "POST",
+      "/admin/login",
+      { ...form, origin: "http://evil.example" },
+      `token=${encodeURIComponent(stack.adminToken!)}`,
+    );
+    expect(crossLogin).toMatchObject({ status: 403, json: { errcode: "M_FORBIDDEN" } });
+    expect(crossLogin.headers["set-cookie"]).toBeUndefined();
+  }, 30_000);
+
+  test("neither the token nor a session id ever reaches the log", async () => {
+    const stack = await start();
+    const cookie = await login(stack);
+    await call(stack, "POST", "/admin/login", { ...form, ...origin(stack) }, "token=not-the-token-but-close");
+    await call(stack, "GET", "/admin/api/state", bearer(stack));
+    await call(stack, "GET", "/admin/api/state", { authorization: `Bearer ${stack.adminToken!}-wrong` });
+    await call(stack, "POST", "/admin/api/dead/retry", { cookie });
+    await call(stack, "POST", "/admin/logout", { cookie, ...origin(stack) });
+    const logs = stack.logs();
+    expect(logs).toContain("dashboard login");
+    expect(logs).toContain("dashboard login refused");
+    expect(logs).not.toContain(stack.adminToken!);
+    expect(logs).not.toContain(cookie.split("=")[1]!);
+    expect(logs).not.toContain("not-the-token-but-close");
+  }, 30_000);
+});
+
+describe("dashboard JSON API", () => {
+  test("lanes, recent sends with event ids, dead letters with why, plugins, throughput", async () => {
+    const stack = await start({
+      plugins: [
+        { definition: definePlugin({ name: "fine", setup: () => {} }) },
+        {
+          definition: definePlugin({
+            name: "broken",
+            config: z.object({ room: z.string() }),
+            setup: () => {},
+          }),
+        },
+      ],
+    });
+    const { hs } = stack;
+    const sent = await Promise.all([stack.say(ROOM, "one"), stack.say(ROOM, "two")]);
+    const deliveries = await Promise.all(sent.map((s) => s.delivered()));
+    hs.refuseRoom(BANNED);
+    const dead = await stack.say(BANNED, "nobody hears this");
+    await expect(dead.delivered()).rejects.toMatchObject({ errcode: "M_FORBIDDEN" });
+    // A room whose sends keep failing (500) stays pending: a lane with depth and age.
+    hs.setFaults({ rate500: 1, match: (path) => path.includes(encodeURIComponent(SLOW)) });
+    await stack.say(SLOW, "stuck 1");
+    await stack.say(SLOW, "stuck 2");
+
+    const s = await state(stack);
+    expect(s.totals).toEqual({ pending: 2, sent: 2, dead: 1 });
+    expect(s.counters).toMatchObject({ sent: 2, dead: 1 });
+    expect(s.lanes.count).toBe(1);
+    expect(s.lanes.shown).toEqual([
+      {
+        lane: `room:${SLOW}`,
+        pending: 2,
+        oldestCreatedAt: expect.any(Number),
+        oldestAgeMs: expect.any(Number),
+      },
+    ]);
+    expect(s.lanes.shown[0]!.oldestAgeMs).toBeGreaterThanOrEqual(0);
+    const stored = hs.roomEvents(ROOM);
+    expect(s.recent.map((r) => r.eventId).sort()).toEqual(stored.map((e) => e.eventId).sort());
+    expect(s.recent.map((r) => r.txnId).sort()).toEqual(deliveries.map((d) => d.txnId).sort());
+    expect(s.recent[0]).toMatchObject({ lane: `room:${ROOM}`, kind: "send", attempts: 1 });
+    expect(s.dead).toEqual([
+      expect.objectContaining({
+        txnId: dead.txnId,
+        lane: `room:${BANNED}`,
+        errcode: "M_FORBIDDEN",
+        status: 403,
+        reason: expect.stringContaining("not in the room"),
+        attempts: 1,
+      }),
+    ]);
+    expect(JSON.stringify(s)).not.toContain("nobody hears this"); // no message content in the API
+    expect(s.plugins).toEqual([
+      { name: "fine", status: "running" },
+      { name: "broken", status: "failed", error: expect.stringContaining("invalid config") },
+    ]);
+    expect(s.throughput.sent).toHaveLength(60);
+    expect(s.throughput.sent.reduce((a, b) => a + b, 0)).toBe(2);
+    expect(s.throughput.dead.reduce((a, b) => a + b, 0)).toBe(1);
+    expect(s.about).toMatchObject({
+      botUserId: "@bot:fake.test",
+      homeserver: hs.url,
+      ping: { ok: true },
+      startedAt: expect.any(Number),
+    });
+  }, 30_000);
+
+  test("retry puts a dead letter back and sends it at once (not at the next periodic rescan)", async () => {
+    const stack = await start();
+    const { hs } = stack;
+    hs.refuseRoom(BANNED);
+    const dead = await stack.say(BANNED, "let me in");
+    await expect(dead.delivered()).rejects.toMatchObject({ errcode: "M_FORBIDDEN" });
+    expect(hs.roomEvents(BANNED)).toEqual([]);
+
+    // Not a dead letter (yet): nothing to retry.
+    expect(await call(stack, "POST", "/admin/api/dead/no-such-txn/retry", bearer(stack))).toMatchObject({
+      status: 404,
+      json: { errcode: "M_NOT_FOUND" },
+    });
+    hs.allowRoom(BANNED);
+    const rescan = jest.spyOn(stack.courier.outbox, "rescan");
+    const cookie = await login(stack);
+    const res = await call(stack, "POST", `/admin/api/dead/${encodeURIComponent(dead.txnId)}/retry`, {
+      cookie,
+      ...origin(stack),
+      "content-type": "application/json",
+    });
+    expect(res).toMatchObject({ status: 200, json: { requeued: 1 } });
+    expect(rescan).toHaveBeenCalled(); // before the answer, so the send starts now
+    await hs.waitFor(() => hs.roomEvents(BANNED).length === 1, 10_000, "the retried message");
+    const [event] = hs.roomEvents(BANNED);
+    expect(event).toMatchObject({ txnId: dead.txnId, content: { body: "let me in" } });
+    await stack.courier.outbox.onIdle();
+    const s = await state(stack);
+    expect(s.dead).toEqual([]);
+    expect(s.recent).toEqual([expect.objectContaining({ txnId: dead.txnId, eventId: event!.eventId })]);
+    // The same txnId again: it is sent, no longer dead.
+    expect((await call(stack, "POST", `/admin/api/dead/${dead.txnId}/retry`, bearer(stack))).status).toBe(
+      404,
+    );
+  }, 30_000);
+});

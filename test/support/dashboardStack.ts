@@ -1,0 +1,134 @@
+// A whole Courier (config, SQLite store, outbox, plugins, appservice listener with the operator
+// dashboard) against the in-process fake homeserver: for the dashboard's API and browser tests
+// and the screenshot script. Its log lines are kept, so tests can check no secret reached them.
+import { randomBytes } from "node:crypto";
+import { createServer } from "node:net";
+import { Writable } from "node:stream";
+import { configSchema } from "../../src/config/schema.ts";
+import type { Registration } from "../../src/config/registration.ts";
+import { roomId } from "../../src/ids.ts";
+import { createLogger } from "../../src/logging/createLogger.ts";
+import type { Enqueued } from "../../src/outbox/Outbox.ts";
+import type { PluginDefinition } from "../../src/plugins/definePlugin.ts";
+import { Courier } from "../../src/runtime/Courier.ts";
+import { FakeHomeserver } from "./FakeHomeserver.ts";
+
+export const SERVER_NAME = "fake.test";
+
+export interface DashboardStackOptions {
+  /** The admin token; null leaves `admin.token` unset (dashboard off). @default a random token */
+  readonly adminToken?: string | null;
+  /** Plugins by name, loaded in this order with these configs. @default none */
+  readonly plugins?: ReadonlyArray<{ definition: PluginDefinition; config?: Record<string, unknown> }>;
+  /** Extra plugin entries resolved by name (the shipped plugins). @default none */
+  readonly shippedPlugins?: ReadonlyArray<{ name: string; config?: Record<string, unknown> }>;
+  /** Store file. @default ":memory:" */
+  readonly storePath?: string;
+}
+
+export interface DashboardStack {
+  readonly hs: FakeHomeserver;
+  readonly courier: Courier;
+  /** The appservice listener, e.g. http://127.0.0.1:41234 */
+  readonly url: string;
+  readonly adminToken: string | undefined;
+  readonly asToken: string;
+  readonly hsToken: string;
+  /** Every log line so far, as written. */
+  logs(): string;
+  /** Journals one m.text message to `room` from the bot, under its own cause. */
+  say(room: string, body: string): Promise<Enqueued>;
+  stop(): Promise<void>;
+}
+
+let causes = 0;
+
+export async function startDashboardStack(options: DashboardStackOptions = {}): Promise<DashboardStack> {
+  const adminToken =
+    options.adminToken === null
+      ? undefined
+      : (options.adminToken ?? `adm_${randomBytes(24).toString("hex")}`);
+  const asToken = `as_${randomBytes(16).toString("hex")}`;
+  const hsToken = `hs_${randomBytes(16).toString("hex")}`;
+  const port = await findFreePort();
+  const url = `http://127.0.0.1:${port}`;
+  const hs = await FakeHomeserver.start({
+    asToken,
+    serverName: SERVER_NAME,
+    appservice: { url, hsToken, id: "courier" },
+  });
+  const registration: Registration = {
+    id: "courier",
+    url,
+    asToken,
+    hsToken,
+    senderLocalpart: "bot",
+    namespaces: {
+      users: [{ regex: `@bot_.*:${SERVER_NAME.replace(".", "\\.")}`, exclusive: true }],
+      aliases: [],
+      rooms: [],
+    },
+    rateLimited: false,
+    receiveEphemeral: true,
+  };
+  const plugins = options.plugins ?? [];
+  const config = configSchema.parse({
+    homeserver: { url: hs.url, serverName: SERVER_NAME },
+    appservice: { id: "courier", bind: { host: "127.0.0.1", port }, url, senderLocalpart: "bot" },
+    store: { path: options.storePath ?? ":memory:" },
+    outbox: { rate: { perSecond: 1000, burst: 1000 }, retry: { baseMs: 50, capMs: 1000 } },
+    logging: { level: "debug" },
+    admin: adminToken === undefined ? {} : { token: adminToken },
+    plugins: [
+      ...plugins.map((p) => ({ name: p.definition.name, config: p.config ?? {} })),
+      ...(options.shippedPlugins ?? []).map((p) => ({ name: p.name, config: p.config ?? {} })),
+    ],
+  });
+  const lines: string[] = [];
+  const destination = new Writable({
+    write(chunk: Buffer, _encoding, callback) {
+      lines.push(chunk.toString("utf8"));
+      callback();
+    },
+  });
+  const courier = new Courier({
+    config,
+    registration,
+    logger: createLogger({ level: "debug", destination }),
+    plugins: Object.fromEntries(plugins.map((p) => [p.definition.name, p.definition])),
+  });
+  try {
+    await courier.start();
+  } catch (error) {
+    await hs.stop();
+    throw error;
+  }
+  return {
+    hs,
+    courier,
+    url,
+    adminToken,
+    asToken,
+    hsToken,
+    logs: () => lines.join(""),
+    say: (room, body) =>
+      courier.outbox.cause(`dashboard-test-${++causes}`).send(roomId(room), { msgtype: "m.text", body }),
+    async stop() {
+      await courier.stop(2000);
+      await hs.stop();
+    },
+  };
+}
+
+// The fake homeserver's ping needs our address before we listen: pick a free port first.
+function findFreePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const address = server.address();
+      const port = typeof address === "object" && address ? address.port : 0;
+      server.close(() => (port ? resolve(port) : reject(new Error("no free port"))));
+    });
+  });
+}

@@ -1,0 +1,65 @@
+import { AdminSessions } from "../../../src/admin/AdminSessions.ts";
+import { cookieValue, readCredentials, requestOrigin, tokenMatches } from "../../../src/admin/adminAuth.ts";
+
+const TOKEN = "admin-token-0123456789abcdef";
+
+describe("admin credentials", () => {
+  const sessions = new AdminSessions({ ttlMs: 60_000 });
+
+  test("bearer beats cookie; wrong, missing and ended sessions are told apart", () => {
+    const { id } = sessions.create();
+    const cookie = `theme=dark; courier_admin=${id}`;
+    expect(readCredentials({ authorization: `Bearer ${TOKEN}` }, TOKEN, sessions)).toEqual({
+      kind: "bearer",
+    });
+    expect(readCredentials({ authorization: `bearer   ${TOKEN}  ` }, TOKEN, sessions)).toEqual({
+      kind: "bearer",
+    });
+    expect(readCredentials({ cookie }, TOKEN, sessions)).toEqual({ kind: "session", id });
+    expect(readCredentials({ authorization: "Bearer nope", cookie }, TOKEN, sessions)).toEqual({
+      kind: "wrong",
+    });
+    expect(readCredentials({ authorization: TOKEN }, TOKEN, sessions)).toEqual({ kind: "wrong" });
+    expect(readCredentials({ authorization: `Basic ${TOKEN}` }, TOKEN, sessions)).toEqual({ kind: "wrong" });
+    expect(readCredentials({ authorization: "  " }, TOKEN, sessions)).toEqual({ kind: "missing" });
+    expect(readCredentials({}, TOKEN, sessions)).toEqual({ kind: "missing" });
+    expect(readCredentials({ cookie: "courier_admin=" }, TOKEN, sessions)).toEqual({ kind: "missing" });
+    expect(readCredentials({ cookie: "courier_admin=forged" }, TOKEN, sessions)).toEqual({ kind: "expired" });
+  });
+
+  test("the login token compares exactly", () => {
+    expect(tokenMatches(TOKEN, TOKEN)).toBe(true);
+    expect(tokenMatches(`${TOKEN} `, TOKEN)).toBe(false);
+    expect(tokenMatches(TOKEN.slice(0, -1), TOKEN)).toBe(false);
+    expect(tokenMatches("", TOKEN)).toBe(false);
+  });
+
+  test("cookieValue finds one cookie among several", () => {
+    expect(cookieValue("a=1; courier_admin=xyz; b=2", "courier_admin")).toBe("xyz");
+    expect(cookieValue("courier_admin_old=1", "courier_admin")).toBeUndefined();
+    expect(cookieValue(undefined, "courier_admin")).toBeUndefined();
+  });
+
+  test("requestOrigin: Origin, then Referer, against Host or X-Forwarded-Host; Sec-Fetch-Site overrides", () => {
+    const host = "127.0.0.1:9000";
+    expect(requestOrigin({ host, origin: "http://127.0.0.1:9000" })).toBe("same-origin");
+    expect(requestOrigin({ host, origin: "http://127.0.0.1:9001" })).toBe("cross-origin");
+    expect(requestOrigin({ host, origin: "http://localhost:9000" })).toBe("cross-origin");
+    expect(requestOrigin({ host, origin: "null" })).toBe("cross-origin");
+    expect(requestOrigin({ host, referer: "http://127.0.0.1:9000/admin/" })).toBe("same-origin");
+    expect(requestOrigin({ host, referer: "http://evil.example/" })).toBe("cross-origin");
+    expect(requestOrigin({ host })).toBe("unknown");
+    expect(requestOrigin({ host, "sec-fetch-site": "cross-site", origin: "http://127.0.0.1:9000" })).toBe(
+      "cross-origin",
+    );
+    expect(requestOrigin({ host, "sec-fetch-site": "same-site" })).toBe("cross-origin");
+    expect(
+      requestOrigin({
+        host,
+        origin: "https://ops.example.org",
+        "x-forwarded-host": "ops.example.org, inner",
+      }),
+    ).toBe("same-origin");
+    expect(requestOrigin({ host: "OPS.example.org", origin: "https://ops.EXAMPLE.org" })).toBe("same-origin");
+  });
+});

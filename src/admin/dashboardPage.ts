@@ -34,14 +34,16 @@ h2 small { color: var(--muted); font-weight: normal; }
 .card.pending b { color: var(--warn); }
 table { width: 100%; border-collapse: collapse; font-size: 13px; }
 th { text-align: left; color: var(--muted); font-weight: 600; border-bottom: 1px solid var(--line); padding: 4px 8px 4px 0; }
-td { border-bottom: 1px solid var(--line); padding: 5px 8px 5px 0; vertical-align: top; overflow-wrap: anywhere; }
+td { border-bottom: 1px solid var(--line); padding: 5px 8px 5px 0; vertical-align: top; overflow-wrap: break-word; }
+td code { word-break: break-all; }
+td.nowrap, th.nowrap { white-space: nowrap; }
 td.num { font-variant-numeric: tabular-nums; text-align: right; white-space: nowrap; }
 code { font: 12px ui-monospace, "SFMono-Regular", Menlo, Consolas, monospace; }
 .empty { color: var(--muted); font-style: italic; }
 .status-running { color: var(--sent); font-weight: 600; }
 .status-failed { color: var(--dead); font-weight: 600; }
 .errcode { color: var(--dead); font-weight: 600; }
-button { font: inherit; padding: 3px 10px; border-radius: 5px; border: 1px solid var(--line);
+button { font: inherit; padding: 3px 10px; white-space: nowrap; border-radius: 5px; border: 1px solid var(--line);
   background: var(--card); color: var(--text); cursor: pointer; }
 button.primary { background: var(--accent); border-color: var(--accent); color: #fff; }
 button:disabled { opacity: .6; cursor: default; }
@@ -157,12 +159,12 @@ export function dashboardPage(): string {
   <section class="wide">
     <h2>Dead letters <small id="dead-summary"></small></h2>
     <div id="notice" role="status"></div>
-    <table><thead><tr><th>Dead since</th><th>Lane</th><th>Txn id</th><th>Error</th><th class="num">Attempts</th><th></th></tr></thead>
+    <table><thead><tr><th class="nowrap">Dead since</th><th>Lane</th><th>Txn id</th><th>Error</th><th class="num">Attempts</th><th></th></tr></thead>
     <tbody id="dead"></tbody></table>
   </section>
   <section class="wide">
     <h2>Recent sends <small>newest first</small></h2>
-    <table><thead><tr><th>Sent at</th><th>Lane</th><th>Txn id</th><th>Event id</th><th class="num">Attempts</th></tr></thead>
+    <table><thead><tr><th class="nowrap">Sent at</th><th>Lane</th><th>Txn id</th><th>Event id</th><th class="num">Attempts</th></tr></thead>
     <tbody id="recent"></tbody></table>
   </section>
 </main>

@@ -103,7 +103,7 @@ export const DASHBOARD_SCRIPT = `"use strict";
     var rows = plugins.map(function (p) {
       return el("tr", { "data-plugin": p.name }, [
         el("td", null, [code(p.name)]),
-        el("td", { "class": "status-" + p.status }, [p.status]),
+        el("td", { "class": "nowrap status-" + p.status }, [p.status]),
         el("td", null, [p.error || ""]),
       ]);
     });
@@ -115,22 +115,29 @@ export const DASHBOARD_SCRIPT = `"use strict";
       var button = el("button", { type: "button", "class": "retry", "data-txn": d.txnId }, ["Retry"]);
       button.addEventListener("click", function () { retry(d.txnId, button); });
       return el("tr", { "data-txn": d.txnId }, [
-        el("td", null, [fmtTime(d.settledAt)]),
+        el("td", { "class": "nowrap" }, [fmtTime(d.settledAt)]),
         el("td", null, [code(d.lane)]),
         el("td", null, [code(d.txnId)]),
-        el("td", null, [el("span", { "class": "errcode" }, [d.errcode + " " + d.status]), " " + (d.reason || "")]),
+        el("td", null, [el("span", { "class": "errcode" }, [d.errcode + " (" + d.status + ")"]), " " + reasonText(d)]),
         el("td", { "class": "num" }, [String(d.attempts)]),
         el("td", null, [button]),
       ]);
     });
     $("dead").replaceChildren.apply($("dead"), rows.length ? rows : [emptyRow(6, "No dead letters.")]);
-    $("dead-summary").textContent = total > dead.length ? "newest " + dead.length + " of " + total : "";
+    $("dead-summary").textContent = total > dead.length ? "the newest " + dead.length + " of " + total : total ? String(total) : "";
+  }
+
+  // The reason often starts with the status and errcode already shown: "403 M_FORBIDDEN: …".
+  function reasonText(d) {
+    var reason = String(d.reason || "");
+    var prefix = d.status + " " + d.errcode + ": ";
+    return reason.indexOf(prefix) === 0 ? reason.slice(prefix.length) : reason;
   }
 
   function renderRecent(recent) {
     var rows = recent.map(function (r) {
       return el("tr", { "data-txn": r.txnId }, [
-        el("td", null, [fmtTime(r.settledAt)]),
+        el("td", { "class": "nowrap" }, [fmtTime(r.settledAt)]),
         el("td", null, [code(r.lane)]),
         el("td", null, [code(r.txnId)]),
         el("td", { "class": "event-id" }, [r.eventId ? code(r.eventId) : "–"]),
@@ -142,7 +149,8 @@ export const DASHBOARD_SCRIPT = `"use strict";
 
   // Per-minute bars over the last hour as inline SVG: sent stacked under dead-lettered.
   function renderChart(t) {
-    var W = 760, H = 190, left = 40, right = 8, top = 10, bottom = 24;
+    // One SVG unit per CSS pixel: labels keep their size whatever the width.
+    var W = Math.max(320, Math.round($("chart").clientWidth) || 760), H = 190, left = 40, right = 8, top = 10, bottom = 24;
     var plotW = W - left - right, plotH = H - top - bottom;
     var n = t.sent.length;
     var peak = 0, sum = 0, deadSum = 0;
@@ -181,11 +189,12 @@ export const DASHBOARD_SCRIPT = `"use strict";
       fmtNumber(sum) + " sent, " + fmtNumber(deadSum) + " dead-lettered in the last hour · peak " + fmtNumber(peak) + "/min (since this process started)";
   }
 
+  // The top of the y axis: an even round number (its half is a whole gridline label) >= v.
   function niceCeil(v) {
     var p = Math.pow(10, Math.floor(Math.log10(v)));
-    var steps = [1, 2, 2.5, 5, 10];
+    var steps = [2, 4, 6, 8, 10];
     for (var i = 0; i < steps.length; i++) if (steps[i] * p >= v) return steps[i] * p;
-    return 10 * p;
+    return 20 * p;
   }
 
   function render(state) {

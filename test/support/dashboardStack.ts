@@ -13,8 +13,6 @@ import type { PluginDefinition } from "../../src/plugins/definePlugin.ts";
 import { Courier } from "../../src/runtime/Courier.ts";
 import { FakeHomeserver } from "./FakeHomeserver.ts";
 
-export const SERVER_NAME = "fake.test";
-
 export interface DashboardStackOptions {
   /** The admin token; null leaves `admin.token` unset (dashboard off). @default a random token */
   readonly adminToken?: string | null;
@@ -22,6 +20,8 @@ export interface DashboardStackOptions {
   readonly plugins?: ReadonlyArray<{ definition: PluginDefinition; config?: Record<string, unknown> }>;
   /** Extra plugin entries resolved by name (the shipped plugins). @default none */
   readonly shippedPlugins?: ReadonlyArray<{ name: string; config?: Record<string, unknown> }>;
+  /** The homeserver's server name. @default "fake.test" */
+  readonly serverName?: string;
   /** Store file. @default ":memory:" */
   readonly storePath?: string;
 }
@@ -50,11 +50,12 @@ export async function startDashboardStack(options: DashboardStackOptions = {}): 
       : (options.adminToken ?? `adm_${randomBytes(24).toString("hex")}`);
   const asToken = `as_${randomBytes(16).toString("hex")}`;
   const hsToken = `hs_${randomBytes(16).toString("hex")}`;
+  const serverName = options.serverName ?? "fake.test";
   const port = await findFreePort();
   const url = `http://127.0.0.1:${port}`;
   const hs = await FakeHomeserver.start({
     asToken,
-    serverName: SERVER_NAME,
+    serverName,
     appservice: { url, hsToken, id: "courier" },
   });
   const registration: Registration = {
@@ -64,7 +65,7 @@ export async function startDashboardStack(options: DashboardStackOptions = {}): 
     hsToken,
     senderLocalpart: "bot",
     namespaces: {
-      users: [{ regex: `@bot_.*:${SERVER_NAME.replace(".", "\\.")}`, exclusive: true }],
+      users: [{ regex: `@bot_.*:${serverName.replaceAll(".", "\\.")}`, exclusive: true }],
       aliases: [],
       rooms: [],
     },
@@ -73,7 +74,7 @@ export async function startDashboardStack(options: DashboardStackOptions = {}): 
   };
   const plugins = options.plugins ?? [];
   const config = configSchema.parse({
-    homeserver: { url: hs.url, serverName: SERVER_NAME },
+    homeserver: { url: hs.url, serverName },
     appservice: { id: "courier", bind: { host: "127.0.0.1", port }, url, senderLocalpart: "bot" },
     store: { path: options.storePath ?? ":memory:" },
     outbox: { rate: { perSecond: 1000, burst: 1000 }, retry: { baseMs: 50, capMs: 1000 } },

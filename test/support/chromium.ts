@@ -6,7 +6,7 @@ import path from "node:path";
 import { chromium, type BrowserContext } from "playwright-core";
 
 /** Where the browser is looked for: $CHROMIUM_PATH, else Debian's package. */
-export const CHROMIUM_PATH = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
+export const CHROMIUM_PATH = process.env.CHROMIUM_PATH || "/usr/bin/chromium";
 
 const ARGS = [
   "--no-sandbox",

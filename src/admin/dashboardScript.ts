@@ -171,7 +171,8 @@ export const DASHBOARD_SCRIPT = `"use strict";
     for (var j = 0; j < n; j++) {
       var x = left + j * slot + 1;
       var start = t.lastSlotStart - (n - 1 - j) * t.slotMs;
-      var hs = (t.sent[j] / max) * plotH, hd = (t.dead[j] / max) * plotH;
+      // A minute with any outcome gets at least 2 px: one dead letter among a thousand sends shows.
+      var hs = barHeight(t.sent[j], max, plotH), hd = barHeight(t.dead[j], max, plotH);
       var g = svg("g", { "data-minute": start });
       g.appendChild(svg("title", {}, fmtTime(start).slice(0, 5) + " · " + t.sent[j] + " sent, " + t.dead[j] + " dead"));
       // An invisible full-height target, so empty minutes have a tooltip too.
@@ -187,6 +188,10 @@ export const DASHBOARD_SCRIPT = `"use strict";
     $("chart").replaceChildren(root);
     $("throughput-summary").textContent =
       fmtNumber(sum) + " sent, " + fmtNumber(deadSum) + " dead-lettered in the last hour · peak " + fmtNumber(peak) + "/min (since this process started)";
+  }
+
+  function barHeight(count, max, plotH) {
+    return count > 0 ? Math.max(2, (count / max) * plotH) : 0;
   }
 
   // The top of the y axis: an even round number (its half is a whole gridline label) >= v.

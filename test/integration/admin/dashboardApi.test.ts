@@ -168,6 +168,16 @@ describe("dashboard authentication", () => {
     expect(setCookie).toContain("; Path=/admin");
     expect(setCookie).toContain("; Max-Age=43200");
     expect(setCookie).not.toContain(stack.adminToken!);
+    expect(setCookie).not.toContain("Secure");
+    // Behind a TLS-terminating proxy the cookie is marked Secure.
+    const proxied = await call(
+      stack,
+      "POST",
+      "/admin/login",
+      { ...form, ...origin(stack), "x-forwarded-proto": "https" },
+      `token=${encodeURIComponent(stack.adminToken!)}`,
+    );
+    expect(String(proxied.headers["set-cookie"])).toMatch(/; Secure$/);
     const cookie = setCookie.split(";")[0]!;
 
     expect((await call(stack, "GET", "/admin/", { ...html, cookie })).status).toBe(200);

@@ -135,6 +135,7 @@ export class Outbox extends EventEmitter<OutboxEvents> {
   readonly #timers = new Set<NodeJS.Timeout>();
   readonly #idleWaiters: Array<() => void> = [];
   #started = false;
+  #rescanning: Promise<void> = Promise.resolve();
   #stopped = false;
   #counters = { sent: 0, retried: 0, dead: 0, rateLimited: 0 };
 
@@ -191,13 +192,31 @@ export class Outbox extends EventEmitter<OutboxEvents> {
     for (const key of lanes) this.#pump(this.#laneFor(key, false));
   }
 
-  /** Picks up rows put back to pending behind the outbox's back (operator retry of dead letters). */
-  async rescan(): Promise<void> {
+  /**
+   * Picks up rows put back to pending behind the outbox's back (operator retry of dead letters),
+   * also in a lane that is still sending: those rows are older than its head, so they go next.
+   * Rescans run one at a time, so two of them never adopt the same row.
+   */
+  rescan(): Promise<void> {
+    this.#rescanning = this.#rescanning.catch(() => {}).then(() => this.#rescan());
+    return this.#rescanning;
+  }
+
+  async #rescan(): Promise<void> {
     if (!this.#started) return;
     for (const key of await this.#store.pendingLanes()) {
       const lane = this.#lanes.get(key);
-      if (lane) lane.complete = false;
-      this.#pump(lane ?? this.#laneFor(key, false));
+      if (!lane) {
+        this.#pump(this.#laneFor(key, false));
+        continue;
+      }
+      // Rows below the head the lane holds now were settled before it got there: pending ones
+      // among them were put back.
+      const head = lane.rows[0]?.seq ?? lane.lastSeq + 1;
+      const older = (await this.#store.loadLane(key, 0, this.#window)).filter((row) => row.seq < head);
+      lane.adopt(older);
+      lane.complete = false;
+      this.#pump(lane);
     }
   }
 

@@ -57,6 +57,13 @@ export class OutboxLane {
     this.loading = false;
   }
 
+  /** Takes rows older than the head (put back to pending); they go right after a head in flight. */
+  adopt(rows: readonly OutboxRow[]): void {
+    const held = new Set(this.rows.map((row) => row.seq));
+    const fresh = rows.filter((row) => !held.has(row.seq));
+    this.rows.splice(this.busy ? 1 : 0, 0, ...fresh);
+  }
+
   /** The head was delivered or dead-lettered. */
   advance(): OutboxRow | undefined {
     this.attempts = 0;

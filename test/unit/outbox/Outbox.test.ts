@@ -142,6 +142,31 @@ describe("Outbox", () => {
     expect(transport.requests).toHaveLength(2);
   });
 
+  test("a dead letter put back while its lane is still sending goes right after the head in flight", async () => {
+    const { outbox, transport, store } = setup();
+    const room = ROOMS[0]!;
+    let release: () => void = () => {};
+    transport.answer = async (req, n) => {
+      if (n === 1) throw new MatrixError(403, { errcode: "M_FORBIDDEN", error: "not yet" });
+      // The second request (m1) hangs until the dead letter has been put back.
+      if (n === 2) await new Promise<void>((resolve) => (release = resolve));
+      return { event_id: `$${req.body}` };
+    };
+    await outbox.start();
+    const dead = await outbox.enqueue(msg(room, 0));
+    await expect(dead.delivered()).rejects.toBeInstanceOf(DeadLetterError);
+    for (let n = 1; n <= 3; n++) await outbox.enqueue(msg(room, n));
+    await new Promise((r) => setImmediate(r));
+    expect(transport.requests).toHaveLength(2); // m1 in flight
+    expect(await store.requeue([dead.txnId])).toBe(1);
+    await outbox.rescan();
+    await outbox.rescan(); // a second rescan does not take the row twice
+    release();
+    await outbox.onIdle();
+    expect(transport.bodiesFor(room).map((b) => JSON.parse(b).body)).toEqual(["m0", "m1", "m0", "m2", "m3"]);
+    expect(await store.get(dead.txnId)).toMatchObject({ state: "sent" });
+  });
+
   test("a 429 pauses only that sender, for retry_after_ms", async () => {
     const ghost = userId("@ghost:example.org");
     const { outbox, transport } = setup();

@@ -15,6 +15,8 @@ export default {
   projects: [
     { ...common, displayName: "unit", testMatch: ["<rootDir>/test/unit/**/*.test.ts"] },
     { ...common, displayName: "integration", testMatch: ["<rootDir>/test/integration/**/*.test.ts"] },
+    // Property-based fuzzing (fast-check), bounded in runs and time; FUZZ_SEED replays a run.
+    { ...common, displayName: "fuzz", testMatch: ["<rootDir>/test/fuzz/**/*.test.ts"] },
     // Against a real Synapse (scripts/synapse): installed once into .cache, started per test file.
     { ...common, displayName: "e2e", testMatch: ["<rootDir>/test/e2e/**/*.test.ts"] },
   ],

@@ -139,6 +139,8 @@ export function createAppserviceApp(options: AppserviceOptions): AppserviceApp {
   app.set("x-powered-by", false);
   app.set("etag", false);
   app.set("env", "production");
+  // Matrix paths are case-sensitive: /TRANSACTIONS/ is not an endpoint.
+  app.set("case sensitive routing", true);
   app.lastPingAt = () => lastPingAt;
 
   const authenticate = (req: Request, _res: Response, next: NextFunction): void => {

@@ -1,0 +1,39 @@
+// Every fuzz property runs through these parameters: a seed that is printed (and can be given
+// back to replay a failure), a bounded number of runs and a time limit, so the whole fuzz suite
+// stays under a minute on a loaded 2-core machine.
+import fc from "fast-check";
+
+export interface FuzzBudget {
+  /** Runs of the property; multiplied by FUZZ_RUNS_FACTOR (default 1) for a longer local session. */
+  readonly numRuns: number;
+  /** Wall-clock limit of the whole property, shrinking included; runs left over are skipped. */
+  readonly timeLimitMs: number;
+}
+
+function seedFromEnvironment(): number {
+  const given = process.env.FUZZ_SEED;
+  if (given !== undefined && given !== "") {
+    const seed = Number(given);
+    if (!Number.isSafeInteger(seed)) throw new TypeError(`Expected FUZZ_SEED to be an integer, got ${given}`);
+    return seed;
+  }
+  return (Date.now() ^ (Math.random() * 0x7fffffff)) | 0;
+}
+
+/**
+ * fast-check parameters for one property: seeded (FUZZ_SEED, else random), bounded in runs and
+ * time. Prints the seed on stderr, so a failure in CI can be replayed with `FUZZ_SEED=<seed>`
+ * (fast-check's own failure message adds the counterexample's `path`).
+ */
+export function fuzzParameters<T>(name: string, budget: FuzzBudget): fc.Parameters<T> {
+  const seed = seedFromEnvironment();
+  const factor = Number(process.env.FUZZ_RUNS_FACTOR ?? "1") || 1;
+  const numRuns = Math.max(1, Math.round(budget.numRuns * factor));
+  process.stderr.write(`[fuzz] ${name}: seed ${seed}, ${numRuns} runs (replay: FUZZ_SEED=${seed})\n`);
+  return {
+    seed,
+    numRuns,
+    // Interrupted after at least one run is a pass with fewer runs; with none it fails.
+    plugins: [fc.interruptAfterTimeLimit(budget.timeLimitMs * factor) as fc.Plugin<T>],
+  };
+}

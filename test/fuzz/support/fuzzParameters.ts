@@ -8,6 +8,11 @@ export interface FuzzBudget {
   readonly numRuns: number;
   /** Wall-clock limit of the whole property, shrinking included; runs left over are skipped. */
   readonly timeLimitMs: number;
+  /**
+   * Limit of one run of an async property: a run that takes longer fails (a hang is a failure,
+   * not an interrupted run). @default 10000
+   */
+  readonly runTimeoutMs?: number;
 }
 
 function seedFromEnvironment(): number {
@@ -23,17 +28,22 @@ function seedFromEnvironment(): number {
 /**
  * fast-check parameters for one property: seeded (FUZZ_SEED, else random), bounded in runs and
  * time. Prints the seed on stderr, so a failure in CI can be replayed with `FUZZ_SEED=<seed>`
- * (fast-check's own failure message adds the counterexample's `path`).
+ * (and `FUZZ_PATH=<path>` from fast-check's failure message to start at the counterexample).
  */
 export function fuzzParameters<T>(name: string, budget: FuzzBudget): fc.Parameters<T> {
   const seed = seedFromEnvironment();
   const factor = Number(process.env.FUZZ_RUNS_FACTOR ?? "1") || 1;
   const numRuns = Math.max(1, Math.round(budget.numRuns * factor));
   process.stderr.write(`[fuzz] ${name}: seed ${seed}, ${numRuns} runs (replay: FUZZ_SEED=${seed})\n`);
+  const path = process.env.FUZZ_PATH;
   return {
     seed,
+    ...(path ? { path } : {}),
     numRuns,
     // Interrupted after at least one run is a pass with fewer runs; with none it fails.
-    plugins: [fc.interruptAfterTimeLimit(budget.timeLimitMs * factor) as fc.Plugin<T>],
+    plugins: [
+      fc.interruptAfterTimeLimit(budget.timeLimitMs * factor) as fc.Plugin<T>,
+      fc.timeout(budget.runTimeoutMs ?? 10_000) as fc.Plugin<T>,
+    ],
   };
 }

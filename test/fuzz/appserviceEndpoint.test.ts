@@ -361,8 +361,31 @@ const badRoute = fc.record({
   txn: transaction,
 });
 
+/** User and alias queries for odd ids: nothing is claimed here, so each is a 404 M_NOT_FOUND. */
+const query = fc.record({
+  kind: fc.constant("query" as const),
+  which: fc.constantFrom("users", "rooms"),
+  id: txnIdSuffix,
+});
+
+/** Ping bodies: empty or an object is 200; anything else a 4xx. */
+const ping = fc.record({
+  kind: fc.constant("ping" as const),
+  body: fc.oneof(
+    fc.constant({ text: "", expect: { ok: true } as Expectation }),
+    fc
+      .dictionary(fc.string(), fc.jsonValue({ maxDepth: 2 }), { maxKeys: 4 })
+      .map((v) => ({ text: JSON.stringify(v), expect: { ok: true } as Expectation })),
+    nonObjectJson.map((v) => ({ text: JSON.stringify(v), expect: refused(400, "M_BAD_JSON") })),
+    fc.string().map((v) => ({ text: `{${v}`, expect: refused(400, "M_NOT_JSON") })),
+    fc.constant({ text: JSON.stringify({ pad: "p".repeat(70_000) }), expect: refused(413, "M_TOO_LARGE") }),
+  ),
+});
+
 const request = fc.oneof(
   { weight: 6, arbitrary: good },
+  { weight: 1, arbitrary: query },
+  { weight: 1, arbitrary: ping },
   { weight: 1, arbitrary: sized },
   { weight: 2, arbitrary: replay },
   { weight: 3, arbitrary: badAuth },
@@ -548,6 +571,28 @@ function plan(spec: RequestSpec, unique: string, earlier: readonly SentGood[]): 
               ? undefined
               : Buffer.from(JSON.stringify(spec.txn)),
           expect: spec.route.expect,
+        },
+      ];
+    case "query":
+      return [
+        {
+          label: `query ${spec.which}`,
+          method: "GET",
+          path: `/_matrix/app/v1/${spec.which}/${encodeURIComponent(spec.id)}`,
+          headers: auth,
+          body: undefined,
+          expect: refused(404, "M_NOT_FOUND"),
+        },
+      ];
+    case "ping":
+      return [
+        {
+          label: `ping ${spec.body.text.slice(0, 40)}`,
+          method: "POST",
+          path: "/_matrix/app/v1/ping",
+          headers: auth,
+          body: Buffer.from(spec.body.text),
+          expect: spec.body.expect,
         },
       ];
   }

@@ -213,6 +213,17 @@ describe("refused, the handler never runs, nothing is sent", () => {
     expect({ ran: ran.length, sent: sent.length }).toEqual(before);
   });
 
+  test("a bearer route refuses a stranger before reading the body: 403, not 413, for 2 MiB", async () => {
+    const big = Buffer.alloc(2 * 1024 * 1024, 0x20);
+    expect(await post("/plugins/hooks/bearer", { authorization: "Bearer nope" }, big)).toEqual({
+      status: 403,
+      json: { errcode: "M_FORBIDDEN", error: expect.any(String) },
+    });
+    expect(
+      (await post("/plugins/hooks/bearer", { authorization: `Bearer ${BEARER_SECRET}` }, big)).status,
+    ).toBe(413);
+  });
+
   test("a plugin's secret opens its own routes only", async () => {
     expect((await post("/plugins/other/x", { authorization: `Bearer ${BEARER_SECRET}` })).status).toBe(403);
     expect((await post("/plugins/other/x", { authorization: `Bearer ${OTHER_SECRET}` })).status).toBe(202);

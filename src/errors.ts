@@ -41,6 +41,24 @@ export class DeadLetterError extends CourierError {
   }
 }
 
+/**
+ * A request (or account action) as a user the appservice may not act as: not its bot and not in
+ * its registration's user namespaces. Refused before anything is journaled or sent: the
+ * homeserver would refuse it (403 / M_EXCLUSIVE) and it would end as a dead letter.
+ */
+export class NotOurUserError extends CourierError {
+  readonly userId: string;
+  constructor(userId: string) {
+    super(
+      "COURIER_NOT_OURS",
+      "M_EXCLUSIVE",
+      403,
+      `${userId} is outside the appservice's user namespaces: it cannot send or act as that user (use the bot, or a user id the registration's namespaces.users match)`,
+    );
+    this.userId = userId;
+  }
+}
+
 /** The outbox was stopped before the request could be delivered; it stays journaled for the next start. */
 export class OutboxStoppedError extends CourierError {
   constructor() {

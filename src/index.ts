@@ -9,6 +9,7 @@ export {
   OutboxStoppedError,
   PluginError,
   InboundRequestError,
+  NotOurUserError,
 } from "./errors.ts";
 export type { ConfigProblem } from "./errors.ts";
 

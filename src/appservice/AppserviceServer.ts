@@ -1,4 +1,5 @@
 import { createServer, type Server } from "node:http";
+import type { Duplex } from "node:stream";
 import { hash, timingSafeEqual } from "node:crypto";
 import express, { type Express, type NextFunction, type Request, type Response } from "express";
 import type { Logger } from "pino";
@@ -30,10 +31,12 @@ const PREFIX = "/_matrix/app/v1";
 
 /** Every refusal of the endpoint, defined once: stable code, Matrix errcode, status, message. */
 const refuse = {
+  // M_MISSING_TOKEN, as the Client-Server API (and Synapse) answer a request without a token;
+  // the Application Service API only names M_FORBIDDEN, for a token that does not match.
   missingToken: (queryTokenRefused: boolean) =>
     new InboundRequestError(
       "COURIER_AS_MISSING_TOKEN",
-      "M_UNAUTHORIZED",
+      "M_MISSING_TOKEN",
       401,
       queryTokenRefused
         ? "The hs_token in the query string is not accepted (appservice.allowQueryToken is off); send it as 'Authorization: Bearer <hs_token>'."
@@ -128,31 +131,37 @@ export function createAppserviceApp(options: AppserviceOptions): AppserviceApp {
   const readiness = options.readiness ?? ((): Readiness => ({ ready: true, checks: {} }));
   const allowQueryToken = options.allowQueryToken ?? false;
   const expectedDigest = sha256(options.hsToken);
+  // Hash both sides: equal lengths for timingSafeEqual, and nothing about the length leaks.
+  const isHsToken = (token: string): boolean => timingSafeEqual(sha256(token), expectedDigest);
   let lastPingAt: number | undefined;
 
   const app = express() as AppserviceApp;
   app.set("x-powered-by", false);
   app.set("etag", false);
   app.set("env", "production");
+  // Matrix paths are case-sensitive: /TRANSACTIONS/ is not an endpoint.
+  app.set("case sensitive routing", true);
   app.lastPingAt = () => lastPingAt;
 
   const authenticate = (req: Request, _res: Response, next: NextFunction): void => {
     // An empty header carries no credentials: it is "missing", not "wrong".
     const header = req.headers.authorization?.trim() || undefined;
+    const query: unknown = req.query.access_token;
+    // Repeated (`?access_token=a&access_token=b`) is an array: never equal to the token.
+    const queryToken = query === undefined ? undefined : typeof query === "string" ? query : "";
     let token: string | undefined;
     if (header !== undefined) {
       const match = /^Bearer +(\S+) *$/i.exec(header);
       if (!match) return next(refuse.wrongToken());
       token = match[1];
+      // The spec: when both are sent, both must match.
+      if (queryToken !== undefined && !isHsToken(queryToken)) return next(refuse.wrongToken());
     } else {
-      const query: unknown = req.query.access_token;
-      if (query !== undefined && !allowQueryToken) return next(refuse.missingToken(true));
-      // Repeated (`?access_token=a&access_token=b`) is an array: never equal to the token.
-      token = query === undefined ? undefined : typeof query === "string" ? query : "";
+      if (queryToken !== undefined && !allowQueryToken) return next(refuse.missingToken(true));
+      token = queryToken;
     }
     if (token === undefined) return next(refuse.missingToken(false));
-    // Hash both sides: equal lengths for timingSafeEqual, and nothing about the length leaks.
-    if (!timingSafeEqual(sha256(token), expectedDigest)) return next(refuse.wrongToken());
+    if (!isHsToken(token)) return next(refuse.wrongToken());
     next();
   };
 
@@ -318,6 +327,7 @@ export function createAppserviceApp(options: AppserviceOptions): AppserviceApp {
  */
 export function listen(app: Express, options: ListenOptions): Promise<ListeningAppservice> {
   const server = createServer(app);
+  server.on("clientError", answerClientError);
   return new Promise((resolve, reject) => {
     const onError = (error: Error) => reject(error);
     server.once("error", onError);
@@ -328,6 +338,30 @@ export function listen(app: Express, options: ListenOptions): Promise<ListeningA
       resolve({ server, port, close: (deadlineMs) => closeServer(server, deadlineMs ?? 10_000) });
     });
   });
+}
+
+/**
+ * A request Node's HTTP parser refused before express saw it (a request line or headers over
+ * 16 KiB, bytes that are not HTTP): answered `{errcode, error}` like every other refusal, instead
+ * of Node's bare status line. Only when nothing of another response is on the wire yet.
+ */
+function answerClientError(error: Error & { code?: string }, socket: Duplex): void {
+  const inFlight = (socket as Duplex & { _httpMessage?: { headersSent?: boolean } })._httpMessage;
+  if (error.code === "ECONNRESET" || !socket.writable || inFlight?.headersSent) {
+    socket.destroy();
+    return;
+  }
+  const [status, reason, errcode, message] =
+    error.code === "HPE_HEADER_OVERFLOW"
+      ? [431, "Request Header Fields Too Large", "M_TOO_LARGE", "The request line and headers exceed 16 KiB."]
+      : error.code === "ERR_HTTP_REQUEST_TIMEOUT"
+        ? [408, "Request Timeout", "M_UNKNOWN", "The request took too long to arrive."]
+        : [400, "Bad Request", "M_UNKNOWN", "The request is not valid HTTP."];
+  const body = JSON.stringify({ errcode, error: message });
+  socket.end(
+    `HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json\r\n` +
+      `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+  );
 }
 
 function closeServer(server: Server, deadlineMs: number): Promise<void> {

@@ -1,3 +1,4 @@
+import { isUtf8 } from "node:buffer";
 import type { InboundKind, NewInboundItem } from "../store/InboundStore.ts";
 
 /** The outcome of reading a transaction body: its items in journal order, or why it is refused. */
@@ -21,7 +22,10 @@ const OTK_KEYS = [
  * this order: room events (lane `room:<room_id>`), ephemeral events (`ephemeral:<room_id>` or
  * `ephemeral:global`), to-device messages (`todevice:<to_user_id>`), device-list changes and OTK
  * counts (lane `e2ee`). Stable and unstable spellings are both read; an item present under both
- * (same JSON text) is kept once. Unknown keys are ignored. Pure; no I/O.
+ * (same JSON text) is kept once. Unknown keys are ignored, and so is a part that is `null` (Go
+ * homeservers serialise an empty list as `null`). Refused: a body that is not UTF-8 (Matrix JSON
+ * is UTF-8; decoding it with replacement characters would journal something never sent), and one
+ * nested too deeply to be written back as JSON (no homeserver can produce it). Pure; no I/O.
  *
  * Item `json` is the item as received (`JSON.stringify` of it), except OTK counts, which are
  * wrapped in their key (`{"org.matrix.msc3202.device_one_time_keys_count": {...}}`) so the two
@@ -29,6 +33,17 @@ const OTK_KEYS = [
  */
 export function parseTransaction(body: Buffer): ParsedTransaction {
   if (body.length === 0) return { ok: false, kind: "notJson", detail: "the body is empty" };
+  if (!isUtf8(body)) return { ok: false, kind: "notJson", detail: "the body is not valid UTF-8" };
+  try {
+    return itemsOf(body);
+  } catch (error) {
+    // JSON.parse is iterative, JSON.stringify recursive: a deep enough value overflows the stack.
+    if (error instanceof RangeError) return bad("The transaction is nested too deeply.");
+    throw error;
+  }
+}
+
+function itemsOf(body: Buffer): ParsedTransaction {
   let value: unknown;
   try {
     value = JSON.parse(body.toString("utf8"));
@@ -54,7 +69,7 @@ export function parseTransaction(body: Buffer): ParsedTransaction {
     const seen = new Set<string>();
     for (const key of keys) {
       const list = value[key];
-      if (list === undefined) continue;
+      if (list === undefined || list === null) continue;
       if (!Array.isArray(list)) return bad(`\`${key}\` must be an array.`);
       const fresh: string[] = [];
       for (const [i, item] of list.entries()) {
@@ -72,7 +87,7 @@ export function parseTransaction(body: Buffer): ParsedTransaction {
   const seenDeviceLists = new Set<string>();
   for (const key of DEVICE_LISTS_KEYS) {
     const lists = value[key];
-    if (lists === undefined) continue;
+    if (lists === undefined || lists === null) continue;
     if (!isObject(lists)) return bad(`\`${key}\` must be an object.`);
     const json = JSON.stringify(lists);
     if (seenDeviceLists.has(json)) continue;
@@ -82,7 +97,7 @@ export function parseTransaction(body: Buffer): ParsedTransaction {
 
   for (const key of OTK_KEYS) {
     const counts = value[key];
-    if (counts === undefined) continue;
+    if (counts === undefined || counts === null) continue;
     if (!isObject(counts)) return bad(`\`${key}\` must be an object.`);
     items.push(e2ee("otkCounts", JSON.stringify({ [key]: counts })));
   }

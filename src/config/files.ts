@@ -11,7 +11,7 @@ import {
 } from "node:fs";
 import { randomBytes } from "node:crypto";
 import { basename, dirname, join } from "node:path";
-import { LineCounter, parseDocument, type Document } from "yaml";
+import { LineCounter, parseDocument, visit, type Document } from "yaml";
 import { ConfigError, type ConfigProblem } from "../errors.ts";
 
 /** A parsed YAML file with what is needed to point at lines: the document keeps node offsets. */
@@ -46,7 +46,27 @@ export function readYamlFile(file: string, notFound: string): YamlFile {
     });
     throw new ConfigError(problems);
   }
-  return { file, doc, lines, data: doc.toJS() ?? {} };
+  let data: unknown;
+  try {
+    data = doc.toJS() ?? {};
+  } catch (error) {
+    // toJS throws on an alias whose anchor is not set before it, and on an alias bomb.
+    const line = lines.linePos(aliasOffset(doc, (error as Error).message)).line;
+    throw new ConfigError([{ file, line, message: `YAML alias error: ${(error as Error).message}` }]);
+  }
+  return { file, doc, lines, data };
+}
+
+/** Where the alias an error is about starts: the one it names, else the first one. */
+function aliasOffset(doc: Document.Parsed, message: string): number {
+  let offset: number | undefined;
+  visit(doc, {
+    Alias(_, node) {
+      if (offset === undefined || message.endsWith(`: ${node.source}`)) offset = node.range?.[0];
+      if (message.endsWith(`: ${node.source}`)) return visit.BREAK;
+    },
+  });
+  return offset ?? 0;
 }
 
 /**

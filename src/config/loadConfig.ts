@@ -2,7 +2,7 @@ import { dirname, isAbsolute, resolve } from "node:path";
 import { ConfigError } from "../errors.ts";
 import { applyEnv } from "./env.ts";
 import { readYamlFile } from "./files.ts";
-import { problemsFromIssues } from "./problems.ts";
+import { describe, problemsFromIssues } from "./problems.ts";
 import { configSchema, type CourierConfig } from "./schema.ts";
 import { childSchema } from "./schemaWalk.ts";
 import type { z } from "zod";
@@ -16,6 +16,16 @@ import type { z } from "zod";
  */
 export function loadConfig(path: string, env: NodeJS.ProcessEnv = process.env): CourierConfig {
   const yaml = readYamlFile(path, `config file not found: ${path} (run \`courier init\` to write one)`);
+  if (yaml.data === null || typeof yaml.data !== "object" || Array.isArray(yaml.data)) {
+    // Not "homeserver: missing": the file is something else altogether (a list, a word).
+    throw new ConfigError([
+      {
+        file: yaml.file,
+        line: 1,
+        message: `expected a mapping (key: value) at the top, got ${describe(yaml.data)}`,
+      },
+    ]);
+  }
   const { data, fromEnv, problems } = applyEnv(yaml.data, env, configSchema);
   dropEmptySections(data, configSchema);
   const parsed = configSchema.safeParse(data);

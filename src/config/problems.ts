@@ -1,4 +1,4 @@
-import { isMap, isScalar, isSeq, type Node } from "yaml";
+import { isMap, isNode, isScalar, isSeq, type Node } from "yaml";
 import type { z } from "zod";
 import type { ConfigProblem } from "../errors.ts";
 import type { YamlFile } from "./files.ts";
@@ -37,8 +37,8 @@ export function lineOf(yaml: YamlFile, path: readonly PropertyKey[]): number {
   for (const segment of path) {
     let next: { at: Node; value: unknown } | undefined;
     if (isMap(node)) {
-      const pair = node.items.find((p) => isScalar(p.key) && String(p.key.value) === String(segment));
-      if (pair && isScalar(pair.key)) next = { at: pair.key, value: pair.value };
+      const pair = node.items.find((p) => keyText(p.key) === String(segment));
+      if (pair && isNode(pair.key)) next = { at: pair.key, value: pair.value };
     } else if (isSeq(node) && typeof segment === "number") {
       const item = node.items[segment];
       if (item && typeof item === "object" && "range" in item) next = { at: item as Node, value: item };
@@ -49,6 +49,12 @@ export function lineOf(yaml: YamlFile, path: readonly PropertyKey[]): number {
     node = next.value;
   }
   return line;
+}
+
+/** A map key as `toJS` turns it into an object key: `~` is "", a collection its YAML text. */
+function keyText(key: unknown): string | undefined {
+  if (isScalar(key)) return key.value === null ? "" : String(key.value);
+  return isNode(key) ? String(key) : undefined;
 }
 
 const NOUNS: Record<string, string> = {

@@ -18,7 +18,7 @@ import type {
   OutboxTotals,
   LaneStats,
 } from "../store/OutboxStore.ts";
-import { DeadLetterError, EventTooLargeError, OutboxStoppedError } from "../errors.ts";
+import { DeadLetterError, EventTooLargeError, NotOurUserError, OutboxStoppedError } from "../errors.ts";
 import { deriveTxnId, type OutboxKind } from "./deriveTxnId.ts";
 import { OutboxLane } from "./OutboxLane.ts";
 import { TokenBucket, DEFAULT_RATE, type RateOptions } from "./TokenBucket.ts";
@@ -129,6 +129,7 @@ export class Outbox extends EventEmitter<OutboxEvents> {
   readonly #window: number;
   readonly #log: Logger;
   readonly #random: () => number;
+  readonly #mayActAs: (userId: UserId) => boolean;
   readonly #lanes = new Map<string, OutboxLane>();
   readonly #buckets = new Map<string, TokenBucket>();
   readonly #waiters = new Map<string, Waiter[]>();
@@ -155,6 +156,7 @@ export class Outbox extends EventEmitter<OutboxEvents> {
     this.#window = options.laneWindow ?? 256;
     this.#log = options.logger ?? pino({ level: "silent" });
     this.#random = options.random ?? Math.random;
+    this.#mayActAs = options.mayActAs ?? (() => true);
   }
 
   /** Opens a scope that numbers the requests of one cause for you, in call order, per target. */
@@ -165,7 +167,8 @@ export class Outbox extends EventEmitter<OutboxEvents> {
   /**
    * Journals a request (several for a large to-device map) and resolves once it is committed.
    * Does I/O. An item whose txnId is already journaled changes nothing and reports the existing
-   * outcome through `delivered()`. Throws EventTooLargeError for oversized content.
+   * outcome through `delivered()`. Throws EventTooLargeError for oversized content, and
+   * NotOurUserError for a sender the appservice may not act as (`mayActAs`); neither journals.
    */
   async enqueue(item: OutboxItem): Promise<Enqueued> {
     const rows = this.#rowsFor(item);
@@ -258,6 +261,7 @@ export class Outbox extends EventEmitter<OutboxEvents> {
 
   #rowsFor(item: OutboxItem): NewOutboxRow[] {
     const sender = item.sender ?? this.#botUserId;
+    if (sender !== this.#botUserId && !this.#mayActAs(sender)) throw new NotOurUserError(sender);
     // The appservice's own user needs no `user_id` unless a device is named: shorter paths, and
     // the same request a plain client would send.
     const as =

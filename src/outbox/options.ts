@@ -35,6 +35,12 @@ export interface OutboxOptions {
   /** Pending rows of one lane held in memory; the rest wait in the store. @default 256 */
   readonly laneWindow?: number;
   readonly logger?: Logger;
+  /**
+   * Which senders other than the bot a request may name (masquerade as): the registration's user
+   * namespaces. Any other sender is refused at enqueue with NotOurUserError, before a row is
+   * journaled. @default every sender (the runtime passes the registration's namespaces)
+   */
+  readonly mayActAs?: (userId: UserId) => boolean;
   /** For tests: the jitter source. @default Math.random */
   readonly random?: () => number;
 }

@@ -72,7 +72,7 @@ export class Dispatcher {
     void this.#load();
   }
 
-  /** Resolves when nothing is buffered or running. */
+  /** Resolves when nothing is buffered or running, or once stopped and nothing is running. */
   onIdle(): Promise<void> {
     if (this.#isIdle()) return Promise.resolve();
     return new Promise((resolve) => this.#idleWaiters.push(resolve));
@@ -85,6 +85,7 @@ export class Dispatcher {
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([this.#queue.onIdle(), new Promise((r) => (timer = setTimeout(r, deadlineMs)))]);
     clearTimeout(timer);
+    this.#notifyIdle();
   }
 
   async #load(): Promise<void> {
@@ -163,8 +164,10 @@ export class Dispatcher {
   }
 
   // An item leaves the buffer only once processed, so an empty buffer means nothing is running.
+  // Stopped, what is still buffered will not run here (it stays journaled): waiting for it would
+  // never end.
   #isIdle(): boolean {
-    return this.#buffered === 0 && !this.#loading;
+    return (this.#buffered === 0 || (this.#stopped && this.#queue.pending === 0)) && !this.#loading;
   }
 
   #notifyIdle(): void {

@@ -14,7 +14,7 @@ import { PluginHost } from "../plugins/PluginHost.ts";
 import { Dispatcher } from "../plugins/Dispatcher.ts";
 import { resolvePlugin } from "../plugins/resolvePlugin.ts";
 import type { Intent, PluginDefinition } from "../plugins/definePlugin.ts";
-import { CourierError } from "../errors.ts";
+import { NotOurUserError } from "../errors.ts";
 import { userId as toUserId } from "../ids.ts";
 import { createLogger } from "../logging/createLogger.ts";
 import { AdminDashboard } from "../admin/AdminDashboard.ts";
@@ -84,6 +84,14 @@ export class Courier {
       timeoutMs: config.outbox.requestTimeoutMs,
       serverName: config.homeserver.serverName,
     });
+    // Anchored like a whole-string match: `a|b` must not become `^a|b$`.
+    const patterns = (exclusiveOnly: boolean) =>
+      registration.namespaces.users
+        .filter((n) => n.exclusive || !exclusiveOnly)
+        .map((n) => new RegExp(`^(?:${n.regex})$`));
+    const ownUsers = patterns(true);
+    const namespaceUsers = patterns(false);
+    this.#ownNamespace = (id) => ownUsers.some((re) => re.test(id));
     this.outbox = new Outbox({
       store: this.#outboxStore,
       transport: this.client,
@@ -95,11 +103,10 @@ export class Courier {
       retry: config.outbox.retry,
       requestTimeoutMs: config.outbox.requestTimeoutMs,
       logger: this.log.child({ component: "outbox" }),
+      // The homeserver lets an appservice masquerade as any user of its namespaces, exclusive
+      // or not; anyone else is refused at enqueue, not dead-lettered by a 403 later.
+      mayActAs: (id) => namespaceUsers.some((re) => re.test(id)),
     });
-    const ownUsers = registration.namespaces.users
-      .filter((n) => n.exclusive)
-      .map((n) => new RegExp(`^${n.regex}$`));
-    this.#ownNamespace = (id) => ownUsers.some((re) => re.test(id));
     const isOwnUser = (id: string) => id === this.botUserId || this.#ownNamespace(id);
     this.host = new PluginHost({
       outbox: this.outbox,
@@ -258,14 +265,7 @@ export class Courier {
   /** Account actions for the bot or a ghost of our namespace; refuses anyone else. */
   intent(userId: string): Intent {
     const isBot = userId === this.botUserId;
-    if (!isBot && !this.#ownNamespace(userId)) {
-      throw new CourierError(
-        "COURIER_NOT_OURS",
-        "M_EXCLUSIVE",
-        403,
-        `${userId} is outside the appservice's user namespace`,
-      );
-    }
+    if (!isBot && !this.#ownNamespace(userId)) throw new NotOurUserError(userId);
     const as = isBot ? undefined : { userId: toUserId(userId) };
     const ensureRegistered = async () => {
       if (!isBot && !this.#registered.has(userId)) {

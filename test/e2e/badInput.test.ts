@@ -49,7 +49,7 @@ describe("bad input to the appservice endpoint", () => {
     const body = JSON.stringify({ events: [] });
     expect(await put("auth1", body, { authorization: "" })).toMatchObject({
       status: 401,
-      body: { errcode: "M_UNAUTHORIZED" },
+      body: { errcode: "M_MISSING_TOKEN" },
     });
     expect(await put("auth2", body, { authorization: "Bearer wrong" })).toMatchObject({
       status: 403,

@@ -1,5 +1,5 @@
 import { DatabaseSync } from "node:sqlite";
-import { chmodSync, mkdirSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 
 /** How hard a commit waits for the disk. NORMAL in WAL survives a process crash; FULL a power cut. */
@@ -71,8 +71,13 @@ export function openSqlite(options: SqliteOptions): DatabaseSync {
   const onDisk = options.path !== ":memory:";
   if (onDisk) mkdirSync(dirname(options.path), { recursive: true, mode: 0o700 });
   const db = new DatabaseSync(options.path);
-  // Before WAL mode: SQLite gives the -wal and -shm files the mode of the database file.
-  if (onDisk) chmodSync(options.path, 0o600);
+  // Before WAL mode: SQLite gives the -wal and -shm files the mode of the database file. Ones
+  // left by a crash of an older version keep theirs, so they are narrowed too.
+  if (onDisk) {
+    for (const file of [options.path, `${options.path}-wal`, `${options.path}-shm`]) {
+      if (file === options.path || existsSync(file)) chmodSync(file, 0o600);
+    }
+  }
   db.exec(
     `PRAGMA journal_mode = WAL; PRAGMA synchronous = ${options.synchronous ?? "NORMAL"}; PRAGMA busy_timeout = 5000;`,
   );

@@ -40,6 +40,10 @@ export class E2eStack {
   readonly configPath: string;
   readonly botUserId = `@courier:${SERVER_NAME}`;
   readonly #children = new Set<ChildProcess>();
+  /** Every framework process this stack started, with its log lines: checked for secrets at stop. */
+  readonly #processes: CourierProcess[] = [];
+  /** as_token, hs_token, and every secret or token in the courier config (webhook secrets). */
+  readonly #secrets: ReadonlyMap<string, string>;
 
   private constructor(
     dir: string,
@@ -47,6 +51,7 @@ export class E2eStack {
     tokens: { as: string; hs: string },
     port: number,
     configPath: string,
+    config: unknown,
   ) {
     this.dir = dir;
     this.synapse = synapse;
@@ -54,6 +59,7 @@ export class E2eStack {
     this.hsToken = tokens.hs;
     this.appservicePort = port;
     this.configPath = configPath;
+    this.#secrets = new Map([["as_token", tokens.as], ["hs_token", tokens.hs], ...secretsIn(config)]);
   }
 
   static async start(options: StackOptions = {}): Promise<E2eStack> {
@@ -113,7 +119,7 @@ export class E2eStack {
       ...options.config,
     };
     writeFileSync(configPath, yaml.dump(config), { mode: 0o600 });
-    return new E2eStack(dir, synapse, tokens, port, configPath);
+    return new E2eStack(dir, synapse, tokens, port, configPath, config);
   }
 
   /** Runs `courier start` in a child process (so a test can SIGKILL it). Resolves once it listens. */
@@ -124,6 +130,7 @@ export class E2eStack {
     });
     this.#children.add(child);
     const proc = new CourierProcess(child);
+    this.#processes.push(proc);
     child.on("exit", () => this.#children.delete(child));
     await proc.waitForLog(/"msg":"courier started"/, 30_000);
     return proc;
@@ -222,32 +229,83 @@ export class E2eStack {
     return out.filter((e) => e.type === "m.room.message");
   }
 
+  /**
+   * Kills what is left, stops Synapse, removes the folder; then fails (throws, so the test file
+   * fails from its afterAll) when a log line of any framework process it started contains a
+   * token or secret. Every e2e file that stops its stack enforces "no secrets in logs" this way.
+   */
   async stop(): Promise<void> {
     for (const child of this.#children) child.kill("SIGKILL");
+    await Promise.all(this.#processes.map((p) => p.closed));
     await this.synapse.stop();
     rmSync(this.dir, { recursive: true, force: true });
+    const leaks = secretLeaks(this.#processes, this.#secrets);
+    if (leaks.length > 0) {
+      throw new Error(
+        `${leaks.length} framework log line(s) contain a secret:\n${leaks.slice(0, 10).join("\n")}`,
+      );
+    }
   }
+}
+
+/** Values under keys that name a secret or token, anywhere in `value` (the courier config). */
+export function secretsIn(value: unknown, key = ""): Array<[string, string]> {
+  if (typeof value === "string") return /secret|token/i.test(key) && value.length >= 8 ? [[key, value]] : [];
+  if (Array.isArray(value)) return value.flatMap((v, i) => secretsIn(v, `${key}[${i}]`));
+  if (value !== null && typeof value === "object") {
+    return Object.entries(value).flatMap(([k, v]) => secretsIn(v, key ? `${key}.${k}` : k));
+  }
+  return [];
+}
+
+/** The log lines that contain a secret, with the secret itself replaced by its name. */
+export function secretLeaks(
+  processes: readonly { readonly lines: readonly string[] }[],
+  secrets: ReadonlyMap<string, string>,
+): string[] {
+  const leaks: string[] = [];
+  processes.forEach((proc, p) => {
+    for (const line of proc.lines) {
+      const found = [...secrets].filter(([, secret]) => line.includes(secret));
+      if (found.length === 0) continue;
+      let shown = line;
+      for (const [name, secret] of found) shown = shown.split(secret).join(`<${name}>`);
+      leaks.push(`process ${p + 1}: ${shown.slice(0, 500)}`);
+    }
+  });
+  return leaks;
 }
 
 /** A `courier start` child process and its log lines. */
 export class CourierProcess {
   readonly child: ChildProcess;
+  /** Every line the process wrote, stdout and stderr. */
   readonly lines: string[] = [];
   readonly exited: Promise<number | null>;
+  /** Resolves once the process exited and its output is read to the end. */
+  readonly closed: Promise<void>;
   #waiters: Array<{ re: RegExp; resolve: (line: string) => void }> = [];
 
   constructor(child: ChildProcess) {
     this.child = child;
     this.exited = new Promise((resolve) => child.on("exit", (code) => resolve(code)));
-    const onData = (chunk: Buffer) => {
-      for (const line of chunk.toString().split("\n")) {
-        if (!line) continue;
-        this.lines.push(line);
-        this.#waiters = this.#waiters.filter((w) => (w.re.test(line) ? (w.resolve(line), false) : true));
-      }
+    this.closed = new Promise((resolve) => child.on("close", () => resolve()));
+    const onLine = (line: string) => {
+      if (!line) return;
+      this.lines.push(line);
+      this.#waiters = this.#waiters.filter((w) => (w.re.test(line) ? (w.resolve(line), false) : true));
     };
-    child.stdout!.on("data", onData);
-    child.stderr!.on("data", onData);
+    // Whole lines per stream: a chunk may end mid-line (and a secret split in two would escape the check).
+    for (const stream of [child.stdout!, child.stderr!]) {
+      let partial = "";
+      stream.setEncoding("utf8");
+      stream.on("data", (chunk: string) => {
+        const parts = (partial + chunk).split("\n");
+        partial = parts.pop()!;
+        parts.forEach(onLine);
+      });
+      stream.on("end", () => onLine(partial));
+    }
   }
 
   waitForLog(re: RegExp, timeoutMs: number): Promise<string> {

@@ -307,8 +307,8 @@ describe("transactions", () => {
 describe("authentication", () => {
   const body = { events: [message(1)] };
 
-  test("a missing token is 401 M_UNAUTHORIZED", async () => {
-    expectMatrixError(await put(hs, "auth", body, { auth: null }), 401, "M_UNAUTHORIZED");
+  test("a missing token is 401 M_MISSING_TOKEN", async () => {
+    expectMatrixError(await put(hs, "auth", body, { auth: null }), 401, "M_MISSING_TOKEN");
   });
 
   test.each([
@@ -328,7 +328,7 @@ describe("authentication", () => {
   test("?access_token= is refused by default and accepted with allowQueryToken", async () => {
     const path = `/_matrix/app/v1/transactions/q1?access_token=${HS_TOKEN}`;
     const refused = await call(hs, "PUT", path, body, { auth: null });
-    expectMatrixError(refused, 401, "M_UNAUTHORIZED");
+    expectMatrixError(refused, 401, "M_MISSING_TOKEN");
     expect(refused.json.error).toMatch(/allowQueryToken/);
 
     const h = await start({ allowQueryToken: true });
@@ -340,11 +340,17 @@ describe("authentication", () => {
     expectMatrixError(wrong, 403, "M_FORBIDDEN");
   });
 
+  test("when both the header and ?access_token= are sent, both must be the hs_token", async () => {
+    const path = (token: string) => `/_matrix/app/v1/transactions/both-${token.length}?access_token=${token}`;
+    expectMatrixError(await call(hs, "PUT", path("nope"), body), 403, "M_FORBIDDEN");
+    expect((await call(hs, "PUT", path(HS_TOKEN), body)).status).toBe(200);
+  });
+
   test("queries and ping need the token too", async () => {
     expectMatrixError(
       await call(hs, "GET", "/_matrix/app/v1/users/@bridge_a:hs.test", undefined, { auth: null }),
       401,
-      "M_UNAUTHORIZED",
+      "M_MISSING_TOKEN",
     );
     expectMatrixError(
       await call(hs, "POST", "/_matrix/app/v1/ping", {}, { auth: "Bearer x" }),

@@ -51,6 +51,32 @@ describe("parseTransaction", () => {
     expect(parse({})).toEqual({ ok: true, items: [] });
   });
 
+  test("a part that is null is absent (Go homeservers write empty lists as null)", () => {
+    const body = { events: null, ephemeral: null, to_device: null, device_lists: null };
+    expect(parse({ ...body, "org.matrix.msc3202.device_one_time_keys_count": null })).toEqual({
+      ok: true,
+      items: [],
+    });
+  });
+
+  test("a body that is not UTF-8 is refused, not journaled with replacement characters", () => {
+    const bytes = Buffer.concat([
+      Buffer.from('{"events":[{"body":"'),
+      Buffer.from([0xc3, 0x28]),
+      Buffer.from('"}]}'),
+    ]);
+    expect(parseTransaction(bytes)).toEqual({
+      ok: false,
+      kind: "notJson",
+      detail: "the body is not valid UTF-8",
+    });
+  });
+
+  test("a value nested too deeply to be written back is refused, not thrown", () => {
+    const deep = "[".repeat(100_000) + "]".repeat(100_000);
+    expect(parse(`{"events":[{"content":${deep}}]}`)).toMatchObject({ ok: false, kind: "badJson" });
+  });
+
   test.each([
     ["", "notJson"],
     ["{", "notJson"],

@@ -210,6 +210,34 @@ stroe: {}
     ]);
   });
 
+  test("an alias without its anchor, or an alias bomb, is a ConfigError at the alias (was a ReferenceError)", () => {
+    expect(problems(file(`${MINIMAL}logging: *nowhere\n`))).toEqual([
+      "config.yaml:4: YAML alias error: Unresolved alias (the anchor must be set before the alias): nowhere",
+    ]);
+    const levels = ["a0: &a0 [x, x, x, x, x, x, x, x, x]"];
+    for (let i = 1; i <= 4; i++)
+      levels.push(
+        `a${i}: &a${i} [${Array(9)
+          .fill(`*a${i - 1}`)
+          .join(", ")}]`,
+      );
+    expect(problems(file(`${levels.join("\n")}\n`))).toEqual([
+      expect.stringMatching(/^config\.yaml:\d: YAML alias error: Excessive alias count/),
+    ]);
+  });
+
+  test("a file that is not a mapping says so, instead of 'homeserver: missing'", () => {
+    expect(problems(file("- homeserver\n- store\n"))).toEqual([
+      "config.yaml:1: expected a mapping (key: value) at the top, got a list",
+    ]);
+  });
+
+  test("a null key (`~:`) is reported on its own line", () => {
+    expect(problems(file(`${MINIMAL}~: 1\n`))).toEqual([
+      'config.yaml:4: [""]: unknown key; expected one of: homeserver, appservice, store, outbox, dispatcher, logging, plugins',
+    ]);
+  });
+
   test("a token in the config is never quoted in a message", () => {
     const lines = problems(file(`${MINIMAL}appservice:\n  asToken: 123456789012345678901234\n`));
     expect(lines).toEqual([

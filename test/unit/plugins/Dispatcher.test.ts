@@ -119,4 +119,21 @@ describe("Dispatcher", () => {
     await stopped;
     expect((await journal.totals()).pending).toBeGreaterThanOrEqual(1);
   });
+
+  test("onIdle() resolves once stopped, although items are left buffered (it used to wait forever)", async () => {
+    let release: () => void = () => {};
+    const { journal, dispatcher } = setup({
+      dispatch: () => new Promise<string[]>((r) => (release = () => r([]))),
+    });
+    await journal.journal("t1", "h1", [event("a", 1), event("a", 2)]);
+    dispatcher.start();
+    await new Promise((r) => setTimeout(r, 10));
+    const idle = dispatcher.onIdle();
+    const stopped = dispatcher.stop(1000);
+    release();
+    await stopped;
+    await idle;
+    await dispatcher.onIdle();
+    expect(await journal.totals()).toEqual({ pending: 1, done: 1, failed: 0 });
+  });
 });

@@ -234,7 +234,7 @@ stroe: {}
 
   test("a null key (`~:`) is reported on its own line", () => {
     expect(problems(file(`${MINIMAL}~: 1\n`))).toEqual([
-      'config.yaml:4: [""]: unknown key; expected one of: homeserver, appservice, store, outbox, dispatcher, logging, plugins',
+      'config.yaml:4: [""]: unknown key; expected one of: homeserver, appservice, store, outbox, dispatcher, logging, admin, plugins',
     ]);
   });
 

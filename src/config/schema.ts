@@ -164,7 +164,11 @@ const outbox = z
       .prefault({}),
     /** Timeout of one request. @default 30000 */
     requestTimeoutMs: positiveInt(30_000),
-    /** Send ghosts' requests with a device id, so Synapse (>= 1.141) dedupes room sends for 24 h. @default false */
+    /**
+     * Send as a device: the bot and every ghost get a device "COURIER" (created on first use)
+     * and every request names it (`device_id`), so Synapse (>= 1.141) dedupes room sends in its
+     * database for 24 h, across its restarts, not only in memory. @default false
+     */
     ghostDevices: z.boolean().default(false),
   })
   .strict()

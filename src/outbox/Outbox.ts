@@ -119,6 +119,7 @@ export class Outbox extends EventEmitter<OutboxEvents> {
   readonly #transport: OutboxTransport;
   readonly #appserviceId: string;
   readonly #botUserId: UserId;
+  readonly #deviceId: DeviceId | undefined;
   readonly #queue: PQueue;
   readonly #rate: RateOptions;
   readonly #rateBySender: Readonly<Record<string, Partial<RateOptions>>>;
@@ -144,6 +145,7 @@ export class Outbox extends EventEmitter<OutboxEvents> {
     this.#transport = options.transport;
     this.#appserviceId = options.appserviceId;
     this.#botUserId = options.botUserId;
+    this.#deviceId = options.deviceId;
     this.#queue = new PQueue({ concurrency: options.maxConcurrency ?? 32 });
     this.#rate = { ...DEFAULT_RATE, ...options.rate };
     this.#rateBySender = options.rateBySender ?? {};
@@ -239,10 +241,10 @@ export class Outbox extends EventEmitter<OutboxEvents> {
 
   #rowsFor(item: OutboxItem): NewOutboxRow[] {
     const sender = item.sender ?? this.#botUserId;
+    const deviceId = item.deviceId ?? this.#deviceId;
     // The appservice's own user needs no `user_id` unless a device is named: shorter paths, and
     // the same request a plain client would send.
-    const as =
-      sender === this.#botUserId && !item.deviceId ? undefined : { userId: sender, deviceId: item.deviceId };
+    const as = sender === this.#botUserId && !deviceId ? undefined : { userId: sender, deviceId };
     const id = (kind: OutboxKind, target: string, part = 0) =>
       deriveTxnId({
         appserviceId: this.#appserviceId,

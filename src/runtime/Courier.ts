@@ -17,12 +17,13 @@ import type { Intent, PluginDefinition } from "../plugins/definePlugin.ts";
 import { CourierError } from "../errors.ts";
 import { userId as toUserId } from "../ids.ts";
 import { createLogger } from "../logging/createLogger.ts";
+import { COURIER_DEVICE_ID, DeviceProvisioner } from "./DeviceProvisioner.ts";
 
 const PRUNE_INTERVAL_MS = 3_600_000;
 const RESCAN_INTERVAL_MS = 10_000;
 
 /** The device the bot user receives to-device messages on. */
-export const BOT_DEVICE_ID = "COURIER";
+export const BOT_DEVICE_ID = COURIER_DEVICE_ID;
 
 export interface CourierOptions {
   readonly config: CourierConfig;
@@ -53,6 +54,7 @@ export class Courier {
   readonly outbox: Outbox;
   readonly host: PluginHost;
   readonly dispatcher: Dispatcher;
+  readonly #devices: DeviceProvisioner;
   readonly #db: DatabaseSync;
   readonly #outboxStore: SqliteOutboxStore;
   readonly #journal: SqliteInboundJournal;
@@ -81,11 +83,18 @@ export class Courier {
       timeoutMs: config.outbox.requestTimeoutMs,
       serverName: config.homeserver.serverName,
     });
+    this.#devices = new DeviceProvisioner(
+      this.client,
+      this.botUserId,
+      this.log.child({ component: "devices" }),
+    );
     this.outbox = new Outbox({
       store: this.#outboxStore,
-      transport: this.client,
+      transport: this.#devices,
       appserviceId: registration.id,
       botUserId: toUserId(this.botUserId),
+      // Every sender masquerades as its own device: Synapse dedupes room sends in its database.
+      ...(config.outbox.ghostDevices ? { deviceId: COURIER_DEVICE_ID } : {}),
       maxConcurrency: config.outbox.maxConcurrency,
       rate: config.outbox.rate,
       rateBySender: config.outbox.rateBySender ?? {},
@@ -190,7 +199,7 @@ export class Courier {
   // To-device messages reach a user only through a device; the bot gets a fixed one.
   async #ensureBotDevice(): Promise<void> {
     try {
-      await this.client.ensureDevice(this.registration.senderLocalpart, BOT_DEVICE_ID);
+      await this.#devices.ensure(this.botUserId, BOT_DEVICE_ID);
     } catch (error) {
       this.log.warn(
         { err: error },

@@ -153,7 +153,13 @@ interface UpstreamAnswer {
   body: Buffer;
 }
 
-export class FaultProxy extends EventEmitter<{ fault: [FaultEvent] }> {
+/** Emitted when upstream answered a request, before any response fault is applied. */
+export interface UpstreamEvent {
+  readonly request: ProxiedRequest;
+  readonly status: number;
+}
+
+export class FaultProxy extends EventEmitter<{ fault: [FaultEvent]; upstream: [UpstreamEvent] }> {
   readonly #server: Server;
   readonly #agent: Agent;
   readonly #upstream: URL;
@@ -368,6 +374,7 @@ export class FaultProxy extends EventEmitter<{ fault: [FaultEvent] }> {
         `<html><body><h1>${timedOut ? "504 Gateway Timeout" : "502 Bad Gateway"}</h1></body></html>\n`,
       );
     }
+    this.emit("upstream", { request: info, status: answer.status });
     if (fault === "dropResponse") return this.#reset(req);
     if (fault === "cutResponse") {
       if (res.destroyed) return;

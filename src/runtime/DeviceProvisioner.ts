@@ -14,6 +14,12 @@ export const COURIER_DEVICE_ID = "COURIER" as DeviceId;
  * an appservice login when it does not. Synapse answers 400 `M_UNKNOWN_DEVICE` to a masquerade
  * as a missing device; that answer (a device deleted behind our back) provisions it again and
  * resends once. Requests without a device pass straight through.
+ *
+ * A homeserver that refuses the look or the login for good (a 4xx other than 429: no appservice
+ * login, an unregistered ghost) gets the request anyway: one that ignores `device_id` sends it
+ * as before (with its in-memory dedupe only), one that needs the device says `M_UNKNOWN_DEVICE`,
+ * and the request is dead-lettered with that reason. Network errors, 5xx and 429 reject, so the
+ * outbox retries.
  */
 export class DeviceProvisioner implements OutboxTransport {
   readonly #client: MatrixClient;
@@ -62,9 +68,19 @@ export class DeviceProvisioner implements OutboxTransport {
 
   async #provision(userId: string, deviceId: string): Promise<void> {
     const isBot = userId === this.#botUserId;
-    if (await this.#client.hasDevice(deviceId, isBot ? undefined : { userId: toUserId(userId) })) return;
-    await this.#client.ensureDevice(userId.slice(1, userId.indexOf(":")), deviceId);
-    this.#log?.info({ userId, deviceId }, "device created");
+    try {
+      if (await this.#client.hasDevice(deviceId, isBot ? undefined : { userId: toUserId(userId) })) return;
+      await this.#client.ensureDevice(userId.slice(1, userId.indexOf(":")), deviceId);
+      this.#log?.info({ userId, deviceId }, "device created");
+    } catch (error) {
+      const refused =
+        error instanceof MatrixError && error.status >= 400 && error.status < 500 && error.status !== 429;
+      if (!refused) throw error;
+      this.#log?.warn(
+        { err: error, userId, deviceId },
+        "the homeserver refused to give this user a device; its requests go out naming the device anyway",
+      );
+    }
   }
 }
 

@@ -137,4 +137,15 @@ describe("DeviceProvisioner", () => {
     await provisioner.send(req(ghostQuery));
     expect(client.calls.filter((c) => c.startsWith("login"))).toEqual(["login ghost_1 COURIER"]);
   });
+
+  test("a homeserver that refuses devices for good still gets the request (it decides), asked once", async () => {
+    const { client, provisioner } = setup();
+    client.hasDeviceAnswer = async () => {
+      throw new MatrixError(400, { errcode: "M_UNRECOGNIZED", error: "no such endpoint" });
+    };
+    expect(await provisioner.send(req(ghostQuery))).toEqual({ event_id: "$e" });
+    await provisioner.send(req(ghostQuery));
+    expect(client.calls.filter((c) => c.startsWith("has"))).toHaveLength(1);
+    expect(client.calls.filter((c) => c.startsWith("send"))).toHaveLength(2);
+  });
 });

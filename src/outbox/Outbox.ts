@@ -12,13 +12,20 @@ import {
 } from "../matrix/requests.ts";
 import type {
   DeadReason,
+  InsertOutcome,
   NewOutboxRow,
   OutboxRow,
   OutboxStore,
   OutboxTotals,
   LaneStats,
+  Settlement,
 } from "../store/OutboxStore.ts";
-import { DeadLetterError, EventTooLargeError, OutboxStoppedError } from "../errors.ts";
+import {
+  DeadLetterError,
+  EventTooLargeError,
+  JournalUnavailableError,
+  OutboxStoppedError,
+} from "../errors.ts";
 import { deriveTxnId, type OutboxKind } from "./deriveTxnId.ts";
 import { OutboxLane } from "./OutboxLane.ts";
 import { TokenBucket, DEFAULT_RATE, type RateOptions } from "./TokenBucket.ts";
@@ -103,6 +110,9 @@ export interface OutboxEvents {
   dead: [row: OutboxRow, reason: DeadReason];
 }
 
+/** Backoff of outcomes the store could not record. */
+const SETTLE_RETRY: RetryOptions = { baseMs: 1_000, capMs: 30_000 };
+
 interface Waiter {
   resolve(eventId: string | undefined): void;
   reject(error: Error): void;
@@ -135,6 +145,10 @@ export class Outbox extends EventEmitter<OutboxEvents> {
   readonly #waiters = new Map<string, Waiter[]>();
   readonly #timers = new Set<NodeJS.Timeout>();
   readonly #idleWaiters: Array<() => void> = [];
+  /** Outcomes the store could not record yet, by txnId. */
+  readonly #unsettled = new Map<string, Settlement>();
+  #settleTimer: NodeJS.Timeout | undefined;
+  #settleFailures = 0;
   #started = false;
   #stopped = false;
   #counters = { sent: 0, retried: 0, dead: 0, rateLimited: 0 };
@@ -166,11 +180,18 @@ export class Outbox extends EventEmitter<OutboxEvents> {
   /**
    * Journals a request (several for a large to-device map) and resolves once it is committed.
    * Does I/O. An item whose txnId is already journaled changes nothing and reports the existing
-   * outcome through `delivered()`. Throws EventTooLargeError for oversized content.
+   * outcome through `delivered()`. Throws EventTooLargeError for oversized content and
+   * JournalUnavailableError when the store cannot commit (nothing journaled, nothing sent).
    */
   async enqueue(item: OutboxItem): Promise<Enqueued> {
     const rows = this.#rowsFor(item);
-    const outcomes = await this.#store.insert(rows);
+    let outcomes: InsertOutcome[];
+    try {
+      outcomes = await this.#store.insert(rows);
+    } catch (error) {
+      this.#log.error({ err: error, txnIds: rows.map((r) => r.txnId) }, "could not journal; nothing sent");
+      throw new JournalUnavailableError(error);
+    }
     for (const outcome of outcomes) {
       if (outcome.inserted) this.#accept(outcome.row);
     }
@@ -219,7 +240,14 @@ export class Outbox extends EventEmitter<OutboxEvents> {
       new Promise<void>((resolve) => (deadline = setTimeout(resolve, deadlineMs))),
     ]);
     clearTimeout(deadline);
-    await this.#store.flush();
+    clearTimeout(this.#settleTimer);
+    this.#settleTimer = undefined;
+    // A last try; what still fails stays pending and is replayed (and deduplicated) next start.
+    if (this.#unsettled.size > 0) await this.#store.settle([...this.#unsettled.values()]).catch(() => {});
+    this.#unsettled.clear();
+    await this.#store.flush().catch((error: unknown) => {
+      this.#log.error({ err: error }, "could not commit the last outcomes; they are replayed next start");
+    });
     this.#lanes.clear();
     // Nobody is left to settle these; the rows stay journaled for the next start.
     for (const txnId of [...this.#waiters.keys()])
@@ -347,7 +375,11 @@ export class Outbox extends EventEmitter<OutboxEvents> {
     lane.loading = true;
     this.#store.loadLane(lane.key, lane.lastSeq, this.#window).then(
       (rows) => {
-        lane.loaded(rows, this.#window);
+        // Settled here, not yet in the store: pending there, but delivered.
+        lane.loaded(
+          this.#unsettled.size === 0 ? rows : rows.filter((r) => !this.#unsettled.has(r.txnId)),
+          this.#window,
+        );
         this.#pump(lane);
       },
       (error: unknown) => {
@@ -373,11 +405,7 @@ export class Outbox extends EventEmitter<OutboxEvents> {
     const attempts = lane.attempts + 1;
     lane.advance();
     this.#counters.sent++;
-    void this.#store
-      .settle([{ seq: row.seq, txnId: row.txnId, state: "sent", eventId: id, attempts }])
-      .catch(() => {
-        // Stays pending in the store; a replay is deduplicated by its txnId.
-      });
+    this.#settle({ seq: row.seq, txnId: row.txnId, state: "sent", eventId: id, attempts });
     this.#settleWaiters(row.txnId, (w) => w.resolve(id));
     this.emit("sent", row, id, performance.now() - lane.headStartedAt);
     lane.busy = false;
@@ -393,9 +421,7 @@ export class Outbox extends EventEmitter<OutboxEvents> {
       lane.advance();
       this.#counters.dead++;
       this.#log.warn({ txnId: row.txnId, lane: lane.key, attempts, ...reason }, "request dead-lettered");
-      void this.#store
-        .settle([{ seq: row.seq, txnId: row.txnId, state: "dead", error: reason, attempts }])
-        .catch(() => {});
+      this.#settle({ seq: row.seq, txnId: row.txnId, state: "dead", error: reason, attempts });
       const deadError = deadLetterOf({ txnId: row.txnId, error: reason });
       this.#settleWaiters(row.txnId, (w) => w.reject(deadError));
       this.emit("dead", row, reason);
@@ -427,6 +453,39 @@ export class Outbox extends EventEmitter<OutboxEvents> {
       this.#pump(lane);
     }, ms);
     this.#timers.add(timer);
+  }
+
+  /**
+   * Records an outcome. If the store cannot (disk full, read-only, connection lost), the outcome
+   * is kept here and committed later with a backoff: until then the row is pending in the
+   * store, and a lane loaded meanwhile must not send it again.
+   */
+  #settle(settlement: Settlement): void {
+    this.#store.settle([settlement]).catch((error: unknown) => {
+      this.#unsettled.set(settlement.txnId, settlement);
+      this.#retrySettlementsLater(error);
+    });
+  }
+
+  #retrySettlementsLater(error: unknown): void {
+    if (this.#settleTimer || this.#stopped) return;
+    this.#settleFailures++;
+    const delay = backoffDelay(this.#settleFailures, SETTLE_RETRY, this.#random);
+    if (this.#settleFailures === 1)
+      this.#log.error({ err: error, delay }, "could not record outcomes in the journal; retrying");
+    this.#settleTimer = setTimeout(() => {
+      this.#settleTimer = undefined;
+      const batch = [...this.#unsettled.values()];
+      this.#store.settle(batch).then(
+        () => {
+          for (const s of batch) if (this.#unsettled.get(s.txnId) === s) this.#unsettled.delete(s.txnId);
+          if (this.#settleFailures > 0) this.#log.info({ outcomes: batch.length }, "outcomes recorded again");
+          this.#settleFailures = 0;
+          if (this.#unsettled.size > 0) this.#retrySettlementsLater(undefined);
+        },
+        (e: unknown) => this.#retrySettlementsLater(e),
+      );
+    }, delay);
   }
 
   #bucket(sender: string): TokenBucket {

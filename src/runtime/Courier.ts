@@ -18,6 +18,7 @@ import { CourierError } from "../errors.ts";
 import { userId as toUserId } from "../ids.ts";
 import { createLogger } from "../logging/createLogger.ts";
 import { COURIER_DEVICE_ID, DeviceProvisioner } from "./DeviceProvisioner.ts";
+import { RecoveryPinger } from "./RecoveryPinger.ts";
 
 const PRUNE_INTERVAL_MS = 3_600_000;
 const RESCAN_INTERVAL_MS = 10_000;
@@ -65,6 +66,8 @@ export class Courier {
   readonly #registered = new Set<string>();
   #pruneTimer: NodeJS.Timeout | undefined;
   #rescanTimer: NodeJS.Timeout | undefined;
+  /** Pings the homeserver after a refused transaction, so it resends as soon as the store heals. */
+  readonly #recovery = new RecoveryPinger({ ping: () => this.pingHomeserver() });
   readonly #ownNamespace: (userId: string) => boolean;
 
   constructor(options: CourierOptions) {
@@ -150,8 +153,10 @@ export class Courier {
       onJournaled: () => {
         // Test hook for the inbound crash test: die between the commit and the dispatch.
         if (process.env.COURIER_FAULT === "kill-after-journal") process.kill(process.pid, "SIGKILL");
+        if (this.#recovery.journaled()) this.log.info("the inbound journal accepts transactions again");
         this.dispatcher.wake();
       },
+      onJournalFailed: () => this.#recovery.refused(),
       queries: {
         userExists: (id) => this.host.userExists(id),
         aliasExists: (alias) => this.host.aliasExists(alias),
@@ -236,6 +241,7 @@ export class Courier {
     this.#accepting = false;
     clearInterval(this.#pruneTimer);
     clearInterval(this.#rescanTimer);
+    this.#recovery.stop();
     await this.dispatcher.stop(deadlineMs);
     await this.host.stop();
     await this.outbox.stop(deadlineMs);

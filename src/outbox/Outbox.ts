@@ -313,8 +313,11 @@ export class Outbox extends EventEmitter<OutboxEvents> {
         const txnId = id("redact", `${item.roomId}\u0000${item.eventId}`);
         return [row("redact", `room:${item.roomId}`, txnId, redactRequest({ ...item, txnId, as }))];
       }
-      case "sendToDevice":
-        return chunkToDevice(item.messages, this.#toDevice).map((messages, part) => {
+      case "sendToDevice": {
+        // Every message carries an id of its own (stable across replays), so that a recipient can
+        // drop the duplicate a homeserver may deliver after losing its in-memory dedupe.
+        const messages = withMessageIds(item.messages, id("sendToDevice", item.eventType));
+        return chunkToDevice(messages, this.#toDevice).map((messages, part) => {
           const txnId = id("sendToDevice", item.eventType, part);
           return row(
             "sendToDevice",
@@ -323,6 +326,7 @@ export class Outbox extends EventEmitter<OutboxEvents> {
             toDeviceRequest({ eventType: item.eventType, txnId, messages, as }),
           );
         });
+      }
     }
   }
 
@@ -531,6 +535,29 @@ export class Outbox extends EventEmitter<OutboxEvents> {
     if (!this.#isIdle()) return;
     for (const resolve of this.#idleWaiters.splice(0)) resolve();
   }
+}
+
+/**
+ * The unspecced `org.matrix.msgid` field Synapse logs and clients use to tell to-device messages
+ * apart; set from the request's txnId (unique per message, the same on every replay) unless the
+ * sender set one.
+ */
+export const TO_DEVICE_MESSAGE_ID = "org.matrix.msgid";
+
+function withMessageIds(messages: ToDeviceMessages, messageId: string): ToDeviceMessages {
+  const out: ToDeviceMessages = {};
+  for (const [user, devices] of Object.entries(messages)) {
+    const stamped: Record<string, object> = {};
+    for (const [device, content] of Object.entries(devices)) {
+      const plain = typeof content === "object" && content !== null && !Array.isArray(content);
+      stamped[device] =
+        plain && !(TO_DEVICE_MESSAGE_ID in content)
+          ? { ...content, [TO_DEVICE_MESSAGE_ID]: messageId }
+          : content;
+    }
+    out[user] = stamped;
+  }
+  return out;
 }
 
 function deadLetterOf(row: Pick<OutboxRow, "txnId" | "error">): DeadLetterError {

@@ -24,7 +24,13 @@ const isTransaction = (r: ProxiedRequest) => r.method === "PUT" && r.path.includ
 
 interface SyncBody {
   next_batch: string;
-  to_device?: { events: Array<{ type: string; sender: string; content: { tag?: string; n?: number } }> };
+  to_device?: {
+    events: Array<{
+      type: string;
+      sender: string;
+      content: { tag?: string; n?: number; "org.matrix.msgid"?: string };
+    }>;
+  };
 }
 
 describe("soak through fault-injecting proxies", () => {
@@ -127,6 +133,8 @@ describe("soak through fault-injecting proxies", () => {
       for (let round = 0; round < ROUNDS; round++)
         for (let n = 0; n < PER_ROUND; n += TO_DEVICE_EVERY) expectedToDevice.add(`${tag(r, round)}/${n}`);
     const received: string[] = [];
+    /** (tag, n) by the message id the outbox stamped: how a recipient would dedupe. */
+    const byMessageId = new Map<string, Set<string>>();
     await eventually("every to-device message", 120_000, async () => {
       const sync = await stack.call<SyncBody>(
         alice.accessToken,
@@ -135,7 +143,11 @@ describe("soak through fault-injecting proxies", () => {
       );
       since = sync.next_batch;
       for (const e of sync.to_device?.events ?? []) {
-        if (e.type === "org.example.soak") received.push(`${e.content.tag}/${e.content.n}`);
+        if (e.type !== "org.example.soak") continue;
+        const key = `${e.content.tag}/${e.content.n}`;
+        received.push(key);
+        const id = String(e.content["org.matrix.msgid"]);
+        byMessageId.set(id, (byMessageId.get(id) ?? new Set()).add(key));
       }
       return [...expectedToDevice].every((k) => received.includes(k)) ? true : undefined;
     });
@@ -163,6 +175,9 @@ describe("soak through fault-injecting proxies", () => {
       expect(sequence).toEqual(expected);
     }
     expect(new Set(received)).toEqual(expectedToDevice);
+    // Each message has its own id, and a duplicate would carry the same one: recipients can dedupe.
+    expect(byMessageId.size).toBe(expectedToDevice.size);
+    expect([...byMessageId.values()].every((keys) => keys.size === 1)).toBe(true);
     // The faults really happened, in both directions.
     expect(toSynapse.injected).toBeGreaterThan(20);
     expect(toCourier.injected).toBeGreaterThan(0);

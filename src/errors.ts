@@ -71,6 +71,36 @@ export class OutboxStoppedError extends CourierError {
   }
 }
 
+/**
+ * The store refused to journal outbound requests (disk full, read-only file, I/O error): nothing
+ * of the call was journaled and nothing of it will be sent. Transient as far as the caller can
+ * tell: the same call succeeds, with the same txnIds, once the store is writable again. The
+ * dispatcher keeps the inbound event that caused it and runs its handlers again later.
+ */
+export class JournalUnavailableError extends CourierError {
+  constructor(cause: unknown) {
+    super(
+      "COURIER_JOURNAL_UNAVAILABLE",
+      "M_UNKNOWN",
+      503,
+      `The outbox journal could not commit the request (${causeText(cause)}); nothing was journaled or sent. Retry once the store is writable again.`,
+      { cause },
+    );
+  }
+}
+
+/** Whether `error`, or an error it wraps (`cause`), is a JournalUnavailableError. */
+export function isJournalUnavailable(error: unknown): boolean {
+  for (let e = error, depth = 0; e instanceof Error && depth < 8; e = e.cause, depth++) {
+    if (e instanceof JournalUnavailableError) return true;
+  }
+  return false;
+}
+
+function causeText(cause: unknown): string {
+  return cause instanceof Error ? cause.message : String(cause);
+}
+
 /** A plugin could not be loaded or configured; it is disabled and the others run. */
 export class PluginError extends CourierError {
   readonly plugin: string;

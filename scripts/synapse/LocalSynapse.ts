@@ -156,9 +156,29 @@ export class LocalSynapse {
     }
   }
 
-  /** Stops Synapse and starts it again on the same data directory and port. */
-  async restart(): Promise<void> {
-    await this.stop();
+  /** SIGKILL: Synapse dies at once, like a crash; what it committed stays in its database. */
+  async kill(): Promise<void> {
+    const child = this.#child;
+    if (!child) return;
+    const exited = this.#exited;
+    child.kill("SIGKILL");
+    await exited;
+  }
+
+  /** Starts a stopped (or killed) Synapse again on the same data directory and port. */
+  async resume(): Promise<void> {
+    if (this.#child) return;
+    await this.#spawnAndWait();
+  }
+
+  /**
+   * Stops Synapse and starts it again on the same data directory and port: SIGTERM (a clean
+   * stop), or SIGKILL (a crash). Either way its in-memory state, such as the transaction-id
+   * cache of client sends, is gone.
+   */
+  async restart(options: { signal?: "SIGTERM" | "SIGKILL" } = {}): Promise<void> {
+    if (options.signal === "SIGKILL") await this.kill();
+    else await this.stop();
     await this.#spawnAndWait();
   }
 

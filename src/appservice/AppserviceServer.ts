@@ -189,6 +189,11 @@ export function createAppserviceApp(options: AppserviceOptions): AppserviceApp {
         try {
           ({ duplicate } = await journal.journal(txnId, bodyHash, parsed.items));
         } catch (error) {
+          try {
+            options.onJournalFailed?.(error);
+          } catch (hookError) {
+            log.error({ err: hookError, txnId }, "onJournalFailed threw");
+          }
           throw refuse.journalFailed(error);
         }
         if (!duplicate) {

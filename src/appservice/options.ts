@@ -27,6 +27,12 @@ export interface AppserviceOptions {
    * @default does nothing
    */
   readonly onJournaled?: () => void;
+  /**
+   * Called when a transaction could not be journaled (it is answered 500 and the homeserver
+   * will send it again, on its own backoff). Synchronous; an exception is logged.
+   * @default does nothing
+   */
+  readonly onJournalFailed?: (error: unknown) => void;
   /** @default nothing exists: every query is answered 404 */
   readonly queries?: AppserviceQueries;
   /**

@@ -65,7 +65,7 @@ outbox:
   #   "@courier:${serverName}": { perSecond: 200, burst: 400 }
   # retry: { baseMs: 250, capMs: 60000 }
   # requestTimeoutMs: 30000
-  # ghostDevices: false         # device ids on ghost sends: 24 h dedupe on Synapse >= 1.141
+  # ghostDevices: true          # send as device COURIER: dedupe survives a Synapse restart (>= 1.141)
 
 dispatcher:
   # maxConcurrency: 16

@@ -164,8 +164,14 @@ const outbox = z
       .prefault({}),
     /** Timeout of one request. @default 30000 */
     requestTimeoutMs: positiveInt(30_000),
-    /** Send ghosts' requests with a device id, so Synapse (>= 1.141) dedupes room sends for 24 h. @default false */
-    ghostDevices: z.boolean().default(false),
+    /**
+     * Send as a device: the bot and every ghost get a device "COURIER" (created on first use)
+     * and every request names it (`device_id`), so Synapse (>= 1.141) dedupes room sends in its
+     * database for 24 h, across its restarts, not only in memory (test/e2e/synapseRestart.test.ts:
+     * off, a Synapse crash duplicates the messages it processed but could not confirm). Turn it
+     * off only for a homeserver that cannot give appservice users devices. @default true
+     */
+    ghostDevices: z.boolean().default(true),
   })
   .strict()
   .prefault({});

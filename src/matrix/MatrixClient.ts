@@ -304,6 +304,23 @@ export class MatrixClient {
   }
 
   /**
+   * Whether a user of the appservice has this device (`GET /devices/{deviceId}`, masquerading as
+   * the user). Does network I/O; false on 404 `M_NOT_FOUND`, rejects on any other error.
+   */
+  async hasDevice(deviceId: string, as?: Masquerade): Promise<boolean> {
+    try {
+      await this.send({
+        method: "GET",
+        path: `${CLIENT_V3}/devices/${seg(deviceId)}${masqueradeQuery(as ? { userId: as.userId } : undefined)}`,
+      });
+      return true;
+    } catch (err) {
+      if (err instanceof MatrixError && err.status === 404 && err.errcode === "M_NOT_FOUND") return false;
+      throw err;
+    }
+  }
+
+  /**
    * Gives an appservice user a device (`POST /login`, `m.login.application_service`): to-device
    * messages reach a user only through its devices. Logging in again with the same `deviceId`
    * keeps that device. Does network I/O; returns the device id.

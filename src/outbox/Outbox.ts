@@ -12,13 +12,21 @@ import {
 } from "../matrix/requests.ts";
 import type {
   DeadReason,
+  InsertOutcome,
   NewOutboxRow,
   OutboxRow,
   OutboxStore,
   OutboxTotals,
   LaneStats,
+  Settlement,
 } from "../store/OutboxStore.ts";
-import { DeadLetterError, EventTooLargeError, NotOurUserError, OutboxStoppedError } from "../errors.ts";
+import {
+  DeadLetterError,
+  EventTooLargeError,
+  JournalUnavailableError,
+  NotOurUserError,
+  OutboxStoppedError,
+} from "../errors.ts";
 import { deriveTxnId, type OutboxKind } from "./deriveTxnId.ts";
 import { OutboxLane } from "./OutboxLane.ts";
 import { TokenBucket, DEFAULT_RATE, type RateOptions } from "./TokenBucket.ts";
@@ -103,6 +111,9 @@ export interface OutboxEvents {
   dead: [row: OutboxRow, reason: DeadReason];
 }
 
+/** Backoff of outcomes the store could not record. */
+const SETTLE_RETRY: RetryOptions = { baseMs: 1_000, capMs: 30_000 };
+
 interface Waiter {
   resolve(eventId: string | undefined): void;
   reject(error: Error): void;
@@ -119,6 +130,7 @@ export class Outbox extends EventEmitter<OutboxEvents> {
   readonly #transport: OutboxTransport;
   readonly #appserviceId: string;
   readonly #botUserId: UserId;
+  readonly #deviceId: DeviceId | undefined;
   readonly #queue: PQueue;
   readonly #rate: RateOptions;
   readonly #rateBySender: Readonly<Record<string, Partial<RateOptions>>>;
@@ -135,6 +147,10 @@ export class Outbox extends EventEmitter<OutboxEvents> {
   readonly #waiters = new Map<string, Waiter[]>();
   readonly #timers = new Set<NodeJS.Timeout>();
   readonly #idleWaiters: Array<() => void> = [];
+  /** Outcomes the store could not record yet, by txnId. */
+  readonly #unsettled = new Map<string, Settlement>();
+  #settleTimer: NodeJS.Timeout | undefined;
+  #settleFailures = 0;
   #started = false;
   #rescanning: Promise<void> = Promise.resolve();
   #stopped = false;
@@ -146,6 +162,7 @@ export class Outbox extends EventEmitter<OutboxEvents> {
     this.#transport = options.transport;
     this.#appserviceId = options.appserviceId;
     this.#botUserId = options.botUserId;
+    this.#deviceId = options.deviceId;
     this.#queue = new PQueue({ concurrency: options.maxConcurrency ?? 32 });
     this.#rate = { ...DEFAULT_RATE, ...options.rate };
     this.#rateBySender = options.rateBySender ?? {};
@@ -167,12 +184,19 @@ export class Outbox extends EventEmitter<OutboxEvents> {
   /**
    * Journals a request (several for a large to-device map) and resolves once it is committed.
    * Does I/O. An item whose txnId is already journaled changes nothing and reports the existing
-   * outcome through `delivered()`. Throws EventTooLargeError for oversized content, and
-   * NotOurUserError for a sender the appservice may not act as (`mayActAs`); neither journals.
+   * outcome through `delivered()`. Throws EventTooLargeError for oversized content,
+   * NotOurUserError for a sender the appservice may not act as (`mayActAs`), and
+   * JournalUnavailableError when the store cannot commit; none of them journals or sends.
    */
   async enqueue(item: OutboxItem): Promise<Enqueued> {
     const rows = this.#rowsFor(item);
-    const outcomes = await this.#store.insert(rows);
+    let outcomes: InsertOutcome[];
+    try {
+      outcomes = await this.#store.insert(rows);
+    } catch (error) {
+      this.#log.error({ err: error, txnIds: rows.map((r) => r.txnId) }, "could not journal; nothing sent");
+      throw new JournalUnavailableError(error);
+    }
     for (const outcome of outcomes) {
       if (outcome.inserted) this.#accept(outcome.row);
     }
@@ -239,7 +263,14 @@ export class Outbox extends EventEmitter<OutboxEvents> {
       new Promise<void>((resolve) => (deadline = setTimeout(resolve, deadlineMs))),
     ]);
     clearTimeout(deadline);
-    await this.#store.flush();
+    clearTimeout(this.#settleTimer);
+    this.#settleTimer = undefined;
+    // A last try; what still fails stays pending and is replayed (and deduplicated) next start.
+    if (this.#unsettled.size > 0) await this.#store.settle([...this.#unsettled.values()]).catch(() => {});
+    this.#unsettled.clear();
+    await this.#store.flush().catch((error: unknown) => {
+      this.#log.error({ err: error }, "could not commit the last outcomes; they are replayed next start");
+    });
     this.#lanes.clear();
     // Nobody is left to settle these; the rows stay journaled for the next start.
     for (const txnId of [...this.#waiters.keys()])
@@ -262,10 +293,10 @@ export class Outbox extends EventEmitter<OutboxEvents> {
   #rowsFor(item: OutboxItem): NewOutboxRow[] {
     const sender = item.sender ?? this.#botUserId;
     if (sender !== this.#botUserId && !this.#mayActAs(sender)) throw new NotOurUserError(sender);
+    const deviceId = item.deviceId ?? this.#deviceId;
     // The appservice's own user needs no `user_id` unless a device is named: shorter paths, and
     // the same request a plain client would send.
-    const as =
-      sender === this.#botUserId && !item.deviceId ? undefined : { userId: sender, deviceId: item.deviceId };
+    const as = sender === this.#botUserId && !deviceId ? undefined : { userId: sender, deviceId };
     const id = (kind: OutboxKind, target: string, part = 0) =>
       deriveTxnId({
         appserviceId: this.#appserviceId,
@@ -306,8 +337,11 @@ export class Outbox extends EventEmitter<OutboxEvents> {
         const txnId = id("redact", `${item.roomId}\u0000${item.eventId}`);
         return [row("redact", `room:${item.roomId}`, txnId, redactRequest({ ...item, txnId, as }))];
       }
-      case "sendToDevice":
-        return chunkToDevice(item.messages, this.#toDevice).map((messages, part) => {
+      case "sendToDevice": {
+        // Every message carries an id of its own (stable across replays), so that a recipient can
+        // drop the duplicate a homeserver may deliver after losing its in-memory dedupe.
+        const messages = withMessageIds(item.messages, id("sendToDevice", item.eventType));
+        return chunkToDevice(messages, this.#toDevice).map((messages, part) => {
           const txnId = id("sendToDevice", item.eventType, part);
           return row(
             "sendToDevice",
@@ -316,6 +350,7 @@ export class Outbox extends EventEmitter<OutboxEvents> {
             toDeviceRequest({ eventType: item.eventType, txnId, messages, as }),
           );
         });
+      }
     }
   }
 
@@ -368,7 +403,11 @@ export class Outbox extends EventEmitter<OutboxEvents> {
     lane.loading = true;
     this.#store.loadLane(lane.key, lane.lastSeq, this.#window).then(
       (rows) => {
-        lane.loaded(rows, this.#window);
+        // Settled here, not yet in the store: pending there, but delivered.
+        lane.loaded(
+          this.#unsettled.size === 0 ? rows : rows.filter((r) => !this.#unsettled.has(r.txnId)),
+          this.#window,
+        );
         this.#pump(lane);
       },
       (error: unknown) => {
@@ -394,11 +433,7 @@ export class Outbox extends EventEmitter<OutboxEvents> {
     const attempts = lane.attempts + 1;
     lane.advance();
     this.#counters.sent++;
-    void this.#store
-      .settle([{ seq: row.seq, txnId: row.txnId, state: "sent", eventId: id, attempts }])
-      .catch(() => {
-        // Stays pending in the store; a replay is deduplicated by its txnId.
-      });
+    this.#settle({ seq: row.seq, txnId: row.txnId, state: "sent", eventId: id, attempts });
     this.#settleWaiters(row.txnId, (w) => w.resolve(id));
     this.emit("sent", row, id, performance.now() - lane.headStartedAt);
     lane.busy = false;
@@ -414,9 +449,7 @@ export class Outbox extends EventEmitter<OutboxEvents> {
       lane.advance();
       this.#counters.dead++;
       this.#log.warn({ txnId: row.txnId, lane: lane.key, attempts, ...reason }, "request dead-lettered");
-      void this.#store
-        .settle([{ seq: row.seq, txnId: row.txnId, state: "dead", error: reason, attempts }])
-        .catch(() => {});
+      this.#settle({ seq: row.seq, txnId: row.txnId, state: "dead", error: reason, attempts });
       const deadError = deadLetterOf({ txnId: row.txnId, error: reason });
       this.#settleWaiters(row.txnId, (w) => w.reject(deadError));
       this.emit("dead", row, reason);
@@ -448,6 +481,39 @@ export class Outbox extends EventEmitter<OutboxEvents> {
       this.#pump(lane);
     }, ms);
     this.#timers.add(timer);
+  }
+
+  /**
+   * Records an outcome. If the store cannot (disk full, read-only, connection lost), the outcome
+   * is kept here and committed later with a backoff: until then the row is pending in the
+   * store, and a lane loaded meanwhile must not send it again.
+   */
+  #settle(settlement: Settlement): void {
+    this.#store.settle([settlement]).catch((error: unknown) => {
+      this.#unsettled.set(settlement.txnId, settlement);
+      this.#retrySettlementsLater(error);
+    });
+  }
+
+  #retrySettlementsLater(error: unknown): void {
+    if (this.#settleTimer || this.#stopped) return;
+    this.#settleFailures++;
+    const delay = backoffDelay(this.#settleFailures, SETTLE_RETRY, this.#random);
+    if (this.#settleFailures === 1)
+      this.#log.error({ err: error, delay }, "could not record outcomes in the journal; retrying");
+    this.#settleTimer = setTimeout(() => {
+      this.#settleTimer = undefined;
+      const batch = [...this.#unsettled.values()];
+      this.#store.settle(batch).then(
+        () => {
+          for (const s of batch) if (this.#unsettled.get(s.txnId) === s) this.#unsettled.delete(s.txnId);
+          if (this.#settleFailures > 0) this.#log.info({ outcomes: batch.length }, "outcomes recorded again");
+          this.#settleFailures = 0;
+          if (this.#unsettled.size > 0) this.#retrySettlementsLater(undefined);
+        },
+        (e: unknown) => this.#retrySettlementsLater(e),
+      );
+    }, delay);
   }
 
   #bucket(sender: string): TokenBucket {
@@ -493,6 +559,29 @@ export class Outbox extends EventEmitter<OutboxEvents> {
     if (!this.#isIdle()) return;
     for (const resolve of this.#idleWaiters.splice(0)) resolve();
   }
+}
+
+/**
+ * The unspecced `org.matrix.msgid` field Synapse logs and clients use to tell to-device messages
+ * apart; set from the request's txnId (unique per message, the same on every replay) unless the
+ * sender set one.
+ */
+export const TO_DEVICE_MESSAGE_ID = "org.matrix.msgid";
+
+function withMessageIds(messages: ToDeviceMessages, messageId: string): ToDeviceMessages {
+  const out: ToDeviceMessages = {};
+  for (const [user, devices] of Object.entries(messages)) {
+    const stamped: Record<string, object> = {};
+    for (const [device, content] of Object.entries(devices)) {
+      const plain = typeof content === "object" && content !== null && !Array.isArray(content);
+      stamped[device] =
+        plain && !(TO_DEVICE_MESSAGE_ID in content)
+          ? { ...content, [TO_DEVICE_MESSAGE_ID]: messageId }
+          : content;
+    }
+    out[user] = stamped;
+  }
+  return out;
 }
 
 function deadLetterOf(row: Pick<OutboxRow, "txnId" | "error">): DeadLetterError {

@@ -1,7 +1,7 @@
 import type { Logger } from "pino";
 import type { MatrixRequest } from "../matrix/requests.ts";
 import type { OutboxStore } from "../store/OutboxStore.ts";
-import type { UserId } from "../ids.ts";
+import type { DeviceId, UserId } from "../ids.ts";
 import type { RateOptions } from "./TokenBucket.ts";
 import type { RetryOptions } from "./classifyFailure.ts";
 import type { ToDeviceChunkLimits } from "./chunkToDevice.ts";
@@ -18,6 +18,13 @@ export interface OutboxOptions {
   readonly appserviceId: string;
   /** The appservice's own user (`sender_localpart`), used when a request names no sender. */
   readonly botUserId: UserId;
+  /**
+   * Masquerade every request as this device of its sender (`device_id`), unless the item names
+   * its own: Synapse then dedupes room sends by (user, device, txnId) in its database for 24 h,
+   * across its restarts. The device must exist; the transport is expected to provision it.
+   * @default none (Synapse's in-memory dedupe only)
+   */
+  readonly deviceId?: DeviceId;
   /** Lanes sending at the same time. @default 32 */
   readonly maxConcurrency?: number;
   /** Per-sender token bucket. @default { perSecond: 50, burst: 100 } */

@@ -2,10 +2,18 @@ import PQueue from "p-queue";
 import type { Logger } from "pino";
 import type { InboundItem, InboundStore } from "../store/InboundStore.ts";
 
-/** What the dispatcher runs for each item: resolves with the failures that were given up. */
+/**
+ * What the dispatcher runs for each item: resolves with the failures that were given up;
+ * rejects when the item could not be handled for a reason outside the handlers (the store could
+ * not journal a send), and the item stays pending to run again.
+ */
 export interface ItemRunner {
   dispatch(item: InboundItem): Promise<string[]>;
 }
+
+/** Pauses of an interrupted lane before its head runs again: 1 s, doubling, at most 30 s. */
+const INTERRUPTED_BASE_MS = 1_000;
+const INTERRUPTED_CAP_MS = 30_000;
 
 export interface DispatcherOptions {
   readonly journal: InboundStore;
@@ -25,6 +33,8 @@ export interface DispatcherOptions {
 interface Lane {
   readonly items: InboundItem[];
   running: boolean;
+  /** Consecutive interruptions of the head (store faults), for the pause before the next try. */
+  interruptions: number;
 }
 
 /**
@@ -46,6 +56,13 @@ export class Dispatcher {
   #again = false;
   #stopped = true;
   #idleWaiters: Array<() => void> = [];
+  /**
+   * Dispatch counts of the items being handled, by seq. An item interrupted in this process (it
+   * did not crash it) keeps its count when it runs again: `maxDispatches` is there for handlers
+   * that crash the process, not for a store that is full for a while.
+   */
+  readonly #dispatches = new Map<number, number>();
+  readonly #pauses = new Set<NodeJS.Timeout>();
 
   constructor(options: DispatcherOptions) {
     this.#journal = options.journal;
@@ -81,6 +98,8 @@ export class Dispatcher {
   /** Stops taking items; waits for running handlers (at most `deadlineMs`). Unfinished items stay journaled. */
   async stop(deadlineMs = 10_000): Promise<void> {
     this.#stopped = true;
+    for (const timer of this.#pauses) clearTimeout(timer);
+    this.#pauses.clear();
     this.#queue.clear();
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([this.#queue.onIdle(), new Promise((r) => (timer = setTimeout(r, deadlineMs)))]);
@@ -116,7 +135,7 @@ export class Dispatcher {
     this.#buffered++;
     let lane = this.#lanes.get(item.lane);
     if (!lane) {
-      lane = { items: [], running: false };
+      lane = { items: [], running: false, interruptions: 0 };
       this.#lanes.set(item.lane, lane);
     }
     lane.items.push(item);
@@ -135,13 +154,27 @@ export class Dispatcher {
     void this.#queue.add(async () => {
       try {
         await this.#process(item);
-        lane.items.shift();
-        this.#buffered--;
       } catch (error) {
-        // The journal could not record the outcome: keep the item at the head and try again.
-        this.#log.error({ err: error, seq: item.seq }, "could not settle an inbound item; retrying in 1 s");
-        await new Promise((r) => setTimeout(r, 1000));
+        // The store could not journal a send or record the outcome: the item stays at the head,
+        // pending in the journal, and runs again after a pause (the lane waits, others go on).
+        lane.interruptions++;
+        const pauseMs = Math.min(INTERRUPTED_CAP_MS, INTERRUPTED_BASE_MS * 2 ** (lane.interruptions - 1));
+        this.#log.error(
+          { err: error, seq: item.seq, lane: item.lane, pauseMs },
+          "inbound item interrupted (store unavailable); it stays pending and runs again",
+        );
+        const timer = setTimeout(() => {
+          this.#pauses.delete(timer);
+          lane.running = false;
+          this.#pump(key, lane);
+        }, pauseMs);
+        this.#pauses.add(timer);
+        return;
       }
+      this.#dispatches.delete(item.seq);
+      lane.interruptions = 0;
+      lane.items.shift();
+      this.#buffered--;
       lane.running = false;
       this.#pump(key, lane);
       if (this.#buffered < this.#maxBuffered / 2) this.wake();
@@ -149,7 +182,9 @@ export class Dispatcher {
   }
 
   async #process(item: InboundItem): Promise<void> {
-    const dispatches = await this.#journal.recordAttempt(item.seq);
+    // Counted before the handlers run, so a dispatch that crashes the process is counted too.
+    const dispatches = this.#dispatches.get(item.seq) ?? (await this.#journal.recordAttempt(item.seq));
+    this.#dispatches.set(item.seq, dispatches);
     if (dispatches > this.#maxDispatches) {
       this.#log.error(
         { seq: item.seq, lane: item.lane, dispatches },

@@ -2,7 +2,7 @@ import type { Express } from "express";
 import type { Logger } from "pino";
 import type { Outbox } from "../outbox/Outbox.ts";
 import type { InboundItem } from "../store/InboundStore.ts";
-import { PluginError } from "../errors.ts";
+import { isJournalUnavailable, PluginError } from "../errors.ts";
 import type {
   Bot,
   CommandOptions,
@@ -179,12 +179,19 @@ export class PluginHost {
 
   /**
    * Runs every handler that wants this item. Resolves with the failures of handlers that were
-   * given up after `maxAttempts` (empty when all succeeded); never rejects.
+   * given up after `maxAttempts` (empty when all succeeded). Rejects only with a
+   * JournalUnavailableError (a send could not be journaled), after every handler has finished.
    */
   async dispatch(item: InboundItem): Promise<string[]> {
     const jobs = this.#jobsFor(item);
-    const failures = await Promise.all(jobs.map((job) => this.#runWithRetries(job, item)));
-    return failures.filter((f): f is string => f !== undefined);
+    const results = await Promise.allSettled(jobs.map((job) => this.#runWithRetries(job, item)));
+    // The store could not journal a send: not the handler's fault, and the event must not be
+    // settled. Rejecting leaves it pending; it runs again (all its handlers) once the store heals.
+    const interrupted = results.find((r) => r.status === "rejected");
+    if (interrupted) throw interrupted.reason;
+    return results
+      .map((r) => (r.status === "fulfilled" ? r.value : undefined))
+      .filter((f) => f !== undefined);
   }
 
   /**
@@ -453,6 +460,7 @@ export class PluginHost {
         await this.#runOnce(job.cause, job.plugin, log, (ctx) => job.run(ctx));
         return undefined;
       } catch (error) {
+        if (isJournalUnavailable(error)) throw error;
         lastError = error instanceof Error ? error.message : String(error);
         log.warn({ err: error, attempt, handler: job.label }, "handler failed");
       }

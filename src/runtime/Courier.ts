@@ -18,12 +18,14 @@ import { NotOurUserError } from "../errors.ts";
 import { userId as toUserId } from "../ids.ts";
 import { createLogger } from "../logging/createLogger.ts";
 import { AdminDashboard } from "../admin/AdminDashboard.ts";
+import { COURIER_DEVICE_ID, DeviceProvisioner } from "./DeviceProvisioner.ts";
+import { RecoveryPinger } from "./RecoveryPinger.ts";
 
 const PRUNE_INTERVAL_MS = 3_600_000;
 const RESCAN_INTERVAL_MS = 10_000;
 
 /** The device the bot user receives to-device messages on. */
-export const BOT_DEVICE_ID = "COURIER";
+export const BOT_DEVICE_ID = COURIER_DEVICE_ID;
 
 export interface CourierOptions {
   readonly config: CourierConfig;
@@ -54,6 +56,7 @@ export class Courier {
   readonly outbox: Outbox;
   readonly host: PluginHost;
   readonly dispatcher: Dispatcher;
+  readonly #devices: DeviceProvisioner;
   readonly #db: DatabaseSync;
   readonly #outboxStore: SqliteOutboxStore;
   readonly #journal: SqliteInboundJournal;
@@ -64,6 +67,8 @@ export class Courier {
   readonly #registered = new Set<string>();
   #pruneTimer: NodeJS.Timeout | undefined;
   #rescanTimer: NodeJS.Timeout | undefined;
+  /** Pings the homeserver after a refused transaction, so it resends as soon as the store heals. */
+  readonly #recovery = new RecoveryPinger({ ping: () => this.pingHomeserver() });
   readonly #ownNamespace: (userId: string) => boolean;
   /** The operator dashboard under /admin/; undefined when no admin token is configured. */
   readonly #admin: AdminDashboard | undefined;
@@ -92,11 +97,18 @@ export class Courier {
     const ownUsers = patterns(true);
     const namespaceUsers = patterns(false);
     this.#ownNamespace = (id) => ownUsers.some((re) => re.test(id));
+    this.#devices = new DeviceProvisioner(
+      this.client,
+      this.botUserId,
+      this.log.child({ component: "devices" }),
+    );
     this.outbox = new Outbox({
       store: this.#outboxStore,
-      transport: this.client,
+      transport: this.#devices,
       appserviceId: registration.id,
       botUserId: toUserId(this.botUserId),
+      // Every sender masquerades as its own device: Synapse dedupes room sends in its database.
+      ...(config.outbox.ghostDevices ? { deviceId: COURIER_DEVICE_ID } : {}),
       maxConcurrency: config.outbox.maxConcurrency,
       rate: config.outbox.rate,
       rateBySender: config.outbox.rateBySender ?? {},
@@ -163,8 +175,10 @@ export class Courier {
       onJournaled: () => {
         // Test hook for the inbound crash test: die between the commit and the dispatch.
         if (process.env.COURIER_FAULT === "kill-after-journal") process.kill(process.pid, "SIGKILL");
+        if (this.#recovery.journaled()) this.log.info("the inbound journal accepts transactions again");
         this.dispatcher.wake();
       },
+      onJournalFailed: () => this.#recovery.refused(),
       queries: {
         userExists: (id) => this.host.userExists(id),
         aliasExists: (alias) => this.host.aliasExists(alias),
@@ -215,7 +229,7 @@ export class Courier {
   // To-device messages reach a user only through a device; the bot gets a fixed one.
   async #ensureBotDevice(): Promise<void> {
     try {
-      await this.client.ensureDevice(this.registration.senderLocalpart, BOT_DEVICE_ID);
+      await this.#devices.ensure(this.botUserId, BOT_DEVICE_ID);
     } catch (error) {
       this.log.warn(
         { err: error },
@@ -252,6 +266,7 @@ export class Courier {
     this.#accepting = false;
     clearInterval(this.#pruneTimer);
     clearInterval(this.#rescanTimer);
+    this.#recovery.stop();
     await this.dispatcher.stop(deadlineMs);
     await this.host.stop();
     await this.outbox.stop(deadlineMs);

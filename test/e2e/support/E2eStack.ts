@@ -13,6 +13,7 @@ import {
   findFreePort,
   type RateLimit,
 } from "../../../scripts/synapse/LocalSynapse.ts";
+import { FaultProxy } from "../../support/FaultProxy.ts";
 
 export const SERVER_NAME = "localhost";
 const CLI = fileURLToPath(new URL("../../../src/cli/main.ts", import.meta.url));
@@ -23,6 +24,11 @@ export interface StackOptions {
   readonly rcMessage?: RateLimit;
   /** Extra YAML merged into the courier config (plugins, outbox limits…). */
   readonly config?: Record<string, unknown>;
+  /**
+   * Put a FaultProxy in each direction (`toSynapse`: the framework's client API calls;
+   * `toCourier`: Synapse's pushes), seeded with `seed`. No faults until a test sets them.
+   */
+  readonly faultProxies?: { readonly seed: number };
 }
 
 export interface User {
@@ -39,6 +45,10 @@ export class E2eStack {
   readonly appservicePort: number;
   readonly configPath: string;
   readonly botUserId = `@courier:${SERVER_NAME}`;
+  /** Between the framework and Synapse's client API (with `faultProxies`). */
+  readonly toSynapse: FaultProxy | undefined;
+  /** Between Synapse and the framework's appservice endpoint (with `faultProxies`). */
+  readonly toCourier: FaultProxy | undefined;
   readonly #children = new Set<ChildProcess>();
   /** Every framework process this stack started, with its log lines: checked for secrets at stop. */
   readonly #processes: CourierProcess[] = [];
@@ -52,6 +62,7 @@ export class E2eStack {
     port: number,
     configPath: string,
     config: unknown,
+    proxies: { toSynapse?: FaultProxy; toCourier?: FaultProxy },
   ) {
     this.dir = dir;
     this.synapse = synapse;
@@ -60,6 +71,8 @@ export class E2eStack {
     this.appservicePort = port;
     this.configPath = configPath;
     this.#secrets = new Map([["as_token", tokens.as], ["hs_token", tokens.hs], ...secretsIn(config)]);
+    this.toSynapse = proxies.toSynapse;
+    this.toCourier = proxies.toCourier;
   }
 
   static async start(options: StackOptions = {}): Promise<E2eStack> {
@@ -70,12 +83,19 @@ export class E2eStack {
       as: `as_${randomBytes(24).toString("hex")}`,
       hs: `hs_${randomBytes(24).toString("hex")}`,
     };
+    const seed = options.faultProxies?.seed;
+    const toCourier =
+      seed === undefined
+        ? undefined
+        : await FaultProxy.start({ upstream: `http://127.0.0.1:${port}`, seed: seed ^ 0x7c0 });
+    // Where Synapse pushes transactions: the framework, or the proxy in front of it.
+    const appserviceUrl = toCourier?.url ?? `http://127.0.0.1:${port}`;
     const registrationPath = path.join(dir, "registration.yaml");
     writeFileSync(
       registrationPath,
       yaml.dump({
         id: "courier",
-        url: `http://127.0.0.1:${port}`,
+        url: appserviceUrl,
         as_token: tokens.as,
         hs_token: tokens.hs,
         sender_localpart: "courier",
@@ -97,14 +117,16 @@ export class E2eStack {
       serverName: SERVER_NAME,
       ...(options.rcMessage ? { rcMessage: options.rcMessage } : {}),
     });
+    const toSynapse =
+      seed === undefined ? undefined : await FaultProxy.start({ upstream: synapse.baseUrl, seed });
     const configPath = path.join(dir, "config.yaml");
     const config = {
-      homeserver: { url: synapse.baseUrl, serverName: SERVER_NAME },
+      homeserver: { url: toSynapse?.url ?? synapse.baseUrl, serverName: SERVER_NAME },
       appservice: {
         id: "courier",
         registration: registrationPath,
         bind: { host: "127.0.0.1", port },
-        url: `http://127.0.0.1:${port}`,
+        url: appserviceUrl,
         senderLocalpart: "courier",
         namespaces: {
           users: [{ regex: `@courier_.*:${SERVER_NAME}`, exclusive: true }],
@@ -119,7 +141,10 @@ export class E2eStack {
       ...options.config,
     };
     writeFileSync(configPath, yaml.dump(config), { mode: 0o600 });
-    return new E2eStack(dir, synapse, tokens, port, configPath, config);
+    return new E2eStack(dir, synapse, tokens, port, configPath, config, {
+      ...(toSynapse ? { toSynapse } : {}),
+      ...(toCourier ? { toCourier } : {}),
+    });
   }
 
   /** Runs `courier start` in a child process (so a test can SIGKILL it). Resolves once it listens. */
@@ -237,6 +262,8 @@ export class E2eStack {
   async stop(): Promise<void> {
     for (const child of this.#children) child.kill("SIGKILL");
     await Promise.all(this.#processes.map((p) => p.closed));
+    await this.toSynapse?.close();
+    await this.toCourier?.close();
     await this.synapse.stop();
     rmSync(this.dir, { recursive: true, force: true });
     const leaks = secretLeaks(this.#processes, this.#secrets);

@@ -59,7 +59,7 @@ describe("loadConfig", () => {
         rate: { perSecond: 50, burst: 100 },
         retry: { baseMs: 250, capMs: 60_000 },
         requestTimeoutMs: 30_000,
-        ghostDevices: false,
+        ghostDevices: true,
       },
       dispatcher: { maxConcurrency: 16, handlerTimeoutMs: 30_000, maxAttempts: 5 },
       logging: { level: "info", pretty: "auto" },

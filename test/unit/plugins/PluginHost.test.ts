@@ -238,7 +238,9 @@ describe("PluginHost", () => {
     expect(sent[0]!.path).toMatch(
       /^\/_matrix\/client\/v3\/sendToDevice\/m\.courier\.pong\/\S+\?user_id=%40courier_g%3Ax$/,
     );
-    expect(JSON.parse(sent[0]!.body!)).toEqual({ messages: { "@alice:x": { ALICEDEV: {} } } });
+    expect(JSON.parse(sent[0]!.body!)).toEqual({
+      messages: { "@alice:x": { ALICEDEV: { "org.matrix.msgid": expect.any(String) } } },
+    });
     expect(JSON.parse(sent[1]!.body!).body).toContain("!echo <text>: says it back");
   });
 });

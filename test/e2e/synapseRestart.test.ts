@@ -1,0 +1,106 @@
+// Synapse crashes mid-burst and loses its in-memory transaction cache. Just before the crash,
+// every room send is processed by Synapse but its answer is lost (the proxy drops it), so each
+// room's head message is "sent, unconfirmed" when Synapse dies. The outbox then resends those
+// heads, byte for byte, to a Synapse that remembers nothing in memory.
+//
+// - outbox.ghostDevices on: each ghost sends as its device, Synapse finds the txnId in its
+//   database (event_txn_id_device_id) and answers with the first event: nothing duplicated.
+// - off (the control, proving the test can see the problem): the resent heads become new events;
+//   every duplicate is the head repeated, nothing is missing or reordered.
+import type { ProxiedRequest } from "../support/FaultProxy.ts";
+import { E2eStack, eventually, SERVER_NAME, type CourierProcess, type User } from "./support/E2eStack.ts";
+
+const ROOMS = 4;
+const PER_ROOM = 60;
+const BURST_PLUGIN = new URL("./support/burstPlugin.ts", import.meta.url).pathname;
+const isRoomSend = (r: ProxiedRequest) => r.method === "PUT" && r.path.includes("/send/m.room.message/");
+const roomOf = (r: ProxiedRequest) => decodeURIComponent(r.path.split("/")[5] ?? "");
+
+describe.each([
+  { ghostDevices: true, outcome: "nothing is duplicated" },
+  { ghostDevices: false, outcome: "the unconfirmed heads are duplicated (control)" },
+])("Synapse killed mid-burst, outbox.ghostDevices $ghostDevices", ({ ghostDevices, outcome }) => {
+  let stack: E2eStack;
+  let courier: CourierProcess | undefined;
+  let alice: User;
+
+  beforeAll(async () => {
+    stack = await E2eStack.start({
+      faultProxies: { seed: 0x5e5 },
+      config: {
+        plugins: [{ name: "burst", module: BURST_PLUGIN }],
+        outbox: {
+          ghostDevices,
+          rate: { perSecond: 1000, burst: 1000 },
+          retry: { baseMs: 100, capMs: 1000 },
+          requestTimeoutMs: 10_000,
+        },
+      },
+    });
+    alice = await stack.user("alice");
+  }, 120_000);
+  afterAll(async () => {
+    await courier?.kill("SIGTERM");
+    await stack?.stop();
+  }, 60_000);
+
+  test(`${ROOMS} rooms x ${PER_ROOM} ghost messages: ${outcome}; nothing missing, order kept`, async () => {
+    const proxy = stack.toSynapse!;
+    courier = await stack.startCourier();
+    const rooms: string[] = [];
+    for (let r = 0; r < ROOMS; r++) rooms.push(await stack.roomWithBot(alice, { preset: "public_chat" }));
+    const ghost = (r: number) => `@courier_r${r}:${SERVER_NAME}`;
+
+    let confirmed = 0;
+    proxy.on("upstream", ({ request, status }) => {
+      if (isRoomSend(request) && status === 200) confirmed++;
+    });
+    // Slow enough that the crash falls mid-burst.
+    proxy.setFaults({ latencyRate: 1, latencyMs: 150, match: isRoomSend });
+    for (const [r, roomId] of rooms.entries())
+      await stack.say(alice, roomId, `!burst ${PER_ROOM} ${ghost(r)}`);
+    await eventually("the burst to be under way", 60_000, async () => (confirmed >= 40 ? true : undefined));
+
+    // From now on Synapse processes each send but its answer never arrives.
+    const unconfirmedRooms = new Set<string>();
+    proxy.on("fault", ({ kind, request }) => {
+      if (kind === "dropResponse") unconfirmedRooms.add(roomOf(request));
+    });
+    proxy.setFaults({ rateDropResponse: 1, match: isRoomSend });
+    await eventually("a processed, unconfirmed head in every room", 60_000, async () =>
+      rooms.every((room) => unconfirmedRooms.has(room)) ? true : undefined,
+    );
+    await stack.synapse.restart({ signal: "SIGKILL" });
+    proxy.clearFaults();
+
+    const numbers = async () => {
+      const out: unknown[][] = [];
+      for (const [r, roomId] of rooms.entries()) {
+        const messages = await stack.messages(alice.accessToken, roomId);
+        out.push(messages.filter((m) => m.sender === ghost(r)).map((m) => m.content.n));
+      }
+      return out;
+    };
+    await eventually("every message to arrive", 180_000, async () =>
+      (await numbers()).every((ns) => new Set(ns).size === PER_ROOM) ? true : undefined,
+    );
+    await new Promise((r) => setTimeout(r, 3000)); // a late duplicate would show up now
+    const seen = await numbers();
+    const expected = Array.from({ length: PER_ROOM }, (_, i) => i);
+    const duplicates = seen.reduce((sum, ns) => sum + ns.length - PER_ROOM, 0);
+    process.stderr.write(
+      `synapse restart, ghostDevices ${ghostDevices}: ${ROOMS * PER_ROOM} messages, ${duplicates} duplicated, ` +
+        `${unconfirmedRooms.size} rooms with an unconfirmed head at the crash, proxy ${JSON.stringify(proxy.stats)}\n`,
+    );
+    for (const ns of seen) {
+      // Order kept and nothing missing: the first occurrences are 0..PER_ROOM-1 in order.
+      expect(ns.filter((n, i) => ns.indexOf(n) === i)).toEqual(expected);
+      if (ghostDevices) expect(ns).toEqual(expected);
+      // Any duplicate is the message just before it, repeated (a resent head), never an older one.
+      ns.forEach((n, i) => {
+        if (ns.indexOf(n) !== i) expect(ns[i - 1]).toBe(n);
+      });
+    }
+    if (!ghostDevices) expect(duplicates).toBeGreaterThan(0);
+  }, 420_000);
+});

@@ -6,7 +6,7 @@ import type { Logger } from "pino";
 import { InboundRequestError } from "../errors.ts";
 import { createLogger } from "../logging/createLogger.ts";
 import type { NewInboundItem } from "../store/InboundStore.ts";
-import type { AppserviceOptions, ListenOptions, Readiness } from "./options.ts";
+import type { AppserviceOptions, JournaledCounts, ListenOptions, Readiness } from "./options.ts";
 import { parseTransaction } from "./parseTransaction.ts";
 
 export type { AppserviceOptions, AppserviceQueries, ListenOptions, Readiness } from "./options.ts";
@@ -198,7 +198,7 @@ export function createAppserviceApp(options: AppserviceOptions): AppserviceApp {
         }
         if (!duplicate) {
           try {
-            options.onJournaled?.();
+            options.onJournaled?.(countByKind(parsed.items));
           } catch (error) {
             log.error({ err: error, txnId }, "onJournaled threw; the transaction is journaled all the same");
           }
@@ -392,8 +392,8 @@ function isObject(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
-function countByKind(items: readonly NewInboundItem[]): Record<string, number> {
-  const counts: Record<string, number> = { events: 0, ephemeral: 0, toDevice: 0, e2ee: 0 };
+function countByKind(items: readonly NewInboundItem[]): JournaledCounts {
+  const counts = { events: 0, ephemeral: 0, toDevice: 0, e2ee: 0 };
   for (const item of items) {
     const key =
       item.kind === "event"
@@ -401,7 +401,7 @@ function countByKind(items: readonly NewInboundItem[]): Record<string, number> {
         : item.kind === "deviceLists" || item.kind === "otkCounts"
           ? "e2ee"
           : item.kind;
-    counts[key] = (counts[key] ?? 0) + 1;
+    counts[key]++;
   }
   return counts;
 }

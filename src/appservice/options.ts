@@ -26,7 +26,7 @@ export interface AppserviceOptions {
    * Synchronous and cheap; an exception is logged, the transaction is still answered 200.
    * @default does nothing
    */
-  readonly onJournaled?: () => void;
+  readonly onJournaled?: (counts: JournaledCounts) => void;
   /**
    * Called when a transaction could not be journaled (it is answered 500 and the homeserver
    * will send it again, on its own backoff). Synchronous; an exception is logged.
@@ -70,4 +70,12 @@ export interface ListenOptions {
   readonly host?: string;
   /** 0 picks a free port (see the returned `port`). */
   readonly port: number;
+}
+
+/** What a newly journaled transaction carried, by kind (`e2ee`: device lists and key counts). */
+export interface JournaledCounts {
+  readonly events: number;
+  readonly ephemeral: number;
+  readonly toDevice: number;
+  readonly e2ee: number;
 }

@@ -82,6 +82,11 @@ logging:
 #   token: <at least 16 random characters, e.g. from \`openssl rand -hex 24\`>
 #   sessionMinutes: 720         # how long a browser login lasts
 
+# Prometheus metrics at <appservice url>/metrics (see docs/operations.md for the names).
+# metrics:
+#   enabled: true
+#   token: <when set, scrapes send Authorization: Bearer <token>>
+
 # Loaded in this order. "module" is a path (./ or ../) or a package name; without it, the
 # plugin shipped with matrix-courier under that name. "config" is checked by the plugin.
 plugins:

@@ -224,6 +224,16 @@ const admin = z
   .strict()
   .prefault({});
 
+const metrics = z
+  .object({
+    /** Prometheus metrics on GET /metrics of the appservice listener. @default true */
+    enabled: z.boolean().default(true),
+    /** When set, a scrape must send `Authorization: Bearer <token>`. @default unset: open, like most exporters */
+    token: secret.optional(),
+  })
+  .strict()
+  .prefault({});
+
 const plugin = z
   .object({
     /** Unique; names the plugin's config section, logs, store keys and HTTP prefix. */
@@ -267,7 +277,7 @@ const plugins = z
   );
 
 export const configSchema = z
-  .object({ homeserver, appservice, store, outbox, dispatcher, logging, admin, plugins })
+  .object({ homeserver, appservice, store, outbox, dispatcher, logging, admin, metrics, plugins })
   .strict();
 
 /** The configuration after validation, with every default applied and paths absolute. */

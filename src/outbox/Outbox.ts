@@ -105,8 +105,10 @@ export interface OutboxStats {
 }
 
 export interface OutboxEvents {
+  /** A new row was committed (not emitted for a txnId already journaled). */
+  enqueued: [row: OutboxRow];
   sent: [row: OutboxRow, eventId: string | undefined, latencyMs: number];
-  retry: [row: OutboxRow, reason: string, delayMs: number];
+  retry: [row: OutboxRow, reason: string, delayMs: number, error: unknown];
   rateLimited: [sender: string, pauseMs: number];
   dead: [row: OutboxRow, reason: DeadReason];
 }
@@ -198,7 +200,9 @@ export class Outbox extends EventEmitter<OutboxEvents> {
       throw new JournalUnavailableError(error);
     }
     for (const outcome of outcomes) {
-      if (outcome.inserted) this.#accept(outcome.row);
+      if (!outcome.inserted) continue;
+      this.#accept(outcome.row);
+      this.emit("enqueued", outcome.row);
     }
     const txnIds = rows.map((r) => r.txnId);
     return {
@@ -469,7 +473,7 @@ export class Outbox extends EventEmitter<OutboxEvents> {
       { txnId: row.txnId, lane: lane.key, attempt: lane.attempts, delay, reason: failure.reason },
       "request will be retried",
     );
-    this.emit("retry", row, failure.reason, delay);
+    this.emit("retry", row, failure.reason, delay, error);
     this.#later(lane, delay);
   }
 

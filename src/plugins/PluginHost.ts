@@ -74,6 +74,17 @@ export interface PluginHostOptions {
   readonly maxAttempts?: number;
   /** First pause between two tries. @default 200 */
   readonly retryBaseMs?: number;
+  /** Told about every try of a handler (metrics). Synchronous. @default does nothing */
+  readonly onHandlerRun?: (run: HandlerRun) => void;
+}
+
+/** One try of one handler on one item. */
+export interface HandlerRun {
+  /** The plugin's name; "courier" for the framework's own jobs (auto-join, help). */
+  readonly plugin: string;
+  readonly handler: string;
+  readonly durationMs: number;
+  readonly ok: boolean;
 }
 
 /** A unit of work for one event: a plugin's handler, or the framework's own (auto-join, help). */
@@ -101,6 +112,7 @@ export class PluginHost {
       handlerTimeoutMs: 30_000,
       maxAttempts: 3,
       retryBaseMs: 200,
+      onHandlerRun: () => {},
       ...options,
     };
   }
@@ -382,7 +394,7 @@ export class PluginHost {
     ) {
       const invitee = event.state_key;
       jobs.push({
-        label: `auto-join ${invitee}`,
+        label: "auto-join",
         cause: `courier/join:${event.event_id}`,
         plugin: undefined,
         eventId: event.event_id,
@@ -456,10 +468,20 @@ export class PluginHost {
     // One cause scope per job: a retry numbers its sends from zero again, onto the same txnIds.
     let lastError = "";
     for (let attempt = 1; attempt <= maxAttempts; attempt++) {
+      const started = performance.now();
+      const report = (ok: boolean) =>
+        this.#options.onHandlerRun({
+          plugin: job.plugin?.name ?? "courier",
+          handler: job.label,
+          durationMs: performance.now() - started,
+          ok,
+        });
       try {
         await this.#runOnce(job.cause, job.plugin, log, (ctx) => job.run(ctx));
+        report(true);
         return undefined;
       } catch (error) {
+        report(false);
         if (isJournalUnavailable(error)) throw error;
         lastError = error instanceof Error ? error.message : String(error);
         log.warn({ err: error, attempt, handler: job.label }, "handler failed");

@@ -10,13 +10,15 @@ import { Outbox } from "../outbox/Outbox.ts";
 import { openSqlite } from "../store/sqlite/SqliteDatabase.ts";
 import { SqliteOutboxStore } from "../store/sqlite/SqliteOutboxStore.ts";
 import { SqliteInboundJournal } from "../store/sqlite/SqliteInboundJournal.ts";
-import { PluginHost } from "../plugins/PluginHost.ts";
+import { PluginHost, type HandlerRun } from "../plugins/PluginHost.ts";
 import { Dispatcher } from "../plugins/Dispatcher.ts";
 import { resolvePlugin } from "../plugins/resolvePlugin.ts";
 import type { Intent, PluginDefinition } from "../plugins/definePlugin.ts";
 import { NotOurUserError } from "../errors.ts";
 import { userId as toUserId } from "../ids.ts";
 import { createLogger } from "../logging/createLogger.ts";
+import { CourierMetrics } from "../metrics/CourierMetrics.ts";
+import { mountMetrics } from "../metrics/metricsRoute.ts";
 import { AdminDashboard } from "../admin/AdminDashboard.ts";
 import { COURIER_DEVICE_ID, DeviceProvisioner } from "./DeviceProvisioner.ts";
 import { RecoveryPinger } from "./RecoveryPinger.ts";
@@ -55,6 +57,8 @@ export class Courier {
   readonly client: MatrixClient;
   readonly outbox: Outbox;
   readonly host: PluginHost;
+  /** Prometheus metrics (GET /metrics); undefined when `metrics.enabled` is false. */
+  readonly metrics: CourierMetrics | undefined;
   readonly dispatcher: Dispatcher;
   readonly #devices: DeviceProvisioner;
   readonly #db: DatabaseSync;
@@ -119,6 +123,8 @@ export class Courier {
       // or not; anyone else is refused at enqueue, not dead-lettered by a 403 later.
       mayActAs: (id) => namespaceUsers.some((re) => re.test(id)),
     });
+    this.metrics = config.metrics.enabled ? new CourierMetrics(this.outbox) : undefined;
+    this.metrics?.watchOutbox(this.outbox);
     const isOwnUser = (id: string) => id === this.botUserId || this.#ownNamespace(id);
     this.host = new PluginHost({
       outbox: this.outbox,
@@ -128,6 +134,7 @@ export class Courier {
       intent: (userId) => this.intent(userId),
       handlerTimeoutMs: config.dispatcher.handlerTimeoutMs,
       maxAttempts: config.dispatcher.maxAttempts,
+      onHandlerRun: (run: HandlerRun) => this.metrics?.handlerRan(run),
     });
     this.dispatcher = new Dispatcher({
       journal: this.#journal,
@@ -172,13 +179,17 @@ export class Courier {
     const app = createAppserviceApp({
       hsToken: this.registration.hsToken,
       journal: this.#journal,
-      onJournaled: () => {
+      onJournaled: (counts) => {
+        this.metrics?.transactionJournaled(counts);
         // Test hook for the inbound crash test: die between the commit and the dispatch.
         if (process.env.COURIER_FAULT === "kill-after-journal") process.kill(process.pid, "SIGKILL");
         if (this.#recovery.journaled()) this.log.info("the inbound journal accepts transactions again");
         this.dispatcher.wake();
       },
-      onJournalFailed: () => this.#recovery.refused(),
+      onJournalFailed: () => {
+        this.metrics?.journalFailed();
+        this.#recovery.refused();
+      },
       queries: {
         userExists: (id) => this.host.userExists(id),
         aliasExists: (alias) => this.host.aliasExists(alias),
@@ -195,6 +206,7 @@ export class Courier {
       routes: (app) => {
         this.host.mountWebhooks(app);
         this.#admin?.mount(app);
+        if (this.metrics) mountMetrics(app, this.metrics, this.config.metrics.token);
       },
     });
     await this.host.start();
@@ -249,8 +261,11 @@ export class Courier {
         `courier-start-${Date.now()}`,
       );
       this.log.info({ durationMs: duration_ms }, "homeserver ping: both directions work");
+      this.metrics?.homeserverReachable(true);
       return { ok: true, durationMs: duration_ms };
     } catch (error) {
+      // An error answer still proves the homeserver is up; only no answer at all says it is not.
+      this.metrics?.homeserverReachable(error instanceof MatrixError);
       const diagnosis = diagnosePing(error, this.registration.url);
       this.log.error({ err: error, diagnosis }, "homeserver ping failed");
       return { ok: false, diagnosis };

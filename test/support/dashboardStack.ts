@@ -22,6 +22,8 @@ export interface DashboardStackOptions {
   readonly shippedPlugins?: ReadonlyArray<{ name: string; config?: Record<string, unknown> }>;
   /** The homeserver's server name. @default "fake.test" */
   readonly serverName?: string;
+  /** More config sections, e.g. `{ metrics: { token } }`. @default none */
+  readonly config?: Record<string, unknown>;
   /** Store file. @default ":memory:" */
   readonly storePath?: string;
 }
@@ -84,6 +86,7 @@ export async function startDashboardStack(options: DashboardStackOptions = {}): 
       ...plugins.map((p) => ({ name: p.definition.name, config: p.config ?? {} })),
       ...(options.shippedPlugins ?? []).map((p) => ({ name: p.name, config: p.config ?? {} })),
     ],
+    ...options.config,
   });
   const lines: string[] = [];
   const destination = new Writable({

@@ -64,6 +64,7 @@ describe("loadConfig", () => {
       dispatcher: { maxConcurrency: 16, handlerTimeoutMs: 30_000, maxAttempts: 5 },
       logging: { level: "info", pretty: "auto" },
       admin: { sessionMinutes: 720 },
+      metrics: { enabled: true },
       plugins: [],
     });
   });
@@ -234,7 +235,7 @@ stroe: {}
 
   test("a null key (`~:`) is reported on its own line", () => {
     expect(problems(file(`${MINIMAL}~: 1\n`))).toEqual([
-      'config.yaml:4: [""]: unknown key; expected one of: homeserver, appservice, store, outbox, dispatcher, logging, admin, plugins',
+      'config.yaml:4: [""]: unknown key; expected one of: homeserver, appservice, store, outbox, dispatcher, logging, admin, metrics, plugins',
     ]);
   });
 

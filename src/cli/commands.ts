@@ -29,7 +29,7 @@ export async function runStart(path: string): Promise<void> {
   const courier = new Courier({
     config,
     registration,
-    logger: createLogger({ level: config.logging.level }),
+    logger: createLogger({ level: config.logging.level, pretty: config.logging.pretty }),
   });
   await courier.start();
   await untilSignal(courier);

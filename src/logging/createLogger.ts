@@ -1,4 +1,5 @@
 import { pino, type Logger, type LevelWithSilent } from "pino";
+import { build as prettyStream } from "pino-pretty";
 
 /**
  * Every place a secret can sit in a log object. Set once when the logger is built (pino compiles
@@ -31,6 +32,19 @@ export interface LoggerOptions {
   readonly level?: LevelWithSilent;
   /** Where lines go. @default stdout */
   readonly destination?: NodeJS.WritableStream;
+  /**
+   * Human-readable lines (pino-pretty) instead of JSON; "auto": when stdout is a terminal.
+   * Redaction happens before formatting, so pretty lines hide the same secrets. @default false
+   */
+  readonly pretty?: boolean | "auto";
+}
+
+/** Whether `pretty` means pretty lines here: "auto" asks whether stdout is a terminal. */
+export function wantsPretty(
+  pretty: boolean | "auto" | undefined,
+  stdoutIsTty = process.stdout.isTTY,
+): boolean {
+  return pretty === "auto" ? stdoutIsTty === true : pretty === true;
 }
 
 export function createLogger(options: LoggerOptions = {}): Logger {
@@ -40,7 +54,15 @@ export function createLogger(options: LoggerOptions = {}): Logger {
       redact: { paths: REDACT_PATHS, censor: "[redacted]" },
       base: { name: "courier" },
     },
-    options.destination ?? process.stdout,
+    wantsPretty(options.pretty)
+      ? prettyStream({
+          destination: options.destination ?? 1,
+          sync: true,
+          colorize: options.destination === undefined && process.stdout.isTTY === true,
+          translateTime: "SYS:HH:MM:ss.l",
+          ignore: "pid,hostname,name",
+        })
+      : (options.destination ?? process.stdout),
   );
 }
 

@@ -82,7 +82,7 @@ export class Courier {
     this.config = config;
     this.registration = registration;
     this.#plugins = options.plugins;
-    this.log = options.logger ?? createLogger({ level: config.logging.level });
+    this.log = options.logger ?? createLogger({ level: config.logging.level, pretty: config.logging.pretty });
     this.botUserId = `@${registration.senderLocalpart}:${config.homeserver.serverName}`;
     this.#db = openSqlite({ path: config.store.path, synchronous: config.store.synchronous });
     this.#outboxStore = new SqliteOutboxStore(this.#db);

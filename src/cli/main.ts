@@ -3,7 +3,8 @@
 import { Command, CommanderError } from "commander";
 import { CourierError } from "../errors.ts";
 import { runInit, runRegister, runStart } from "./commands.ts";
-import { outboxList, outboxRetry, outboxStats } from "./outboxCommands.ts";
+import { outboxDrop, outboxList, outboxRetry, outboxStats } from "./outboxCommands.ts";
+import { askYesNo } from "./askYesNo.ts";
 import type { OutboxState } from "../store/OutboxStore.ts";
 
 const program = new Command()
@@ -46,15 +47,15 @@ outbox
   .description("journaled requests, newest first")
   .option("-c, --config <path>", "config file", "config.yaml")
   .option("--room <roomId>", "only this room's lane")
-  .option("--state <state>", "pending, sent or dead")
+  .option("--state <state>", "pending, sent, dead or dropped")
   .option("-n, --limit <n>", "at most this many", "50")
   .option("--json", "one JSON object per line")
   .action((opts: { config: string; room?: string; state?: string; limit: string; json?: boolean }) => {
-    if (opts.state && !["pending", "sent", "dead"].includes(opts.state)) {
+    if (opts.state && !["pending", "sent", "dead", "dropped"].includes(opts.state)) {
       throw new CommanderError(
         2,
         "courier.badState",
-        `--state must be pending, sent or dead, got ${opts.state}`,
+        `--state must be pending, sent, dead or dropped, got ${opts.state}`,
       );
     }
     return outboxList(opts.config, {
@@ -87,6 +88,20 @@ outbox
       ...(txnId ? { txnId } : {}),
     });
     if (changed === 0 && txnId) process.exitCode = 1;
+  });
+
+outbox
+  .command("drop")
+  .description("take pending or dead requests out of the queue for good (asks first)")
+  .argument("<txnId...>", "the requests to drop")
+  .option("-c, --config <path>", "config file", "config.yaml")
+  .option("-y, --yes", "do not ask (required when not on a terminal)")
+  .action(async (txnIds: string[], opts: { config: string; yes?: boolean }) => {
+    const interactive = process.stdin.isTTY === true && process.stdout.isTTY === true;
+    if (!opts.yes && !interactive)
+      throw new CommanderError(2, "courier.dropConfirm", "not a terminal, so nobody can confirm: pass --yes");
+    const dropped = await outboxDrop(opts.config, txnIds, { yes: opts.yes ?? false, confirm: askYesNo });
+    if (dropped === 0) process.exitCode = 1;
   });
 
 try {

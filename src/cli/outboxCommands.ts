@@ -68,3 +68,34 @@ export async function outboxRetry(
     return changed;
   });
 }
+
+/**
+ * Takes requests out of the queue for good (state `dropped`, kept as a record). Shows them first
+ * and asks, unless `yes`; without a terminal to ask on, refuses. Returns how many were dropped.
+ * A running service re-reads a held row before sending it, so a dropped row is not sent unless it
+ * was already on its way.
+ */
+export async function outboxDrop(
+  configPath: string,
+  txnIds: readonly string[],
+  options: { yes: boolean; confirm: (question: string) => Promise<boolean> },
+): Promise<number> {
+  return withStore(configPath, async (store) => {
+    const rows = (await Promise.all(txnIds.map((id) => store.get(id as TxnId)))).filter(
+      (row): row is OutboxRow => row !== undefined && (row.state === "pending" || row.state === "dead"),
+    );
+    if (rows.length === 0) {
+      say("nothing to drop: no pending or dead request with that txnId");
+      return 0;
+    }
+    for (const row of rows) say(describeRow(row));
+    const n = `${rows.length} request${rows.length === 1 ? "" : "s"}`;
+    if (!options.yes && !(await options.confirm(`Drop ${n}? They will never be sent. [y/N] `))) {
+      say("nothing dropped");
+      return 0;
+    }
+    const dropped = await store.drop(rows.map((row) => row.txnId));
+    say(`${dropped} request${dropped === 1 ? "" : "s"} dropped`);
+    return dropped;
+  });
+}

@@ -29,7 +29,9 @@ export function unwrap(schema: z.ZodType): z.ZodType {
 /** The schema of one key (object), index (array) or entry (record) of `schema`, if any. */
 export function childSchema(schema: z.ZodType, segment: PropertyKey): z.ZodType | undefined {
   const d = def(unwrap(schema));
-  if (d.type === "object") return d.shape?.[String(segment)];
+  // Own keys only: a config key such as "valueOf" must not find Object.prototype's method.
+  if (d.type === "object")
+    return d.shape && Object.hasOwn(d.shape, segment) ? d.shape[String(segment)] : undefined;
   if (d.type === "array") return d.element;
   if (d.type === "record") return d.valueType;
   return undefined;

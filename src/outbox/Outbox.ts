@@ -113,6 +113,9 @@ export interface OutboxEvents {
   dead: [row: OutboxRow, reason: DeadReason];
 }
 
+/** How a dropped row's waiters learn its fate (`courier outbox drop`). */
+const DROPPED: DeadReason = { errcode: "COURIER_DROPPED", status: 0, reason: "dropped by an operator" };
+
 /** Backoff of outcomes the store could not record. */
 const SETTLE_RETRY: RetryOptions = { baseMs: 1_000, capMs: 30_000 };
 
@@ -155,6 +158,13 @@ export class Outbox extends EventEmitter<OutboxEvents> {
   #settleFailures = 0;
   #started = false;
   #rescanning: Promise<void> = Promise.resolve();
+  /**
+   * Bumped when another process committed to the store (an operator dropped a row): a held row
+   * stamped with an older epoch is re-read before it is sent.
+   */
+  #epoch = 0;
+  #externalVersion = 0;
+  readonly #stamps = new WeakMap<OutboxRow, number>();
   #stopped = false;
   #counters = { sent: 0, retried: 0, dead: 0, rateLimited: 0 };
 
@@ -218,6 +228,7 @@ export class Outbox extends EventEmitter<OutboxEvents> {
     if (this.#started) return;
     this.#started = true;
     this.#stopped = false;
+    this.#externalVersion = this.#store.externalVersion?.() ?? 0;
     const lanes = await this.#store.pendingLanes();
     this.#log.info({ lanes: lanes.length }, "outbox started");
     for (const key of lanes) this.#pump(this.#laneFor(key, false));
@@ -245,6 +256,7 @@ export class Outbox extends EventEmitter<OutboxEvents> {
       // among them were put back.
       const head = lane.rows[0]?.seq ?? lane.lastSeq + 1;
       const older = (await this.#store.loadLane(key, 0, this.#window)).filter((row) => row.seq < head);
+      this.#stamp(older);
       lane.adopt(older);
       lane.complete = false;
       this.#pump(lane);
@@ -377,6 +389,7 @@ export class Outbox extends EventEmitter<OutboxEvents> {
     if (!this.#started) return;
     // A lane missing from memory has no pending rows (start() loaded them all), so it is complete.
     const lane = this.#laneFor(row.lane, true);
+    this.#stamp([row]);
     lane.offer(row, this.#window);
     this.#pump(lane);
   }
@@ -407,6 +420,7 @@ export class Outbox extends EventEmitter<OutboxEvents> {
     lane.loading = true;
     this.#store.loadLane(lane.key, lane.lastSeq, this.#window).then(
       (rows) => {
+        this.#stamp(rows);
         // Settled here, not yet in the store: pending there, but delivered.
         lane.loaded(
           this.#unsettled.size === 0 ? rows : rows.filter((r) => !this.#unsettled.has(r.txnId)),
@@ -423,7 +437,32 @@ export class Outbox extends EventEmitter<OutboxEvents> {
     );
   }
 
+  #stamp(rows: readonly OutboxRow[]): void {
+    for (const row of rows) this.#stamps.set(row, this.#epoch);
+  }
+
+  /** False when another process took the row out of the queue (dropped) since it was loaded. */
+  async #stillPending(row: OutboxRow): Promise<boolean> {
+    const version = this.#store.externalVersion?.() ?? 0;
+    if (version !== this.#externalVersion) {
+      this.#externalVersion = version;
+      this.#epoch++;
+    }
+    if ((this.#stamps.get(row) ?? -1) >= this.#epoch) return true;
+    const current = await this.#store.get(row.txnId);
+    this.#stamps.set(row, this.#epoch);
+    return current?.state === "pending";
+  }
+
   async #attempt(lane: OutboxLane, row: OutboxRow): Promise<void> {
+    if (!(await this.#stillPending(row))) {
+      lane.advance();
+      this.#log.info({ txnId: row.txnId, lane: lane.key }, "request dropped by an operator; not sent");
+      this.#settleWaiters(row.txnId, (w) => w.reject(deadLetterOf({ txnId: row.txnId, error: DROPPED })));
+      lane.busy = false;
+      this.#pump(lane);
+      return;
+    }
     if (lane.attempts === 0) lane.headStartedAt = performance.now();
     let response: unknown;
     try {
@@ -543,6 +582,8 @@ export class Outbox extends EventEmitter<OutboxEvents> {
       this.#store.get(txnId).then((row) => {
         if (row?.state === "sent") this.#settleWaiters(txnId, (w) => w.resolve(row.eventId));
         if (row?.state === "dead") this.#settleWaiters(txnId, (w) => w.reject(deadLetterOf(row)));
+        if (row?.state === "dropped")
+          this.#settleWaiters(txnId, (w) => w.reject(deadLetterOf({ txnId, error: DROPPED })));
       }, reject);
     });
   }

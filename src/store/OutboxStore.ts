@@ -2,7 +2,8 @@ import type { OutboxKind } from "../outbox/deriveTxnId.ts";
 import type { MatrixRequest } from "../matrix/requests.ts";
 import type { TxnId } from "../ids.ts";
 
-export type OutboxState = "pending" | "sent" | "dead";
+/** `dropped`: taken out by an operator (`courier outbox drop`); never sent, never retried. */
+export type OutboxState = "pending" | "sent" | "dead" | "dropped";
 
 /** A request as the outbox journals it, before the store gives it a sequence number. */
 export interface NewOutboxRow {
@@ -81,6 +82,18 @@ export interface OutboxStore {
   totals(): Promise<OutboxTotals>;
   /** Puts dead rows back to pending (operator retry); returns how many changed. */
   requeue(txnIds: readonly TxnId[] | "all-dead"): Promise<number>;
+  /**
+   * Marks pending or dead rows dropped (kept as a record, so their txnIds are never sent again);
+   * returns how many changed. A row already on its way may still be accepted: it then ends up
+   * `sent`, which is the truth.
+   */
+  drop(txnIds: readonly TxnId[]): Promise<number>;
+  /**
+   * A number that changes whenever another process commits to the store (the CLI dropping a
+   * row): the outbox re-reads a row it holds before sending it. Synchronous and cheap.
+   * @default absent: nobody else writes
+   */
+  externalVersion?(): number;
   /** Deletes rows settled before `before` (ms epoch); returns how many. */
   prune(before: number): Promise<number>;
   /** Commits anything buffered. */

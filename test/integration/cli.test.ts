@@ -85,5 +85,16 @@ describe("courier CLI", () => {
       sent: 1,
       dead: 0,
     });
+
+    // Not a terminal: drop refuses without --yes, and changes nothing.
+    const refused = await run(["outbox", "drop", "b"], dir);
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toContain("pass --yes");
+    const dropped = await run(["outbox", "drop", "b", "c", "--yes"], dir);
+    expect(dropped.code).toBe(0);
+    expect(dropped.stdout).toContain("1 request dropped"); // c was sent already: not droppable
+    expect((await run(["outbox", "drop", "b", "--yes"], dir)).code).toBe(1);
+    expect((await run(["outbox", "ls", "--state", "dropped"], dir)).stdout).toMatch(/^b\tdropped\t/m);
+    expect((await run(["outbox", "retry", "--all-dead"], dir)).stdout).toContain("0 requests");
   }, 30_000);
 });

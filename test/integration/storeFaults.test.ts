@@ -87,6 +87,7 @@ function faultyOutboxStore(inner: OutboxStore): OutboxStore {
     insert: write((rows) => inner.insert(rows)),
     settle: write((s) => inner.settle(s)),
     requeue: write((ids) => inner.requeue(ids)),
+    drop: write((ids) => inner.drop(ids)),
     prune: write((before) => inner.prune(before)),
     flush: write(() => inner.flush()),
     pendingLanes: () => inner.pendingLanes(),

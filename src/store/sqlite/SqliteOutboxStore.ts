@@ -68,6 +68,7 @@ export class SqliteOutboxStore implements OutboxStore {
   #flushScheduled = false;
   readonly #laneIds = new Map<string, number>();
   readonly #laneId: StatementSync;
+  readonly #dataVersion: StatementSync;
   readonly #addLane: StatementSync;
   #settleTimer: NodeJS.Timeout | undefined;
 
@@ -80,9 +81,10 @@ export class SqliteOutboxStore implements OutboxStore {
     );
     this.#byTxnId = this.#db.prepare(`SELECT ${COLUMNS} FROM outbox WHERE txn_key = ?`);
     this.#laneId = this.#db.prepare("SELECT id FROM outbox_lanes WHERE name = ?");
+    this.#dataVersion = this.#db.prepare("PRAGMA data_version");
     this.#addLane = this.#db.prepare("INSERT INTO outbox_lanes (name) VALUES (?) RETURNING id");
     this.#settleSent = this.#db.prepare(
-      "UPDATE outbox SET state = 'sent', event_id = ?, attempts = ?, settled_at = ? WHERE seq = ? AND state = 'pending'",
+      "UPDATE outbox SET state = 'sent', event_id = ?, attempts = ?, settled_at = ? WHERE seq = ? AND state IN ('pending', 'dropped')",
     );
     this.#settleDead = this.#db.prepare(
       "UPDATE outbox SET state = 'dead', error = ?, attempts = ?, settled_at = ? WHERE seq = ? AND state = 'pending'",
@@ -168,6 +170,22 @@ export class SqliteOutboxStore implements OutboxStore {
     if (txnIds === "all-dead") return Number(this.#db.prepare(sql).run().changes);
     const one = this.#db.prepare(`${sql} AND txn_key = ? AND txn_id = ?`);
     return this.#transaction(() => txnIds.reduce((n, id) => n + Number(one.run(txnKey(id), id).changes), 0));
+  }
+
+  async drop(txnIds: readonly TxnId[]): Promise<number> {
+    await this.flush();
+    const one = this.#db.prepare(
+      "UPDATE outbox SET state = 'dropped', settled_at = ? WHERE state IN ('pending', 'dead') AND txn_key = ? AND txn_id = ?",
+    );
+    const now = Date.now();
+    return this.#transaction(() =>
+      txnIds.reduce((n, id) => n + Number(one.run(now, txnKey(id), id).changes), 0),
+    );
+  }
+
+  externalVersion(): number {
+    // SQLite bumps data_version when another connection commits; our own commits leave it alone.
+    return (this.#dataVersion.get() as { data_version: number }).data_version;
   }
 
   async prune(before: number): Promise<number> {

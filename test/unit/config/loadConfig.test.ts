@@ -233,6 +233,13 @@ stroe: {}
     ]);
   });
 
+  test("a key named like an Object.prototype method is an unknown key, not a crash", () => {
+    expect(problems(file(`${MINIMAL}outbox:\n  valueOf: { a: 1 }\n  constructor: 2\n`))).toEqual([
+      expect.stringMatching(/^config\.yaml:5: outbox\.valueOf: unknown key/),
+      expect.stringMatching(/^config\.yaml:6: outbox\.constructor: unknown key/),
+    ]);
+  });
+
   test("a null key (`~:`) is reported on its own line", () => {
     expect(problems(file(`${MINIMAL}~: 1\n`))).toEqual([
       'config.yaml:4: [""]: unknown key; expected one of: homeserver, appservice, store, outbox, dispatcher, logging, admin, metrics, plugins',

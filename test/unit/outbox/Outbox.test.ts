@@ -1,3 +1,6 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
 import { Outbox, type OutboxItem } from "../../../src/outbox/Outbox.ts";
 import type { OutboxTransport } from "../../../src/outbox/options.ts";
 import { SqliteOutboxStore } from "../../../src/store/sqlite/SqliteOutboxStore.ts";
@@ -165,6 +168,33 @@ describe("Outbox", () => {
     await outbox.onIdle();
     expect(transport.bodiesFor(room).map((b) => JSON.parse(b).body)).toEqual(["m0", "m1", "m0", "m2", "m3"]);
     expect(await store.get(dead.txnId)).toMatchObject({ state: "sent" });
+  });
+
+  test("a row dropped by another process (the CLI) is not sent, even when the lane already holds it", async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "courier-drop-"));
+    const file = path.join(dir, "outbox.sqlite");
+    const { outbox, transport } = setup({ store: new SqliteOutboxStore({ path: file }) });
+    const cli = new SqliteOutboxStore({ path: file });
+    const room = ROOMS[0]!;
+    let release: () => void = () => {};
+    transport.answer = async (req, n) => {
+      if (n === 1) await new Promise<void>((resolve) => (release = resolve));
+      return { event_id: `$${req.body}` };
+    };
+    await outbox.start();
+    const entries = [];
+    for (let n = 0; n < 3; n++) entries.push(await outbox.enqueue(msg(room, n)));
+    await new Promise((r) => setImmediate(r));
+    expect(transport.requests).toHaveLength(1); // m0 in flight, m1 and m2 held in the lane
+    expect(await cli.drop([entries[1]!.txnId])).toBe(1);
+    release();
+    await outbox.onIdle();
+    expect(transport.bodiesFor(room).map((b) => JSON.parse(b).body)).toEqual(["m0", "m2"]);
+    await expect(entries[1]!.delivered()).rejects.toMatchObject({ errcode: "COURIER_DROPPED" });
+    expect(await cli.get(entries[1]!.txnId)).toMatchObject({ state: "dropped" });
+    await outbox.stop();
+    await cli.close();
+    rmSync(dir, { recursive: true, force: true });
   });
 
   test("a 429 pauses only that sender, for retry_after_ms", async () => {

@@ -24,7 +24,8 @@ export default definePlugin({
   config: z
     .object({
       /** The room the notices go to (a room id; the bot must be joined). */
-      room: z.string().regex(/^![^:]+:.+$/, "expected a room id like !abc:example.org"),
+      // Room version 12 ids have no server part (`!opaque`); older ones do (`!abc:example.org`).
+      room: z.string().regex(/^![^:\s]+(:\S+)?$/, "expected a room id like !abc:example.org or !opaque"),
       /** The shared secret senders authenticate with. */
       secret: z.string().min(1),
       /**

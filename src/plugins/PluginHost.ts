@@ -19,6 +19,10 @@ import type { EphemeralEvent, MatrixEvent, ToDeviceEvent } from "./events.ts";
 import { createEventContext, createSendContext } from "./createContext.ts";
 import { parseCommand } from "./parseCommand.ts";
 import { createWebhookRouter, type WebhookRoute } from "./webhookRouter.ts";
+import { Scheduler, type SchedulerClock } from "./Scheduler.ts";
+import { parseSchedule } from "./schedule.ts";
+import type { PluginData } from "../store/PluginStore.ts";
+import { SqlitePluginData } from "../store/sqlite/SqlitePluginData.ts";
 
 type AnyHandler = (ctx: never) => unknown;
 
@@ -53,6 +57,7 @@ interface LoadedPlugin {
   readonly aliasClaims: Array<{ pattern: RegExp; create: ((alias: string) => Promise<boolean>) | undefined }>;
   readonly startHooks: Array<() => unknown>;
   readonly stopHooks: Array<() => unknown>;
+  readonly schedules: Set<string>;
   status: "running" | "failed";
   error?: string;
 }
@@ -74,6 +79,10 @@ export interface PluginHostOptions {
   readonly maxAttempts?: number;
   /** First pause between two tries. @default 200 */
   readonly retryBaseMs?: number;
+  /** Plugins' key-value spaces and schedule slots. @default an in-memory database (nothing survives a restart) */
+  readonly data?: PluginData;
+  /** The clock of `bot.every` (tests). @default the system clock */
+  readonly clock?: SchedulerClock;
   /** Told about every try of a handler (metrics). Synchronous. @default does nothing */
   readonly onHandlerRun?: (run: HandlerRun) => void;
 }
@@ -102,9 +111,11 @@ interface Job {
  * handler that throws or hangs is retried a few times and then given up, and never stops another.
  */
 export class PluginHost {
-  readonly #options: Required<PluginHostOptions>;
+  readonly #options: Required<Omit<PluginHostOptions, "clock">>;
   readonly #plugins: LoadedPlugin[] = [];
   readonly #stopping = new AbortController();
+  readonly #scheduler: Scheduler;
+  readonly #everyHandlers = new Map<string, { plugin: LoadedPlugin; handler: AnyHandler }>();
 
   constructor(options: PluginHostOptions) {
     this.#options = {
@@ -114,7 +125,28 @@ export class PluginHost {
       retryBaseMs: 200,
       onHandlerRun: () => {},
       ...options,
+      data: options.data ?? new SqlitePluginData({ path: ":memory:" }),
     };
+    this.#scheduler = new Scheduler({
+      data: this.#options.data,
+      log: options.logger.child({ component: "scheduler" }),
+      ...(options.clock ? { clock: options.clock } : {}),
+      run: async (job, slot) => {
+        const entry = this.#everyHandlers.get(`${job.plugin}\u0000${job.name}`);
+        if (entry?.plugin.status !== "running") return;
+        await this.#runWithRetries(
+          {
+            label: `${job.plugin} every ${job.name}`,
+            // The slot, not the time of the run: a slot re-run after a crash sends onto the same txnIds.
+            cause: `${job.plugin}/every:${job.name}:${slot}`,
+            plugin: entry.plugin,
+            eventId: undefined,
+            run: (ctx) => (entry.handler as (c: unknown) => unknown)({ ...ctx, slot: new Date(slot) }),
+          },
+          { schedule: job.name, slot: new Date(slot).toISOString() },
+        );
+      },
+    });
   }
 
   /** Validates the plugin's config and runs its setup. Resolves false (plugin disabled) on failure. */
@@ -133,6 +165,7 @@ export class PluginHost {
       aliasClaims: [],
       startHooks: [],
       stopHooks: [],
+      schedules: new Set(),
       status: "running",
     };
     this.#plugins.push(plugin);
@@ -167,11 +200,14 @@ export class PluginHost {
     }));
   }
 
+  /** Runs the plugins' start hooks, then their schedules (a slot missed while down runs now). */
   async start(): Promise<void> {
     for (const plugin of this.#running()) await this.#hooks(plugin, plugin.startHooks, "start");
+    await this.#scheduler.start();
   }
 
   async stop(): Promise<void> {
+    this.#scheduler.stop();
     this.#stopping.abort();
     for (const plugin of this.#running()) await this.#hooks(plugin, plugin.stopHooks, "stop");
   }
@@ -196,7 +232,9 @@ export class PluginHost {
    */
   async dispatch(item: InboundItem): Promise<string[]> {
     const jobs = this.#jobsFor(item);
-    const results = await Promise.allSettled(jobs.map((job) => this.#runWithRetries(job, item)));
+    const results = await Promise.allSettled(
+      jobs.map((job) => this.#runWithRetries(job, { seq: item.seq, lane: item.lane })),
+    );
     // The store could not journal a send: not the handler's fault, and the event must not be
     // settled. Rejecting leaves it pending; it runs again (all its handlers) once the store heals.
     const interrupted = results.find((r) => r.status === "rejected");
@@ -246,6 +284,22 @@ export class PluginHost {
         plugin.webhooks.push(this.#checkWebhook(plugin, method, path, handler, options)),
       claimUsers: (pattern) => plugin.userClaims.push(pattern),
       claimAliases: (pattern, create) => plugin.aliasClaims.push({ pattern, create }),
+      store: this.#options.data.forPlugin(plugin.name),
+      every: (spec, handler, options = {}) => {
+        const name = options.name ?? String(spec);
+        if (plugin.schedules.has(name)) {
+          throw new PluginError(plugin.name, `schedule "${name}" is registered twice; give one a name`);
+        }
+        let schedule;
+        try {
+          schedule = parseSchedule(spec, options.timezone);
+        } catch (error) {
+          throw new PluginError(plugin.name, (error as Error).message);
+        }
+        plugin.schedules.add(name);
+        this.#everyHandlers.set(`${plugin.name}\u0000${name}`, { plugin, handler: handler as AnyHandler });
+        this.#scheduler.add({ plugin: plugin.name, name, schedule });
+      },
       onStart: (hook) => plugin.startHooks.push(hook),
       onStop: (hook) => plugin.stopHooks.push(hook),
     };
@@ -332,13 +386,16 @@ export class PluginHost {
     const controller = new AbortController();
     const onStop = () => controller.abort();
     this.#stopping.signal.addEventListener("abort", onStop);
-    const ctx = createSendContext(
-      outbox.cause(cause),
-      plugin?.config,
+    const owner = plugin?.name ?? "courier";
+    const ctx = createSendContext({
+      scope: outbox.cause(cause),
+      keyed: (key) => outbox.cause(`${owner}/once:${key}`),
+      config: plugin?.config,
       log,
-      controller.signal,
-      this.#options.intent,
-    );
+      signal: controller.signal,
+      intent: this.#options.intent,
+      store: this.#options.data.forPlugin(owner),
+    });
     let timer: NodeJS.Timeout | undefined;
     try {
       await Promise.race([
@@ -462,9 +519,9 @@ export class PluginHost {
     return lines.join("\n");
   }
 
-  async #runWithRetries(job: Job, item: InboundItem): Promise<string | undefined> {
+  async #runWithRetries(job: Job, bindings: Record<string, unknown>): Promise<string | undefined> {
     const { maxAttempts, retryBaseMs, logger } = this.#options;
-    const log = (job.plugin?.log ?? logger).child({ eventId: job.eventId, seq: item.seq, lane: item.lane });
+    const log = (job.plugin?.log ?? logger).child({ eventId: job.eventId, ...bindings });
     // One cause scope per job: a retry numbers its sends from zero again, onto the same txnIds.
     let lastError = "";
     for (let attempt = 1; attempt <= maxAttempts; attempt++) {

@@ -2,6 +2,7 @@ import type { Logger } from "pino";
 import type { CauseScope, Enqueued, SendOptions } from "../outbox/Outbox.ts";
 import { roomId as toRoomId, userId as toUserId } from "../ids.ts";
 import type { EventContext, Intent, SendAs, SendContext } from "./definePlugin.ts";
+import type { PluginStore } from "../store/PluginStore.ts";
 import type { MatrixEvent } from "./events.ts";
 
 const sendOptions = (opts: SendAs | undefined): SendOptions =>
@@ -9,19 +10,27 @@ const sendOptions = (opts: SendAs | undefined): SendOptions =>
 const asContent = (content: string | object): object =>
   typeof content === "string" ? { msgtype: "m.notice", body: content } : content;
 
+export interface SendContextParts<C> {
+  readonly scope: CauseScope;
+  /** The cause scope for `ctx.once(key)`. */
+  readonly keyed: (key: string) => CauseScope;
+  readonly config: C;
+  readonly log: Logger;
+  readonly signal: AbortSignal;
+  readonly intent: (userId: string) => Intent;
+  readonly store: PluginStore;
+}
+
 /** The send helpers of a handler, all bound to one cause scope of the outbox. */
-export function createSendContext<C>(
-  scope: CauseScope,
-  config: C,
-  log: Logger,
-  signal: AbortSignal,
-  intent: (userId: string) => Intent,
-): SendContext<C> {
+export function createSendContext<C>(parts: SendContextParts<C>): SendContext<C> {
+  const { scope, config, log, signal, intent, store } = parts;
   return {
     config,
     log,
     signal,
     intent,
+    store,
+    once: (key) => createSendContext({ ...parts, scope: parts.keyed(key) }),
     send: (roomId, content, opts) =>
       scope.send(toRoomId(roomId), content, {
         ...sendOptions(opts),

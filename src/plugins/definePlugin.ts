@@ -4,6 +4,7 @@ import type { Enqueued } from "../outbox/Outbox.ts";
 import type { ToDeviceMessages } from "../matrix/requests.ts";
 import type { EphemeralEvent, MatrixEvent, ToDeviceEvent } from "./events.ts";
 import type { ParsedCommand } from "./parseCommand.ts";
+import type { PluginStore } from "../store/PluginStore.ts";
 
 /** Who a request is sent as: the appservice's bot user unless `as` names a ghost of the namespace. */
 export interface SendAs {
@@ -23,6 +24,14 @@ export interface SendContext<C> {
   readonly log: Logger;
   /** Aborted when the handler runs past its timeout or the framework stops. */
   readonly signal: AbortSignal;
+  /** The plugin's own key-value space on the framework's database. */
+  readonly store: PluginStore;
+  /**
+   * Send helpers whose sends are keyed by `key` instead of this handler's event, slot or
+   * delivery: whichever handler sends under the same key, each request goes out once. For work
+   * that outlives one event (a reminder set by one message, delivered by a later slot).
+   */
+  once(key: string): SendContext<C>;
   send(roomId: string, content: object, opts?: SendAs & { eventType?: string }): Promise<Enqueued>;
   sendState(
     roomId: string,
@@ -82,6 +91,19 @@ export interface ToDeviceContext<C, E = Record<string, unknown>> extends SendCon
 
 export interface EphemeralContext<C, E = Record<string, unknown>> extends SendContext<C> {
   readonly event: EphemeralEvent<E>;
+}
+
+/** A `bot.every` run: its sends are keyed by the slot, so a slot re-run after a crash sends nothing twice. */
+export interface ScheduleContext<C> extends SendContext<C> {
+  /** The slot this run is for (not the time it started: a missed slot runs late). */
+  readonly slot: Date;
+}
+
+export interface EveryOptions {
+  /** Unique within the plugin; the key its last slot is saved under. @default the schedule as text */
+  readonly name?: string;
+  /** Of a cron expression. @default "UTC" */
+  readonly timezone?: string;
 }
 
 /** Which room events a handler wants; every given field must match. */
@@ -164,6 +186,8 @@ export interface Bot<C> {
   readonly log: Logger;
   /** The appservice's own user id (the bot). */
   readonly userId: string;
+  /** The plugin's own key-value space (the same as `ctx.store`). */
+  readonly store: PluginStore;
   on<E = Record<string, unknown>>(
     filter: string | EventFilter,
     handler: (ctx: EventContext<C, E>) => unknown,
@@ -192,6 +216,17 @@ export interface Bot<C> {
   claimUsers(pattern: RegExp): void;
   /** Answers the homeserver's alias queries for matching aliases. */
   claimAliases(pattern: RegExp, create?: (alias: string) => Promise<boolean>): void;
+  /**
+   * Runs `handler` at every slot of `schedule`: an interval ("30s", "10m", "1h", or ms; slots
+   * are its multiples since the epoch) or a cron expression ("0 9 * * 1-5"). The last slot run
+   * is saved: after downtime, the missed slots run once (the latest), not once each. Throws (the
+   * plugin fails to load) on a bad schedule or a name used twice.
+   */
+  every(
+    schedule: string | number,
+    handler: (ctx: ScheduleContext<C>) => unknown,
+    options?: EveryOptions,
+  ): void;
   onStart(hook: () => unknown): void;
   onStop(hook: () => unknown): void;
 }

@@ -10,6 +10,7 @@ import { Outbox } from "../outbox/Outbox.ts";
 import { openSqlite } from "../store/sqlite/SqliteDatabase.ts";
 import { SqliteOutboxStore } from "../store/sqlite/SqliteOutboxStore.ts";
 import { SqliteInboundJournal } from "../store/sqlite/SqliteInboundJournal.ts";
+import { SqlitePluginData } from "../store/sqlite/SqlitePluginData.ts";
 import { PluginHost, type HandlerRun } from "../plugins/PluginHost.ts";
 import { Dispatcher } from "../plugins/Dispatcher.ts";
 import { resolvePlugin } from "../plugins/resolvePlugin.ts";
@@ -135,6 +136,7 @@ export class Courier {
       handlerTimeoutMs: config.dispatcher.handlerTimeoutMs,
       maxAttempts: config.dispatcher.maxAttempts,
       onHandlerRun: (run: HandlerRun) => this.metrics?.handlerRan(run),
+      data: new SqlitePluginData(this.#db),
     });
     this.dispatcher = new Dispatcher({
       journal: this.#journal,

@@ -61,6 +61,21 @@ const MIGRATIONS: readonly string[] = [
      settled_at INTEGER
    );
    CREATE INDEX inbound_items_pending ON inbound_items (seq) WHERE state = 'pending';`,
+  // Plugins' own data: a key-value space per plugin (ctx.store) and the last slot each of its
+  // schedules ran (bot.every), kept apart so a plugin's keys never collide with the framework's.
+  `CREATE TABLE plugin_kv (
+     plugin TEXT NOT NULL,
+     key TEXT NOT NULL,
+     value TEXT NOT NULL,
+     updated_at INTEGER NOT NULL,
+     PRIMARY KEY (plugin, key)
+   ) WITHOUT ROWID;
+   CREATE TABLE plugin_schedules (
+     plugin TEXT NOT NULL,
+     name TEXT NOT NULL,
+     last_slot INTEGER NOT NULL,
+     PRIMARY KEY (plugin, name)
+   ) WITHOUT ROWID;`,
 ];
 
 /**

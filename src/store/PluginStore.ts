@@ -1,0 +1,25 @@
+/**
+ * A plugin's own key-value space (`ctx.store`, `bot.store`) on the framework's database. Values
+ * are JSON. Keys are the plugin's alone: another plugin's `get("x")` never sees them. Every
+ * method does I/O and is committed when it resolves.
+ *
+ * Writes are not undone when a handler fails and runs again: write what is safe to write twice
+ * (set a key derived from the event, not a counter += 1).
+ */
+export interface PluginStore {
+  /** The value, or undefined when the key is not set. */
+  get<T = unknown>(key: string): Promise<T | undefined>;
+  set(key: string, value: unknown): Promise<void>;
+  /** True when the key was set. */
+  delete(key: string): Promise<boolean>;
+  /** Entries whose key starts with `prefix` (all when empty), in key order. */
+  list<T = unknown>(prefix?: string): Promise<Array<{ key: string; value: T }>>;
+}
+
+/** What the plugin host keeps for its plugins: their key-value spaces and their schedules' last slots. */
+export interface PluginData {
+  forPlugin(plugin: string): PluginStore;
+  /** The last slot (ms epoch) the schedule ran for; undefined before its first run. */
+  lastSlot(plugin: string, schedule: string): Promise<number | undefined>;
+  saveSlot(plugin: string, schedule: string, slot: number): Promise<void>;
+}

@@ -1,0 +1,68 @@
+import type { DatabaseSync, StatementSync } from "node:sqlite";
+import type { PluginData, PluginStore } from "../PluginStore.ts";
+import { openOrShare, type SqliteOptions } from "./SqliteDatabase.ts";
+
+/** Plugins' key-value spaces and schedule slots in the framework's SQLite file. */
+export class SqlitePluginData implements PluginData {
+  readonly #db: DatabaseSync;
+  readonly #owned: boolean;
+  readonly #get: StatementSync;
+  readonly #set: StatementSync;
+  readonly #delete: StatementSync;
+  readonly #list: StatementSync;
+  readonly #lastSlot: StatementSync;
+  readonly #saveSlot: StatementSync;
+
+  constructor(source: SqliteOptions | DatabaseSync) {
+    ({ db: this.#db, owned: this.#owned } = openOrShare(source));
+    this.#get = this.#db.prepare("SELECT value FROM plugin_kv WHERE plugin = ? AND key = ?");
+    this.#set = this.#db.prepare(
+      `INSERT INTO plugin_kv (plugin, key, value, updated_at) VALUES (?, ?, ?, ?)
+       ON CONFLICT (plugin, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at`,
+    );
+    this.#delete = this.#db.prepare("DELETE FROM plugin_kv WHERE plugin = ? AND key = ?");
+    // substr, not LIKE: a prefix may contain % or _.
+    this.#list = this.#db.prepare(
+      "SELECT key, value FROM plugin_kv WHERE plugin = ? AND substr(key, 1, length(?2)) = ?2 ORDER BY key",
+    );
+    this.#lastSlot = this.#db.prepare("SELECT last_slot FROM plugin_schedules WHERE plugin = ? AND name = ?");
+    this.#saveSlot = this.#db.prepare(
+      `INSERT INTO plugin_schedules (plugin, name, last_slot) VALUES (?, ?, ?)
+       ON CONFLICT (plugin, name) DO UPDATE SET last_slot = excluded.last_slot`,
+    );
+  }
+
+  forPlugin(plugin: string): PluginStore {
+    return {
+      get: async <T>(key: string) => {
+        const row = this.#get.get(plugin, key) as { value: string } | undefined;
+        return row === undefined ? undefined : (JSON.parse(row.value) as T);
+      },
+      set: async (key, value) => {
+        const json = JSON.stringify(value);
+        if (json === undefined)
+          throw new TypeError(`Expected a JSON value for key "${key}", got ${typeof value}`);
+        this.#set.run(plugin, key, json, Date.now());
+      },
+      delete: async (key) => Number(this.#delete.run(plugin, key).changes) > 0,
+      list: async <T>(prefix = "") =>
+        (this.#list.all(plugin, prefix) as Array<{ key: string; value: string }>).map((row) => ({
+          key: row.key,
+          value: JSON.parse(row.value) as T,
+        })),
+    };
+  }
+
+  async lastSlot(plugin: string, schedule: string): Promise<number | undefined> {
+    const row = this.#lastSlot.get(plugin, schedule) as { last_slot: number } | undefined;
+    return row?.last_slot;
+  }
+
+  async saveSlot(plugin: string, schedule: string, slot: number): Promise<void> {
+    this.#saveSlot.run(plugin, schedule, slot);
+  }
+
+  close(): void {
+    if (this.#owned) this.#db.close();
+  }
+}

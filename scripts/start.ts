@@ -47,7 +47,7 @@ const config = configSchema.parse({
   },
   store: { path: path.join(DEV, "courier.sqlite") },
   logging: { level: "info" },
-  plugins: [{ name: "echo" }, { name: "ping" }],
+  plugins: [{ name: "echo" }, { name: "ping" }, { name: "remind" }],
 });
 const courier = new Courier({ config, registration });
 try {
@@ -67,7 +67,9 @@ say("matrix-courier is running.");
 say(`  homeserver:  ${synapse.baseUrl}   (server name ${synapse.serverName})`);
 say(`  log in as:   ${userId}   password: ${USER.password}`);
 say(`  the bot:     ${courier.botUserId}`);
-say(`  try it:      create a room, invite ${courier.botUserId}, then say "!echo hello" or "!help"`);
+say(
+  `  try it:      create a room, invite ${courier.botUserId}, then say "!echo hello", "!remind 1m stretch" or "!help"`,
+);
 say("  stop with Ctrl-C (state is kept in .cache/dev)");
 say("");
 await untilSignal({

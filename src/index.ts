@@ -59,7 +59,10 @@ export type {
   WebhookOptions,
   WebhookRequest,
   WebhookScheme,
+  ScheduleContext,
+  EveryOptions,
 } from "./plugins/definePlugin.ts";
+export type { PluginStore } from "./store/PluginStore.ts";
 export { verifyBearer, verifyHubSignature, hubSignature } from "./plugins/webhookAuth.ts";
 export type { WebhookAuthResult } from "./plugins/webhookAuth.ts";
 export type { MatrixEvent, ToDeviceEvent, EphemeralEvent } from "./plugins/events.ts";

@@ -93,6 +93,8 @@ plugins:
   - name: echo
     config: { prefix: "" }
   - name: ping
+  - name: remind # !remind 10m text, !remind 2026-12-01 09:00 text, !remind list
+    config: { timezone: UTC }
 `;
 }
 

@@ -22,7 +22,7 @@ describe("starter config", () => {
     const config = loadConfig(at, {});
     expect(config.homeserver).toEqual({ url: "http://127.0.0.1:8008", serverName: "localhost" });
     expect(config.appservice.namespaces.users).toEqual([{ regex: "@courier_.*:localhost", exclusive: true }]);
-    expect(config.plugins.map((p) => p.name)).toEqual(["echo", "ping"]);
+    expect(config.plugins.map((p) => p.name)).toEqual(["echo", "ping", "remind"]);
   });
 
   test("takes the homeserver; the server name is escaped in the namespace regex", () => {

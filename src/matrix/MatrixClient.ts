@@ -273,6 +273,31 @@ export class MatrixClient {
     });
   }
 
+  /**
+   * Reads one state event of a room as the bot (`GET /rooms/{roomId}/state/{type}/{stateKey}`,
+   * `format=event`: the whole event, with its sender). Does network I/O; resolves undefined when
+   * the room has no such state (404).
+   */
+  async getStateEvent(
+    roomId: string,
+    eventType: string,
+    stateKey = "",
+  ): Promise<{ sender?: string; content: Record<string, unknown> } | undefined> {
+    try {
+      const answer = (await this.send({
+        method: "GET",
+        path: `${CLIENT_V3}/rooms/${seg(roomId)}/state/${seg(eventType)}/${seg(stateKey)}?format=event`,
+      })) as Record<string, unknown>;
+      // A homeserver that ignores `format` answers with the content alone.
+      return typeof answer.content === "object" && answer.content !== null && "type" in answer
+        ? (answer as { sender?: string; content: Record<string, unknown> })
+        : { content: answer };
+    } catch (error) {
+      if (error instanceof MatrixError && error.status === 404) return undefined;
+      throw error;
+    }
+  }
+
   /** Reads a user's profile (`GET /profile/{userId}`). Does network I/O; returns `displayname` and `avatar_url` when set. */
   async getProfile(userId: UserId): Promise<Profile> {
     return (await this.send({ method: "GET", path: `${CLIENT_V3}/profile/${seg(userId)}` })) as Profile;

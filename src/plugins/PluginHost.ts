@@ -23,6 +23,7 @@ import { Scheduler, type SchedulerClock } from "./Scheduler.ts";
 import { parseSchedule } from "./schedule.ts";
 import type { PluginData } from "../store/PluginStore.ts";
 import { SqlitePluginData } from "../store/sqlite/SqlitePluginData.ts";
+import type { PowerLevels } from "./PowerLevels.ts";
 
 type AnyHandler = (ctx: never) => unknown;
 
@@ -79,6 +80,8 @@ export interface PluginHostOptions {
   readonly maxAttempts?: number;
   /** First pause between two tries. @default 200 */
   readonly retryBaseMs?: number;
+  /** Reads users' power levels, for commands with `minPowerLevel`. @default none: such commands are refused */
+  readonly powerLevels?: PowerLevels;
   /** Plugins' key-value spaces and schedule slots. @default an in-memory database (nothing survives a restart) */
   readonly data?: PluginData;
   /** The clock of `bot.every` (tests). @default the system clock */
@@ -111,7 +114,8 @@ interface Job {
  * handler that throws or hangs is retried a few times and then given up, and never stops another.
  */
 export class PluginHost {
-  readonly #options: Required<Omit<PluginHostOptions, "clock">>;
+  readonly #options: Required<Omit<PluginHostOptions, "clock" | "powerLevels">>;
+  readonly #powerLevels: PowerLevels | undefined;
   readonly #plugins: LoadedPlugin[] = [];
   readonly #stopping = new AbortController();
   readonly #scheduler: Scheduler;
@@ -127,6 +131,7 @@ export class PluginHost {
       ...options,
       data: options.data ?? new SqlitePluginData({ path: ":memory:" }),
     };
+    this.#powerLevels = options.powerLevels;
     this.#scheduler = new Scheduler({
       data: this.#options.data,
       log: options.logger.child({ component: "scheduler" }),
@@ -458,6 +463,8 @@ export class PluginHost {
         run: () => this.#options.intent(invitee).join(event.room_id),
       });
     }
+    // A change of power levels counts from the next command on.
+    if (event.type === "m.room.power_levels") this.#powerLevels?.forget(event.room_id);
     // Echo suppression: what our own users said is not news to our plugins.
     if (isOwnUser(event.sender)) return jobs;
 
@@ -485,7 +492,11 @@ export class PluginHost {
             cause,
             plugin,
             eventId: event.event_id,
-            run: (ctx) => this.#call(r.handler, ctx, event, { command }),
+            run: async (ctx) => {
+              const refusal = await this.#refusal(r.name, r.options.minPowerLevel, event);
+              if (refusal) return createEventContext(ctx, event).reply(refusal);
+              return this.#call(r.handler, ctx, event, { command });
+            },
           });
         }
       });
@@ -502,6 +513,22 @@ export class PluginHost {
     return jobs;
   }
 
+  /** Why the sender may not run the command here; undefined when they may. */
+  async #refusal(
+    name: string,
+    minPowerLevel: number | undefined,
+    event: MatrixEvent,
+  ): Promise<string | undefined> {
+    if (minPowerLevel === undefined) return undefined;
+    const command = `${this.#options.commandPrefix}${name}`;
+    if (!this.#powerLevels)
+      return `${command} needs power level ${minPowerLevel}, and power levels cannot be checked here.`;
+    const level = await this.#powerLevels.levelOf(event.room_id, event.sender);
+    return level >= minPowerLevel
+      ? undefined
+      : `${command} needs power level ${minPowerLevel} in this room; you have ${level}.`;
+  }
+
   #call(handler: AnyHandler, ctx: SendContext<unknown>, event: MatrixEvent, extra: object = {}): unknown {
     return (handler as (c: unknown) => unknown)({ ...createEventContext(ctx, event), ...extra });
   }
@@ -513,7 +540,9 @@ export class PluginHost {
       for (const r of plugin.registrations) {
         if (r.kind !== "command") continue;
         const usage = r.options.usage ? ` ${r.options.usage}` : "";
-        lines.push(`${prefix}${r.name}${usage}: ${r.options.help ?? `(${plugin.name})`}`);
+        const power =
+          r.options.minPowerLevel === undefined ? "" : ` (power level ${r.options.minPowerLevel})`;
+        lines.push(`${prefix}${r.name}${usage}: ${r.options.help ?? `(${plugin.name})`}${power}`);
       }
     }
     return lines.join("\n");

@@ -122,6 +122,12 @@ export interface CommandOptions {
   readonly help?: string;
   /** Usage after the command name, e.g. `<text>`. */
   readonly usage?: string;
+  /**
+   * Only users with at least this power level in the room may run it (m.room.power_levels; in
+   * room version 12 the room's creators outrank everyone). Others get a reply saying so.
+   * @default anyone
+   */
+  readonly minPowerLevel?: number;
 }
 
 /** An HTTP method a webhook can be registered for. */

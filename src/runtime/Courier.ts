@@ -12,6 +12,7 @@ import { SqliteOutboxStore } from "../store/sqlite/SqliteOutboxStore.ts";
 import { SqliteInboundJournal } from "../store/sqlite/SqliteInboundJournal.ts";
 import { SqlitePluginData } from "../store/sqlite/SqlitePluginData.ts";
 import { PluginHost, type HandlerRun } from "../plugins/PluginHost.ts";
+import { PowerLevels } from "../plugins/PowerLevels.ts";
 import { Dispatcher } from "../plugins/Dispatcher.ts";
 import { resolvePlugin } from "../plugins/resolvePlugin.ts";
 import type { Intent, PluginDefinition } from "../plugins/definePlugin.ts";
@@ -137,6 +138,7 @@ export class Courier {
       maxAttempts: config.dispatcher.maxAttempts,
       onHandlerRun: (run: HandlerRun) => this.metrics?.handlerRan(run),
       data: new SqlitePluginData(this.#db),
+      powerLevels: new PowerLevels((roomId, type) => this.client.getStateEvent(roomId, type)),
     });
     this.dispatcher = new Dispatcher({
       journal: this.#journal,

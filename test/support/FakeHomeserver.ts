@@ -154,6 +154,7 @@ type Route =
   | { kind: "join"; target: string }
   | { kind: "send"; roomId: string; eventType: string; txnId: string }
   | { kind: "state"; roomId: string; eventType: string; stateKey: string }
+  | { kind: "getState"; roomId: string; eventType: string; stateKey: string }
   | { kind: "redact"; roomId: string; eventId: string; txnId: string }
   | { kind: "toDevice"; eventType: string; txnId: string }
   | { kind: "ping"; appserviceId: string };
@@ -479,6 +480,15 @@ export class FakeHomeserver {
    * M_FORBIDDEN, as for a room the sender is not in) until `allowRoom(roomId)`. Not a fault: it
    * is checked before faults, applies to every request, and is not counted as one.
    */
+  /** Sets a room's state as if someone had sent it (served by GET /state; not a recorded event). */
+  setRoomState(roomId: string, eventType: string, stateKey: string, content: object, sender: string): void {
+    this.currentState.set(`${roomId}\u0000${eventType}\u0000${stateKey}`, {
+      eventId: this.newEventId(),
+      sender,
+      canonical: canonical(content),
+    });
+  }
+
   refuseRoom(roomId: string, error: { status: number; errcode: string; error: string } = REFUSED_ROOM): void {
     this.refusedRooms.set(roomId, matrixError(error.status, error.errcode, error.error));
   }
@@ -761,9 +771,9 @@ export class FakeHomeserver {
           : badMethod();
       }
       if (action === "state" && (n === 8 || n === 9)) {
-        return method === "PUT"
-          ? { kind: "state", roomId, eventType: parts[7] as string, stateKey: parts[8] ?? "" }
-          : badMethod();
+        const target = { roomId, eventType: parts[7] as string, stateKey: parts[8] ?? "" };
+        if (method === "GET") return { kind: "getState", ...target };
+        return method === "PUT" ? { kind: "state", ...target } : badMethod();
       }
       if (action === "redact" && n === 9) {
         return method === "PUT"
@@ -807,6 +817,25 @@ export class FakeHomeserver {
         return this.join(ctx, route.target);
       case "ping":
         return this.ping(ctx, route.appserviceId);
+      case "getState": {
+        const current = this.currentState.get(
+          `${route.roomId}\u0000${route.eventType}\u0000${route.stateKey}`,
+        );
+        if (!current) return matrixError(404, "M_NOT_FOUND", "Event not found.");
+        const content = JSON.parse(current.canonical) as Record<string, unknown>;
+        return ok(
+          ctx.url.includes("format=event")
+            ? {
+                type: route.eventType,
+                state_key: route.stateKey,
+                sender: current.sender,
+                event_id: current.eventId,
+                room_id: route.roomId,
+                content,
+              }
+            : content,
+        );
+      }
       case "send":
       case "redact":
       case "toDevice": {

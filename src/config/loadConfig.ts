@@ -1,3 +1,4 @@
+import { createRequire } from "node:module";
 import { dirname, isAbsolute, resolve } from "node:path";
 import { ConfigError } from "../errors.ts";
 import { applyEnv } from "./env.ts";
@@ -63,11 +64,21 @@ function resolvePaths(config: CourierConfig, folder: string): CourierConfig {
       ...config.store,
       path: config.store.path === ":memory:" ? ":memory:" : local(config.store.path),
     },
-    // Only ./ and ../ are paths; anything else is a package name for import().
-    plugins: config.plugins.map((entry) =>
-      entry.module !== undefined && /^\.\.?[/\\]/.test(entry.module)
-        ? { ...entry, module: local(entry.module) }
-        : entry,
-    ),
+    // Only ./ and ../ are paths; anything else is a package name, looked up from the config's
+    // folder (its node_modules, then the parents'), like the operator's own `npm install` put it.
+    plugins: config.plugins.map((entry) => {
+      if (entry.module === undefined) return entry;
+      if (/^\.\.?[/\\]/.test(entry.module)) return { ...entry, module: local(entry.module) };
+      return { ...entry, module: packageEntry(entry.module, folder) ?? entry.module };
+    }),
   };
+}
+
+/** The entry file of a package as seen from `folder`; undefined when not found there (import() tries from here). */
+function packageEntry(name: string, folder: string): string | undefined {
+  try {
+    return createRequire(resolve(folder, "package.json")).resolve(name);
+  } catch {
+    return undefined;
+  }
 }

@@ -5,13 +5,20 @@ import { CourierError } from "../errors.ts";
 import { runInit, runRegister, runStart } from "./commands.ts";
 import { outboxDrop, outboxList, outboxRetry, outboxStats } from "./outboxCommands.ts";
 import { askYesNo } from "./askYesNo.ts";
+import { runDoctorCommand } from "./doctorCommand.ts";
 import type { OutboxState } from "../store/OutboxStore.ts";
 
 const program = new Command()
   .name("courier")
   .description("Matrix application-service framework with an exactly-once outbox")
   .exitOverride()
-  .showHelpAfterError();
+  .showHelpAfterError()
+  .addHelpText(
+    "after",
+    "\nExit codes: 0 success; 1 failure (homeserver, store, nothing matched, a doctor check failed);\n" +
+      "2 bad usage or configuration (unknown option, invalid config, a confirmation that cannot be asked).\n" +
+      "Every command has --help. See docs/operations.md.",
+  );
 
 program
   .command("init")
@@ -32,6 +39,17 @@ program
   .description("run the framework until SIGTERM/SIGINT")
   .option("-c, --config <path>", "config file", "config.yaml")
   .action((opts: { config: string }) => runStart(opts.config));
+
+program
+  .command("doctor")
+  .description(
+    "check config, registration, homeserver, clock, as_token, ping both ways, ghost registration, store",
+  )
+  .option("-c, --config <path>", "config file", "config.yaml")
+  .option("--json", "the results as one JSON array")
+  .action(async (opts: { config: string; json?: boolean }) => {
+    process.exitCode = await runDoctorCommand(opts.config, opts.json ?? false);
+  });
 
 const outbox = program
   .command("outbox")

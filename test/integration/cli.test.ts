@@ -1,6 +1,6 @@
 // The `courier` command as a user runs it: a child process, real files.
 import { execFile } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -97,4 +97,47 @@ describe("courier CLI", () => {
     expect((await run(["outbox", "ls", "--state", "dropped"], dir)).stdout).toMatch(/^b\tdropped\t/m);
     expect((await run(["outbox", "retry", "--all-dead"], dir)).stdout).toContain("0 requests");
   }, 30_000);
+
+  test("doctor prints one line per check and exits 1 when one fails (no homeserver here)", async () => {
+    expect((await run(["init"], dir)).code).toBe(0);
+    expect((await run(["register"], dir)).code).toBe(0);
+    // The starter config's homeserver (127.0.0.1:8008) is not running in this test.
+    writeFileSync(
+      path.join(dir, "config.yaml"),
+      readFileSync(path.join(dir, "config.yaml"), "utf8").replace(":8008", ":9"),
+    );
+    const doctor = await run(["doctor"], dir);
+    expect(doctor.code).toBe(1);
+    expect(doctor.stdout).toMatch(/^PASS {2}config: /m);
+    expect(doctor.stdout).toMatch(/^PASS {2}registration: /m);
+    expect(doctor.stdout).toMatch(/^FAIL {2}homeserver: /m);
+    expect(doctor.stdout).toMatch(/^SKIP {2}as_token: needs the homeserver$/m);
+  }, 60_000);
+
+  test("--help on every command exits 0 and shows its usage; the top-level help documents the exit codes", async () => {
+    const commands = [
+      [],
+      ["init"],
+      ["register"],
+      ["start"],
+      ["doctor"],
+      ["outbox"],
+      ["outbox", "stats"],
+      ["outbox", "ls"],
+      ["outbox", "dead"],
+      ["outbox", "retry"],
+      ["outbox", "drop"],
+    ];
+    const results = await Promise.all(commands.map((args) => run([...args, "--help"], dir)));
+    results.forEach((result, i) => {
+      const usage = ["courier", ...commands[i]!].join(" ");
+      expect({ args: commands[i], code: result.code }).toEqual({ args: commands[i], code: 0 });
+      expect(result.stdout).toContain(`Usage: ${usage}`);
+    });
+    expect(results[0]!.stdout).toContain("Exit codes: 0 success; 1 failure");
+    const unknown = await run(["frobnicate"], dir);
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr).toContain("unknown command");
+    expect((await run(["outbox", "ls", "--bogus"], dir)).code).toBe(2);
+  }, 60_000);
 });

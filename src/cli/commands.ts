@@ -3,6 +3,10 @@ import { checkTokens, loadRegistration, writeRegistration } from "../config/regi
 import { writeStarterConfig } from "../config/initConfig.ts";
 import { Courier } from "../runtime/Courier.ts";
 import { createLogger } from "../logging/createLogger.ts";
+import { terminalProgress } from "./terminalProgress.ts";
+
+/** On SIGTERM/SIGINT pending requests keep leaving this long; a second signal exits at once. */
+const DRAIN_ON_STOP_MS = 10_000;
 
 const say = (line: string) => process.stdout.write(`${line}\n`);
 
@@ -26,13 +30,10 @@ export async function runStart(path: string): Promise<void> {
   const config = loadConfig(path);
   const registration = loadRegistration(config.appservice.registration);
   checkTokens(config, registration);
-  const courier = new Courier({
-    config,
-    registration,
-    logger: createLogger({ level: config.logging.level, pretty: config.logging.pretty }),
-  });
+  const logger = createLogger({ level: config.logging.level, pretty: config.logging.pretty });
+  const courier = new Courier({ config, registration, logger, progress: terminalProgress(logger) });
   await courier.start();
-  await untilSignal(courier);
+  await untilSignal({ stop: () => courier.stop(DRAIN_ON_STOP_MS, { drain: true }) });
 }
 
 export async function untilSignal(courier: { stop(): Promise<void> }): Promise<void> {

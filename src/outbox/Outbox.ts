@@ -300,6 +300,11 @@ export class Outbox extends EventEmitter<OutboxEvents> {
     return new Promise<void>((resolve) => this.#idleWaiters.push(resolve)).then(() => this.#store.flush());
   }
 
+  /** Requests settled by this process since it started (no I/O; progress reports). */
+  get counters(): Readonly<{ sent: number; retried: number; dead: number; rateLimited: number }> {
+    return { ...this.#counters };
+  }
+
   /** Pending rows per lane and totals from the store, counters of this process. Does I/O. */
   async stats(): Promise<OutboxStats> {
     const [lanes, totals] = await Promise.all([this.#store.laneStats(), this.#store.totals()]);

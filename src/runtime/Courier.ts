@@ -24,9 +24,12 @@ import { mountMetrics } from "../metrics/metricsRoute.ts";
 import { AdminDashboard } from "../admin/AdminDashboard.ts";
 import { COURIER_DEVICE_ID, DeviceProvisioner } from "./DeviceProvisioner.ts";
 import { RecoveryPinger } from "./RecoveryPinger.ts";
+import { followOutbox, logProgress, type ProgressObserver } from "../outbox/progress.ts";
 
 const PRUNE_INTERVAL_MS = 3_600_000;
 const RESCAN_INTERVAL_MS = 10_000;
+/** A backlog at start of at least this many requests gets a progress report while it is replayed. */
+const BACKLOG_PROGRESS_MIN = 100;
 
 /** The device the bot user receives to-device messages on. */
 export const BOT_DEVICE_ID = COURIER_DEVICE_ID;
@@ -37,6 +40,8 @@ export interface CourierOptions {
   readonly logger?: Logger;
   /** Plugin definitions by name, instead of importing the modules the config names (tests, embedding). */
   readonly plugins?: Readonly<Record<string, PluginDefinition>>;
+  /** Reports long outbox tasks (backlog replay, drain on stop). @default log lines with counts */
+  readonly progress?: (task: string) => ProgressObserver;
 }
 
 /** How the start-up ping went: both directions between homeserver and appservice. */
@@ -67,6 +72,10 @@ export class Courier {
   readonly #outboxStore: SqliteOutboxStore;
   readonly #journal: SqliteInboundJournal;
   readonly #plugins: Readonly<Record<string, PluginDefinition>> | undefined;
+  readonly #progress: (task: string) => ProgressObserver;
+  /** Resolves when stop() begins: ends the backlog report. */
+  #stopped!: () => void;
+  readonly #stopping = new Promise<void>((resolve) => (this.#stopped = resolve));
   #server: { server: Server; port: number; close(): Promise<void> } | undefined;
   #accepting = false;
   #ping: PingReport | undefined;
@@ -85,6 +94,7 @@ export class Courier {
     this.registration = registration;
     this.#plugins = options.plugins;
     this.log = options.logger ?? createLogger({ level: config.logging.level, pretty: config.logging.pretty });
+    this.#progress = options.progress ?? ((task) => logProgress(this.log, task));
     this.botUserId = `@${registration.senderLocalpart}:${config.homeserver.serverName}`;
     this.#db = openSqlite({ path: config.store.path, synchronous: config.store.synchronous });
     this.#outboxStore = new SqliteOutboxStore(this.#db);
@@ -214,7 +224,13 @@ export class Courier {
       },
     });
     await this.host.start();
+    const { pending: backlog } = await this.#outboxStore.totals();
     await this.outbox.start();
+    if (backlog >= BACKLOG_PROGRESS_MIN) {
+      void followOutbox(this.outbox, this.#progress("replaying backlog"), backlog, {
+        until: this.#stopping,
+      });
+    }
     this.#accepting = true;
     this.dispatcher.start();
     this.#server = await listen(app, this.config.appservice.bind);
@@ -278,22 +294,38 @@ export class Courier {
 
   /**
    * Stops in reverse order: new transactions are answered 503 (the homeserver retries later),
-   * running handlers finish, the outbox drains until `deadlineMs`, the store closes. Nothing
-   * committed is lost.
+   * running handlers finish; with `drain`, pending requests keep leaving until none is left or
+   * `deadlineMs` passed (with a progress report); requests in flight finish; the store closes.
+   * Nothing committed is lost: what is still pending is sent on the next start.
    */
-  async stop(deadlineMs = 10_000): Promise<void> {
+  async stop(deadlineMs = 10_000, options: { drain?: boolean } = {}): Promise<void> {
     this.#accepting = false;
+    this.#stopped();
     clearInterval(this.#pruneTimer);
     clearInterval(this.#rescanTimer);
     this.#recovery.stop();
     await this.dispatcher.stop(deadlineMs);
     await this.host.stop();
+    if (options.drain) await this.#drain(deadlineMs);
     await this.outbox.stop(deadlineMs);
     await this.#server?.close();
     await this.#outboxStore.flush();
     await this.client.close();
     this.#db.close();
     this.log.info("courier stopped");
+  }
+
+  async #drain(deadlineMs: number): Promise<void> {
+    const { pending } = await this.#outboxStore.totals();
+    if (pending === 0) return;
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<void>((resolve) => (timer = setTimeout(resolve, deadlineMs)));
+    const done = await followOutbox(this.outbox, this.#progress("draining the outbox"), pending, {
+      until: deadline,
+    });
+    clearTimeout(timer);
+    if (done < pending)
+      this.log.warn({ left: pending - done }, "stopping with requests pending; they go next start");
   }
 
   /** Account actions for the bot or a ghost of our namespace; refuses anyone else. */

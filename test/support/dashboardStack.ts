@@ -9,6 +9,7 @@ import type { Registration } from "../../src/config/registration.ts";
 import { roomId } from "../../src/ids.ts";
 import { createLogger } from "../../src/logging/createLogger.ts";
 import type { Enqueued } from "../../src/outbox/Outbox.ts";
+import type { ProgressObserver } from "../../src/outbox/progress.ts";
 import type { PluginDefinition } from "../../src/plugins/definePlugin.ts";
 import { Courier } from "../../src/runtime/Courier.ts";
 import { FakeHomeserver } from "./FakeHomeserver.ts";
@@ -26,6 +27,8 @@ export interface DashboardStackOptions {
   readonly config?: Record<string, unknown>;
   /** Store file. @default ":memory:" */
   readonly storePath?: string;
+  /** Reports long outbox tasks. @default log lines */
+  readonly progress?: (task: string) => ProgressObserver;
 }
 
 export interface DashboardStack {
@@ -100,6 +103,7 @@ export async function startDashboardStack(options: DashboardStackOptions = {}): 
     registration,
     logger: createLogger({ level: "debug", destination }),
     plugins: Object.fromEntries(plugins.map((p) => [p.definition.name, p.definition])),
+    ...(options.progress ? { progress: options.progress } : {}),
   });
   try {
     await courier.start();

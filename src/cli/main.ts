@@ -6,6 +6,8 @@ import { runInit, runRegister, runStart } from "./commands.ts";
 import { outboxDrop, outboxList, outboxRetry, outboxStats } from "./outboxCommands.ts";
 import { askYesNo } from "./askYesNo.ts";
 import { runDoctorCommand } from "./doctorCommand.ts";
+import { terminalProgress } from "./terminalProgress.ts";
+import { createLogger } from "../logging/createLogger.ts";
 import type { OutboxState } from "../store/OutboxStore.ts";
 
 const program = new Command()
@@ -97,13 +99,23 @@ outbox
   .description("put a dead letter (or all of them) back to pending")
   .argument("[txnId]", "the request to retry")
   .option("-c, --config <path>", "config file", "config.yaml")
-  .option("--all-dead", "every dead letter")
-  .action(async (txnId: string | undefined, opts: { config: string; allDead?: boolean }) => {
+  .option("--all-dead", "every dead letter (not those dropped by an operator)")
+  .option(
+    "--wait <seconds>",
+    "follow them until the running service settled them (progress), at most this long",
+  )
+  .action(async (txnId: string | undefined, opts: { config: string; allDead?: boolean; wait?: string }) => {
     if (!txnId && !opts.allDead)
       throw new CommanderError(2, "courier.retryWhat", "name a txnId or pass --all-dead");
+    const wait = opts.wait === undefined ? undefined : Number(opts.wait);
+    if (wait !== undefined && !(wait > 0))
+      throw new CommanderError(2, "courier.badWait", `--wait must be a number of seconds, got ${opts.wait}`);
     const changed = await outboxRetry(opts.config, {
       allDead: opts.allDead ?? false,
       ...(txnId ? { txnId } : {}),
+      ...(wait === undefined
+        ? {}
+        : { waitMs: wait * 1000, progress: terminalProgress(createLogger({ destination: process.stderr })) }),
     });
     if (changed === 0 && txnId) process.exitCode = 1;
   });

@@ -3,6 +3,7 @@
 import { loadConfig } from "../config/loadConfig.ts";
 import { SqliteOutboxStore } from "../store/sqlite/SqliteOutboxStore.ts";
 import type { OutboxRow, OutboxState } from "../store/OutboxStore.ts";
+import type { ProgressObserver } from "../outbox/progress.ts";
 import type { TxnId } from "../ids.ts";
 
 const say = (line: string) => process.stdout.write(`${line}\n`);
@@ -57,16 +58,57 @@ export async function outboxList(
   });
 }
 
-/** Puts dead letters back in their lanes; the running service picks them up within its rescan interval. */
+/**
+ * Puts dead letters back in their lanes; the running service picks them up within its rescan
+ * interval. With `waitMs`, follows them (progress) until none is pending or the time is up.
+ */
 export async function outboxRetry(
   configPath: string,
-  target: { txnId?: string; allDead: boolean },
+  target: {
+    txnId?: string;
+    allDead: boolean;
+    waitMs?: number;
+    progress?: (task: string) => ProgressObserver;
+  },
 ): Promise<number> {
   return withStore(configPath, async (store) => {
-    const changed = await store.requeue(target.allDead ? "all-dead" : [target.txnId as TxnId]);
+    // Dropped rows are not dead: --all-dead leaves them alone.
+    const ids = target.allDead
+      ? (await store.list({ state: "dead", limit: Number.MAX_SAFE_INTEGER })).map((row) => row.txnId)
+      : [target.txnId as TxnId];
+    const changed = await store.requeue(ids);
     say(`${changed} request${changed === 1 ? "" : "s"} put back to pending`);
+    if (target.waitMs !== undefined && changed > 0) {
+      const left = await follow(store, ids, target.waitMs, target.progress?.("bulk retry"));
+      say(left === 0 ? "all of them settled" : `${left} still pending after the wait`);
+    }
     return changed;
   });
+}
+
+/** Polls the journal until none of `ids` is pending or `waitMs` passed; returns how many are left. */
+async function follow(
+  store: SqliteOutboxStore,
+  ids: readonly TxnId[],
+  waitMs: number,
+  observer: ProgressObserver | undefined,
+): Promise<number> {
+  const pending = async () => {
+    let n = 0;
+    for (const id of ids) if ((await store.get(id))?.state === "pending") n++;
+    return n;
+  };
+  const total = await pending();
+  observer?.start(total);
+  const deadline = Date.now() + waitMs;
+  let left = total;
+  while (left > 0 && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 250));
+    left = await pending();
+    observer?.update(total - left);
+  }
+  observer?.stop();
+  return left;
 }
 
 /**

@@ -1,6 +1,9 @@
 // Progress reports of long outbox tasks on a whole Courier against the fake homeserver: the
 // replay of a backlog found at start, and draining pending requests on stop.
-import { mkdtempSync, rmSync } from "node:fs";
+import { execFile } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import type { ProgressObserver } from "../../../src/outbox/progress.ts";
@@ -68,6 +71,44 @@ test("stop with drain lets pending requests leave first, reporting progress", as
   expect(tasks[0]!.updates.at(-1)).toBe(5);
   await stack.hs.stop();
 }, 60_000);
+
+test("courier outbox retry --all-dead --wait follows the running service's resends, with progress lines", async () => {
+  const storePath = path.join(dir, "courier.sqlite");
+  const stack = await startDashboardStack({ adminToken: null, storePath });
+  stacks.push(stack);
+  const BANNED = "!banned:fake.test";
+  stack.hs.refuseRoom(BANNED);
+  const sent = await Promise.all([0, 1, 2].map((i) => stack.say(BANNED, `refused ${i}`)));
+  for (const s of sent) await expect(s.delivered()).rejects.toThrow();
+  stack.hs.allowRoom(BANNED);
+  const config = path.join(dir, "config.yaml");
+  writeFileSync(
+    config,
+    `homeserver:\n  url: ${stack.hs.url}\n  serverName: fake.test\nstore:\n  path: ${storePath}\n`,
+  );
+  const cli = fileURLToPath(new URL("../../../src/cli/main.ts", import.meta.url));
+  // The service finds rows put back by another process at its next rescan (every 10 s).
+  const { stdout, stderr } = await promisify(execFile)(process.execPath, [
+    cli,
+    "outbox",
+    "retry",
+    "--all-dead",
+    "--wait",
+    "40",
+    "--config",
+    config,
+  ]);
+  expect(stdout).toContain("3 requests put back to pending");
+  expect(stdout).toContain("all of them settled");
+  // Not a terminal: progress as JSON log lines with counts.
+  const lines = stderr
+    .trim()
+    .split("\n")
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
+  expect(lines[0]).toMatchObject({ task: "bulk retry", total: 3 });
+  expect(lines.at(-1)).toMatchObject({ task: "bulk retry", msg: "bulk retry: finished" });
+  expect(stack.hs.roomEvents(BANNED)).toHaveLength(3);
+}, 90_000);
 
 async function waitUntil(check: () => boolean, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;

@@ -1,0 +1,19 @@
+// docs/operations.md names every metric the registry exports (own metrics; the process metrics
+// are described as a group) and the process metrics it quotes exist.
+import { readFileSync } from "node:fs";
+import { CourierMetrics } from "../../../src/metrics/CourierMetrics.ts";
+
+test("every courier metric is documented, and the quoted process metrics exist", async () => {
+  const page = readFileSync(new URL("../../../docs/operations.md", import.meta.url), "utf8");
+  const metrics = new CourierMetrics({
+    stats: async () => ({ lanes: [], totals: { pending: 0, sent: 0, dead: 0 } }),
+  } as never);
+  const names = (await metrics.registry.getMetricsAsJSON()).map((m) => m.name);
+  const own = names.filter((n) => !/^courier_(process|nodejs)_/.test(n));
+  expect(own.length).toBe(15);
+  for (const name of own)
+    expect({ name, documented: page.includes(`\`${name}\``) }).toEqual({ name, documented: true });
+  for (const quoted of ["courier_process_cpu_seconds_total", "courier_nodejs_eventloop_lag_seconds"])
+    expect(names).toContain(quoted);
+  metrics.registry.clear();
+});

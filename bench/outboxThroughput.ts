@@ -8,6 +8,8 @@ import { Pool } from "undici";
 import { MatrixClient } from "../src/matrix/MatrixClient.ts";
 import { Outbox } from "../src/outbox/Outbox.ts";
 import { SqliteOutboxStore } from "../src/store/sqlite/SqliteOutboxStore.ts";
+import { openSqlite } from "../src/store/sqlite/SqliteDatabase.ts";
+import { WalCheckpointer } from "../src/store/sqlite/WalCheckpointer.ts";
 import { roomId, userId } from "../src/ids.ts";
 import { median, percentile, report, round, rssMb, startFakeHomeserver } from "./support.ts";
 
@@ -57,7 +59,11 @@ async function baselineRun(run: number): Promise<RunResult> {
 
 async function outboxRun(run: number): Promise<RunResult> {
   const dir = mkdtempSync(join(tmpdir(), "courier-bench-"));
-  const store = new SqliteOutboxStore({ path: join(dir, "outbox.sqlite") });
+  const path = join(dir, "outbox.sqlite");
+  const db = openSqlite({ path });
+  const store = new SqliteOutboxStore(db);
+  // As the runtime does: WAL checkpoints in a worker, not inside the writer's commits.
+  const checkpointer = process.env.BENCH_CHECKPOINTER === "0" ? undefined : new WalCheckpointer(db, path);
   const client = new MatrixClient({ homeserverUrl: hs.url, accessToken: TOKEN, connections: CONCURRENCY });
   const outbox = new Outbox({
     store,
@@ -95,7 +101,9 @@ async function outboxRun(run: number): Promise<RunResult> {
   const { totals } = await outbox.stats();
   if (totals.sent !== MESSAGES) throw new Error(`outbox sent ${totals.sent} of ${MESSAGES}`);
   await outbox.stop();
+  await checkpointer?.stop();
   await store.close();
+  db.close();
   await client.close();
   rmSync(dir, { recursive: true, force: true });
   return { opsPerS: (MESSAGES / elapsed) * 1000, latency, enqueue };

@@ -11,6 +11,7 @@ import { openSqlite } from "../store/sqlite/SqliteDatabase.ts";
 import { SqliteOutboxStore } from "../store/sqlite/SqliteOutboxStore.ts";
 import { SqliteInboundJournal } from "../store/sqlite/SqliteInboundJournal.ts";
 import { SqlitePluginData } from "../store/sqlite/SqlitePluginData.ts";
+import { WalCheckpointer } from "../store/sqlite/WalCheckpointer.ts";
 import { PluginHost, type HandlerRun } from "../plugins/PluginHost.ts";
 import { PowerLevels } from "../plugins/PowerLevels.ts";
 import { Dispatcher } from "../plugins/Dispatcher.ts";
@@ -69,6 +70,8 @@ export class Courier {
   readonly dispatcher: Dispatcher;
   readonly #devices: DeviceProvisioner;
   readonly #db: DatabaseSync;
+  /** WAL checkpoints in a worker, not inside the commits enqueues wait for (on-disk stores). */
+  readonly #checkpointer: WalCheckpointer | undefined;
   readonly #outboxStore: SqliteOutboxStore;
   readonly #journal: SqliteInboundJournal;
   readonly #plugins: Readonly<Record<string, PluginDefinition>> | undefined;
@@ -97,6 +100,8 @@ export class Courier {
     this.#progress = options.progress ?? ((task) => logProgress(this.log, task));
     this.botUserId = `@${registration.senderLocalpart}:${config.homeserver.serverName}`;
     this.#db = openSqlite({ path: config.store.path, synchronous: config.store.synchronous });
+    this.#checkpointer =
+      config.store.path === ":memory:" ? undefined : new WalCheckpointer(this.#db, config.store.path);
     this.#outboxStore = new SqliteOutboxStore(this.#db);
     this.#journal = new SqliteInboundJournal(this.#db);
     this.client = new MatrixClient({
@@ -311,6 +316,7 @@ export class Courier {
     await this.#server?.close();
     await this.#outboxStore.flush();
     await this.client.close();
+    await this.#checkpointer?.stop();
     this.#db.close();
     this.log.info("courier stopped");
   }

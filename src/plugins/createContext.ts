@@ -36,7 +36,7 @@ export function createSendContext<C>(parts: SendContextParts<C>): SendContext<C>
         ...sendOptions(opts),
         ...(opts?.eventType ? { eventType: opts.eventType } : {}),
       }),
-    sendState: (roomId, eventType, stateKey, content, opts) =>
+    setState: (roomId, eventType, stateKey, content, opts) =>
       scope.sendState(toRoomId(roomId), eventType, stateKey, content, sendOptions(opts)),
     redact: (roomId, eventId, reason, opts) =>
       scope.redact(toRoomId(roomId), eventId, reason, sendOptions(opts)),

@@ -33,7 +33,8 @@ export interface SendContext<C> {
    */
   once(key: string): SendContext<C>;
   send(roomId: string, content: object, opts?: SendAs & { eventType?: string }): Promise<Enqueued>;
-  sendState(
+  /** A state event (`PUT /rooms/{roomId}/state/{eventType}/{stateKey}`), through the outbox. */
+  setState(
     roomId: string,
     eventType: string,
     stateKey: string,

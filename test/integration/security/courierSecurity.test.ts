@@ -87,7 +87,7 @@ describe("Courier security", () => {
             reply: await outcome(() => ctx.reply("x", stranger)),
             react: await outcome(() => ctx.react("👍", stranger)),
             state: await outcome(() =>
-              ctx.sendState(ctx.roomId, "m.room.topic", "", { topic: "x" }, stranger),
+              ctx.setState(ctx.roomId, "m.room.topic", "", { topic: "x" }, stranger),
             ),
             toDevice: await outcome(() =>
               ctx.sendToDevice(`@alice:${SERVER}`, "*", "org.example", {}, stranger),

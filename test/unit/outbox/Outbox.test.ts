@@ -187,6 +187,8 @@ describe("Outbox", () => {
     await new Promise((r) => setImmediate(r));
     expect(transport.requests).toHaveLength(1); // m0 in flight, m1 and m2 held in the lane
     expect(await cli.drop([entries[1]!.txnId])).toBe(1);
+    // The outbox asks the store about other writers at most every 50 ms.
+    await new Promise((r) => setTimeout(r, 60));
     release();
     await outbox.onIdle();
     expect(transport.bodiesFor(room).map((b) => JSON.parse(b).body)).toEqual(["m0", "m2"]);

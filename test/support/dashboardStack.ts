@@ -129,7 +129,7 @@ export async function startDashboardStack(options: DashboardStackOptions = {}): 
 }
 
 // The fake homeserver's ping needs our address before we listen: pick a free port first.
-function findFreePort(): Promise<number> {
+export function findFreePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
     server.once("error", reject);

@@ -2,7 +2,6 @@
 // (doctor answers the homeserver's ping itself) and running (the service answers), and what a
 // wrong token, a private-but-not-0600 store and a missing namespace look like.
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { randomBytes } from "node:crypto";
@@ -11,7 +10,7 @@ import { writeRegistration } from "../../../src/config/registration.ts";
 import { doctorExitCode, ghostLocalpart, runDoctor } from "../../../src/doctor/runDoctor.ts";
 import { openSqlite } from "../../../src/store/sqlite/SqliteDatabase.ts";
 import { FakeHomeserver } from "../../support/FakeHomeserver.ts";
-import { startDashboardStack } from "../../support/dashboardStack.ts";
+import { findFreePort, startDashboardStack } from "../../support/dashboardStack.ts";
 
 let dir: string;
 const cleanups: Array<() => Promise<void>> = [];
@@ -48,23 +47,12 @@ function deployment(options: {
   return file;
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address();
-      const port = typeof address === "object" && address ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 const byName = (results: Awaited<ReturnType<typeof runDoctor>>) =>
   Object.fromEntries(results.map((r) => [r.name, r.status]));
 
 test("service stopped: every check passes, doctor answers the ping itself, registers a test ghost", async () => {
-  const [asToken, hsToken, port] = [token(), token(), await freePort()];
+  const [asToken, hsToken, port] = [token(), token(), await findFreePort()];
   const hs = await FakeHomeserver.start({
     asToken,
     serverName: "fake.test",
@@ -118,7 +106,7 @@ test("service running: the homeserver pings the service itself", async () => {
 }, 60_000);
 
 test("a token the homeserver does not know fails (exit 1) and skips what needs it; no namespace is skipped", async () => {
-  const [asToken, hsToken, port] = [token(), token(), await freePort()];
+  const [asToken, hsToken, port] = [token(), token(), await findFreePort()];
   const hs = await FakeHomeserver.start({
     asToken: token(), // not ours
     serverName: "fake.test",
@@ -148,7 +136,7 @@ test("a token the homeserver does not know fails (exit 1) and skips what needs i
 }, 60_000);
 
 test("an unreachable homeserver and a bad config fail", async () => {
-  const [asToken, hsToken, port, dead] = [token(), token(), await freePort(), await freePort()];
+  const [asToken, hsToken, port, dead] = [token(), token(), await findFreePort(), await findFreePort()];
   const config = deployment({ hsUrl: `http://127.0.0.1:${dead}`, port, asToken, hsToken });
   const results = await runDoctor(config, { env: {}, timeoutMs: 3000 });
   expect(byName(results)).toMatchObject({ homeserver: "fail", as_token: "skip", store: "pass" });

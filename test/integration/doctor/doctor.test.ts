@@ -47,7 +47,6 @@ function deployment(options: {
   return file;
 }
 
-
 const byName = (results: Awaited<ReturnType<typeof runDoctor>>) =>
   Object.fromEntries(results.map((r) => [r.name, r.status]));
 

@@ -116,6 +116,9 @@ export interface OutboxEvents {
 /** How often a sending outbox asks the store whether another process wrote (a drop). */
 const VERSION_CHECK_MS = 50;
 
+/** Requests a lane sends in a row, when other lanes wait for a queue slot, before it gives its slot up. */
+const LANE_TURN = 8;
+
 /** How a dropped row's waiters learn its fate (`courier outbox drop`). */
 const DROPPED: DeadReason = { errcode: "COURIER_DROPPED", status: 0, reason: "dropped by an operator" };
 
@@ -422,7 +425,7 @@ export class Outbox extends EventEmitter<OutboxEvents> {
       this.#later(lane, wait);
       return;
     }
-    void this.#queue.add(() => this.#attempt(lane, head));
+    void this.#queue.add(() => this.#run(lane, head));
   }
 
   #load(lane: OutboxLane): void {
@@ -469,22 +472,41 @@ export class Outbox extends EventEmitter<OutboxEvents> {
     return current?.state === "pending";
   }
 
-  async #attempt(lane: OutboxLane, row: OutboxRow): Promise<void> {
+  /**
+   * Sends a lane's rows one after another in its queue slot, until the lane is empty, must wait
+   * (retry, rate limit), or has had its turn while other lanes wait for a slot: one slot per
+   * request would cost a queue round per request.
+   */
+  async #run(lane: OutboxLane, row: OutboxRow): Promise<void> {
+    for (let sent = 1; ; sent++) {
+      if (!(await this.#attempt(lane, row))) return; // a retry is scheduled; the lane stays busy
+      const next = lane.rows[0];
+      if (!next || this.#stopped || (sent >= LANE_TURN && this.#queue.size > 0)) break;
+      const wait = this.#bucket(next.sender).take(Date.now());
+      if (wait > 0) {
+        this.#later(lane, wait);
+        return;
+      }
+      row = next;
+    }
+    lane.busy = false;
+    this.#pump(lane);
+  }
+
+  /** Sends the lane's head once; false when it failed and will be retried later. */
+  async #attempt(lane: OutboxLane, row: OutboxRow): Promise<boolean> {
     if (!(await this.#stillPending(row))) {
       lane.advance();
       this.#log.info({ txnId: row.txnId, lane: lane.key }, "request dropped by an operator; not sent");
       this.#settleWaiters(row.txnId, (w) => w.reject(deadLetterOf({ txnId: row.txnId, error: DROPPED })));
-      lane.busy = false;
-      this.#pump(lane);
-      return;
+      return true;
     }
     if (lane.attempts === 0) lane.headStartedAt = performance.now();
     let response: unknown;
     try {
       response = await this.#transport.send(row.request, { timeoutMs: this.#timeoutMs });
     } catch (error) {
-      this.#failed(lane, row, error);
-      return;
+      return this.#failed(lane, row, error);
     }
     const eventId = (response as { event_id?: unknown } | undefined)?.event_id;
     const id = typeof eventId === "string" ? eventId : undefined;
@@ -494,11 +516,11 @@ export class Outbox extends EventEmitter<OutboxEvents> {
     this.#settle({ seq: row.seq, txnId: row.txnId, state: "sent", eventId: id, attempts });
     this.#settleWaiters(row.txnId, (w) => w.resolve(id));
     this.emit("sent", row, id, performance.now() - lane.headStartedAt);
-    lane.busy = false;
-    this.#pump(lane);
+    return true;
   }
 
-  #failed(lane: OutboxLane, row: OutboxRow, error: unknown): void {
+  /** Dead-letters the head (true: the lane goes on) or schedules its retry (false). */
+  #failed(lane: OutboxLane, row: OutboxRow, error: unknown): boolean {
     const failure = classifyFailure(error);
     lane.attempts++;
     if (failure.action === "dead") {
@@ -511,9 +533,7 @@ export class Outbox extends EventEmitter<OutboxEvents> {
       const deadError = deadLetterOf({ txnId: row.txnId, error: reason });
       this.#settleWaiters(row.txnId, (w) => w.reject(deadError));
       this.emit("dead", row, reason);
-      lane.busy = false;
-      this.#pump(lane);
-      return;
+      return true;
     }
     let delay = backoffDelay(lane.attempts, this.#retry, this.#random);
     if (failure.action === "rateLimited") {
@@ -529,6 +549,7 @@ export class Outbox extends EventEmitter<OutboxEvents> {
     );
     this.emit("retry", row, failure.reason, delay, error);
     this.#later(lane, delay);
+    return false;
   }
 
   /** Frees the lane after `ms` (it stays busy until then, so nothing overtakes its head). */

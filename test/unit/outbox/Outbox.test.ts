@@ -256,6 +256,18 @@ describe("Outbox", () => {
     );
   });
 
+  test("a long lane gives its slot up after a few requests when another lane waits for one", async () => {
+    const { outbox, transport } = setup({ maxConcurrency: 1 });
+    await Promise.all(Array.from({ length: 40 }, (_, i) => outbox.enqueue(msg(ROOMS[0]!, i))));
+    await outbox.enqueue(msg(ROOMS[1]!, 100));
+    await outbox.start();
+    await outbox.onIdle();
+    const order = transport.requests.map((r) => (r.path.includes(encodeURIComponent(ROOMS[1]!)) ? "b" : "a"));
+    // Room b's one request waits for at most one turn of room a (8 requests), not for all 40.
+    expect(order.indexOf("b")).toBeLessThanOrEqual(8);
+    expect(order.filter((x) => x === "a")).toHaveLength(40);
+  });
+
   test("stop keeps pending rows; a new outbox on the same store replays them byte for byte", async () => {
     const { outbox, transport, store } = setup();
     transport.answer = () => new Promise(() => {}); // the homeserver never answers

@@ -1,4 +1,4 @@
-import { createHash } from "node:crypto";
+import { hash } from "node:crypto";
 import type { TxnId } from "../ids.ts";
 
 /** The endpoint a request goes to; part of the id so one id is never reused across endpoints. */
@@ -35,8 +35,10 @@ export function deriveTxnId(input: TxnIdInput): TxnId {
   if (!Number.isSafeInteger(part) || part < 0) {
     throw new TypeError(`Expected \`part\` to be a non-negative integer, got ${part}`);
   }
-  const digest = createHash("sha256")
-    .update(JSON.stringify([VERSION, appserviceId, sender, kind, target, cause, ordinal, part]))
-    .digest("base64url");
+  const digest = hash(
+    "sha256",
+    JSON.stringify([VERSION, appserviceId, sender, kind, target, cause, ordinal, part]),
+    "base64url",
+  );
   return `${VERSION}${digest.replaceAll("_", ".")}` as TxnId;
 }

@@ -1,6 +1,7 @@
 import { DatabaseSync } from "node:sqlite";
 import { chmodSync, existsSync, mkdirSync } from "node:fs";
 import { dirname } from "node:path";
+import { txnKey } from "./txnKey.ts";
 
 /** How hard a commit waits for the disk. NORMAL in WAL survives a process crash; FULL a power cut. */
 export type SqliteSynchronous = "NORMAL" | "FULL";
@@ -76,6 +77,8 @@ const MIGRATIONS: readonly string[] = [
      last_slot INTEGER NOT NULL,
      PRIMARY KEY (plugin, name)
    ) WITHOUT ROWID;`,
+  // txn_key is now read off the txnId's own digest instead of hashing it again (see txnKey).
+  `UPDATE outbox SET txn_key = courier_txn_key(txn_id);`,
 ];
 
 /**
@@ -106,6 +109,7 @@ export function openOrShare(source: SqliteOptions | DatabaseSync): { db: Databas
 }
 
 function migrate(db: DatabaseSync): void {
+  db.function("courier_txn_key", { deterministic: true }, (txnId) => txnKey(String(txnId)));
   const current = Number((db.prepare("PRAGMA user_version").get() as { user_version: number }).user_version);
   if (current > MIGRATIONS.length) {
     throw new Error(

@@ -1,5 +1,4 @@
 import type { DatabaseSync, StatementSync } from "node:sqlite";
-import { hash } from "node:crypto";
 import type { TxnId } from "../../ids.ts";
 import type { OutboxKind } from "../../outbox/deriveTxnId.ts";
 import type {
@@ -14,6 +13,7 @@ import type {
   Settlement,
 } from "../OutboxStore.ts";
 import { openOrShare, type SqliteOptions } from "./SqliteDatabase.ts";
+import { txnKey } from "./txnKey.ts";
 
 interface RawRow {
   seq: number;
@@ -42,9 +42,6 @@ const SETTLE_DELAY_MS = 50;
 
 const COLUMNS = `seq, txn_id, (SELECT name FROM outbox_lanes WHERE id = lane_id) AS lane, kind, sender, method, path,
   body, state, attempts, event_id, error, created_at, settled_at`;
-
-/** The indexed form of a txnId: 64 bits of its hash. A collision is detected, never silent. */
-const txnKey = (txnId: string): bigint => hash("sha256", txnId, "buffer").readBigInt64BE(0);
 
 /**
  * The outbox journal on node:sqlite. Group commit: the inserts that arrive in the same turn of

@@ -1,4 +1,6 @@
+import { hash } from "node:crypto";
 import { mkdtempSync, rmSync, statSync } from "node:fs";
+import { DatabaseSync } from "node:sqlite";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { SqliteOutboxStore } from "../../../src/store/sqlite/SqliteOutboxStore.ts";
@@ -31,6 +33,29 @@ describe("SqliteOutboxStore", () => {
     const seqs = results.flat().map((o) => o.row.seq);
     expect(seqs).toEqual([...seqs].sort((x, y) => x - y));
     await store.close();
+  });
+
+  test("a journal of schema 3 (txn_key hashed again) still dedupes after the upgrade", async () => {
+    const path = join(dir, "old.sqlite");
+    const store = new SqliteOutboxStore({ path });
+    await store.insert([row("mc1" + "A".repeat(43)), row("plain")]);
+    await store.close();
+    // Put the database back as schema 3 left it: every key a hash of the txnId.
+    const old = new DatabaseSync(path);
+    old.exec("UPDATE outbox SET txn_key = 0 - seq; PRAGMA user_version = 3");
+    for (const { seq, txn_id } of old.prepare("SELECT seq, txn_id FROM outbox").all() as Array<{
+      seq: number;
+      txn_id: string;
+    }>) {
+      const key = hash("sha256", txn_id, "buffer").readBigInt64BE(0);
+      old.prepare("UPDATE outbox SET txn_key = ? WHERE seq = ?").run(key, seq);
+    }
+    old.close();
+    const upgraded = new SqliteOutboxStore({ path });
+    const again = await upgraded.insert([row("mc1" + "A".repeat(43)), row("plain")]);
+    expect(again.map((o) => o.inserted)).toEqual([false, false]);
+    expect(await upgraded.get(("mc1" + "A".repeat(43)) as TxnId)).toMatchObject({ state: "pending" });
+    await upgraded.close();
   });
 
   test("inserting an existing txnId is a no-op that returns the existing row", async () => {

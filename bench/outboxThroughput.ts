@@ -16,7 +16,7 @@ import { median, percentile, report, round, rssMb, startFakeHomeserver } from ".
 const MESSAGES = Number(process.env.BENCH_MESSAGES ?? 20_000);
 const ROOMS = 100;
 const CONCURRENCY = 64;
-const RUNS = Number(process.env.BENCH_RUNS ?? 3);
+const RUNS = Number(process.env.BENCH_RUNS ?? 5);
 const TOKEN = "bench-as-token";
 
 interface RunResult {
@@ -120,6 +120,7 @@ for (let run = 0; run < RUNS; run++) {
 }
 await hs.stop();
 
+const ratios = outboxes.map((o, i) => o.opsPerS / baselines[i]!.opsPerS);
 const pick = (runs: RunResult[]) => runs.find((r) => r.opsPerS === median(runs.map((x) => x.opsPerS)))!;
 const base = pick(baselines);
 const box = pick(outboxes);
@@ -135,12 +136,13 @@ report({
     p50_ms: round(percentile(base.latency, 50)),
     p99_ms: round(percentile(base.latency, 99)),
   },
-  ratio: round(box.opsPerS / base.opsPerS, 3),
+  // Each pair ran back to back, so a pair's ratio is what noise spares best; the median of them.
+  ratio: round(median(ratios), 3),
   enqueue_p50_ms: round(percentile(box.enqueue!, 50), 3),
   enqueue_p99_ms: round(percentile(box.enqueue!, 99), 3),
   messages: MESSAGES,
   rooms: ROOMS,
   concurrency: CONCURRENCY,
   runs: RUNS,
-  all_ratios: outboxes.map((o, i) => round(o.opsPerS / baselines[i]!.opsPerS, 3)),
+  all_ratios: ratios.map((r) => round(r, 3)),
 });

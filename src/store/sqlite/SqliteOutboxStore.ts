@@ -39,6 +39,7 @@ interface PendingInsert {
 }
 
 const SETTLE_DELAY_MS = 50;
+const MAX_INSERT_WAIT_MS = 1;
 
 const COLUMNS = `seq, txn_id, (SELECT name FROM outbox_lanes WHERE id = lane_id) AS lane, kind, sender, method, path,
   body, state, attempts, event_id, error, created_at, settled_at`;
@@ -64,6 +65,9 @@ export class SqliteOutboxStore implements OutboxStore {
   #settlements = new Map<string, Settlement>();
   #settleWaiters: Array<{ resolve: () => void; reject: (error: unknown) => void }> = [];
   #flushScheduled = false;
+  /** When the oldest insert not yet committed arrived (performance.now()). */
+  #waitingSince = 0;
+  #overdueFlush = false;
   readonly #laneIds = new Map<string, number>();
   readonly #laneId: StatementSync;
   readonly #dataVersion: StatementSync;
@@ -95,14 +99,17 @@ export class SqliteOutboxStore implements OutboxStore {
 
   insert(rows: readonly NewOutboxRow[]): Promise<InsertOutcome[]> {
     return new Promise((resolve, reject) => {
+      if (this.#inserts.length === 0) this.#waitingSince = performance.now();
       this.#inserts.push({ rows, resolve, reject });
       this.#scheduleFlush();
+      this.#flushIfOverdue();
     });
   }
 
   settle(settlements: readonly Settlement[]): Promise<void> {
     for (const s of settlements) this.#settlements.set(s.txnId, s);
     this.#settleTimer ??= setTimeout(() => this.#scheduleFlush(), SETTLE_DELAY_MS);
+    this.#flushIfOverdue();
     return new Promise((resolve, reject) => this.#settleWaiters.push({ resolve, reject }));
   }
 
@@ -212,6 +219,21 @@ export class SqliteOutboxStore implements OutboxStore {
     setImmediate(() => this.#flush());
   }
 
+  /**
+   * Commits now (at the end of the current callback) when inserts have waited MAX_INSERT_WAIT_MS:
+   * under load one turn of the event loop takes several ms of HTTP work, and an enqueue should
+   * not wait for all of it. Checked whenever the store is called, which a busy outbox does often.
+   */
+  #flushIfOverdue(): void {
+    if (this.#overdueFlush || this.#inserts.length === 0) return;
+    if (performance.now() - this.#waitingSince < MAX_INSERT_WAIT_MS) return;
+    this.#overdueFlush = true;
+    process.nextTick(() => {
+      this.#overdueFlush = false;
+      this.#flush();
+    });
+  }
+
   #flush(): void {
     this.#flushScheduled = false;
     clearTimeout(this.#settleTimer);
@@ -219,6 +241,11 @@ export class SqliteOutboxStore implements OutboxStore {
     const inserts = this.#inserts;
     const settlements = this.#settlements;
     const waiters = this.#settleWaiters;
+    if (inserts.length === 0 && settlements.size === 0) {
+      this.#settleWaiters = [];
+      for (const w of waiters) w.resolve();
+      return;
+    }
     this.#inserts = [];
     this.#settleWaiters = [];
     const now = Date.now();

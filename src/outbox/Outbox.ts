@@ -453,8 +453,8 @@ export class Outbox extends EventEmitter<OutboxEvents> {
     for (const row of rows) this.#stamps.set(row, this.#epoch);
   }
 
-  /** False when another process took the row out of the queue (dropped) since it was loaded. */
-  async #stillPending(row: OutboxRow): Promise<boolean> {
+  /** True when no other process wrote to the store since the row was loaded (no I/O). */
+  #isFresh(row: OutboxRow): boolean {
     // Asking costs a few µs, a real share of a send: at most every 50 ms. A drop committed in
     // between is like one committed while the request was on the wire: too late to hold it.
     const now = performance.now();
@@ -466,7 +466,11 @@ export class Outbox extends EventEmitter<OutboxEvents> {
         this.#epoch++;
       }
     }
-    if ((this.#stamps.get(row) ?? -1) >= this.#epoch) return true;
+    return (this.#stamps.get(row) ?? -1) >= this.#epoch;
+  }
+
+  /** False when another process took the row out of the queue (dropped) since it was loaded. */
+  async #stillPending(row: OutboxRow): Promise<boolean> {
     const current = await this.#store.get(row.txnId);
     this.#stamps.set(row, this.#epoch);
     return current?.state === "pending";
@@ -495,7 +499,7 @@ export class Outbox extends EventEmitter<OutboxEvents> {
 
   /** Sends the lane's head once; false when it failed and will be retried later. */
   async #attempt(lane: OutboxLane, row: OutboxRow): Promise<boolean> {
-    if (!(await this.#stillPending(row))) {
+    if (!this.#isFresh(row) && !(await this.#stillPending(row))) {
       lane.advance();
       this.#log.info({ txnId: row.txnId, lane: lane.key }, "request dropped by an operator; not sent");
       this.#settleWaiters(row.txnId, (w) => w.reject(deadLetterOf({ txnId: row.txnId, error: DROPPED })));

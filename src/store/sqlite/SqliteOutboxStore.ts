@@ -60,6 +60,9 @@ export class SqliteOutboxStore implements OutboxStore {
   readonly #settleDead: StatementSync;
   readonly #loadLane: StatementSync;
   readonly #maxSeq: StatementSync;
+  // Prepared once: exec() parses the SQL on every call.
+  readonly #begin: StatementSync;
+  readonly #commit: StatementSync;
   #inserts: PendingInsert[] = [];
   /** Settlements not yet committed, by txnId; `get` reads through them. */
   #settlements = new Map<string, Settlement>();
@@ -82,6 +85,8 @@ export class SqliteOutboxStore implements OutboxStore {
        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (txn_key) DO NOTHING`,
     );
     this.#byTxnId = this.#db.prepare(`SELECT ${COLUMNS} FROM outbox WHERE txn_key = ?`);
+    this.#begin = this.#db.prepare("BEGIN IMMEDIATE");
+    this.#commit = this.#db.prepare("COMMIT");
     this.#maxSeq = this.#db.prepare("SELECT max(seq) AS seq FROM outbox");
     this.#laneId = this.#db.prepare("SELECT id FROM outbox_lanes WHERE name = ?");
     this.#dataVersion = this.#db.prepare("PRAGMA data_version");
@@ -338,10 +343,10 @@ export class SqliteOutboxStore implements OutboxStore {
   }
 
   #transaction<T>(work: () => T): T {
-    this.#db.exec("BEGIN IMMEDIATE");
+    this.#begin.run();
     try {
       const result = work();
-      this.#db.exec("COMMIT");
+      this.#commit.run();
       return result;
     } catch (error) {
       if (this.#db.isTransaction) this.#db.exec("ROLLBACK");

@@ -46,8 +46,8 @@ const COLUMNS = `seq, txn_id, (SELECT name FROM outbox_lanes WHERE id = lane_id)
 
 /**
  * The outbox journal on node:sqlite. Group commit: the inserts that arrive in the same turn of
- * the event loop go into one transaction, flushed on `setImmediate`, so a burst costs one commit
- * instead of one per message. Settlements ride along with the next insert commit, or are
+ * the event loop go into one transaction, flushed on `setImmediate` (or earlier, once per turn,
+ * when they have waited 1 ms), so a burst costs one commit instead of one per message. Settlements ride along with the next insert commit, or are
  * committed on their own after `SETTLE_DELAY_MS`: losing one in a crash only means a replay
  * that the homeserver deduplicates.
  */
@@ -70,7 +70,8 @@ export class SqliteOutboxStore implements OutboxStore {
   #flushScheduled = false;
   /** When the oldest insert not yet committed arrived (performance.now()). */
   #waitingSince = 0;
-  #overdueFlush = false;
+  /** An overdue flush ran in this turn of the event loop. */
+  #overdueFlushed = false;
   readonly #laneIds = new Map<string, number>();
   readonly #laneId: StatementSync;
   readonly #dataVersion: StatementSync;
@@ -221,22 +222,24 @@ export class SqliteOutboxStore implements OutboxStore {
   #scheduleFlush(): void {
     if (this.#flushScheduled) return;
     this.#flushScheduled = true;
-    setImmediate(() => this.#flush());
+    setImmediate(() => {
+      this.#overdueFlushed = false;
+      this.#flush();
+    });
   }
 
   /**
    * Commits now (at the end of the current callback) when inserts have waited MAX_INSERT_WAIT_MS:
    * under load one turn of the event loop takes several ms of HTTP work, and an enqueue should
    * not wait for all of it. Checked whenever the store is called, which a busy outbox does often.
+   * At most once a turn: handlers that await each enqueue would otherwise go on flushing and
+   * enqueuing without ever letting an HTTP response in.
    */
   #flushIfOverdue(): void {
-    if (this.#overdueFlush || this.#inserts.length === 0) return;
+    if (this.#overdueFlushed || this.#inserts.length === 0) return;
     if (performance.now() - this.#waitingSince < MAX_INSERT_WAIT_MS) return;
-    this.#overdueFlush = true;
-    process.nextTick(() => {
-      this.#overdueFlush = false;
-      this.#flush();
-    });
+    this.#overdueFlushed = true;
+    process.nextTick(() => this.#flush());
   }
 
   #flush(): void {

@@ -47,9 +47,9 @@ const COLUMNS = `seq, txn_id, (SELECT name FROM outbox_lanes WHERE id = lane_id)
 /**
  * The outbox journal on node:sqlite. Group commit: the inserts that arrive in the same turn of
  * the event loop go into one transaction, flushed on `setImmediate` (or earlier, once per turn,
- * when they have waited 1 ms), so a burst costs one commit instead of one per message. Settlements ride along with the next insert commit, or are
- * committed on their own after `SETTLE_DELAY_MS`: losing one in a crash only means a replay
- * that the homeserver deduplicates.
+ * when they have waited 1 ms), so a burst costs one commit instead of one per message.
+ * Settlements ride along with the next insert commit, or are committed on their own after
+ * `SETTLE_DELAY_MS`: losing one in a crash only means a replay that the homeserver deduplicates.
  */
 export class SqliteOutboxStore implements OutboxStore {
   readonly #db: DatabaseSync;

@@ -40,13 +40,24 @@ describe("SqliteOutboxStore", () => {
     const store = new SqliteOutboxStore({ path });
     await store.insert([row("mc1" + "A".repeat(43)), row("plain")]);
     await store.close();
-    // Put the database back as schema 3 left it: every key a hash of the txnId.
+    // Put the database back as schema 3 left it: its table (UNIQUE on the column), every key a
+    // hash of the txnId.
     const old = new DatabaseSync(path);
-    old.exec("UPDATE outbox SET txn_key = 0 - seq; PRAGMA user_version = 3");
-    for (const { seq, txn_id } of old.prepare("SELECT seq, txn_id FROM outbox").all() as Array<{
+    old.exec(`ALTER TABLE outbox RENAME TO outbox_v4;
+      CREATE TABLE outbox (seq INTEGER PRIMARY KEY, txn_key INTEGER NOT NULL UNIQUE, txn_id TEXT NOT NULL,
+        lane_id INTEGER NOT NULL REFERENCES outbox_lanes (id), kind TEXT NOT NULL, sender TEXT NOT NULL,
+        method TEXT NOT NULL, path TEXT NOT NULL, body TEXT, state TEXT NOT NULL DEFAULT 'pending',
+        attempts INTEGER NOT NULL DEFAULT 0, event_id TEXT, error TEXT, created_at INTEGER NOT NULL,
+        settled_at INTEGER);
+      INSERT INTO outbox SELECT * FROM outbox_v4;
+      DROP TABLE outbox_v4;
+      CREATE INDEX outbox_pending ON outbox (lane_id, seq) WHERE state = 'pending';
+      PRAGMA user_version = 3;`);
+    const rows = old.prepare("SELECT seq, txn_id FROM outbox").all() as Array<{
       seq: number;
       txn_id: string;
-    }>) {
+    }>;
+    for (const { seq, txn_id } of rows) {
       const key = hash("sha256", txn_id, "buffer").readBigInt64BE(0);
       old.prepare("UPDATE outbox SET txn_key = ? WHERE seq = ?").run(key, seq);
     }
@@ -55,6 +66,7 @@ describe("SqliteOutboxStore", () => {
     const again = await upgraded.insert([row("mc1" + "A".repeat(43)), row("plain")]);
     expect(again.map((o) => o.inserted)).toEqual([false, false]);
     expect(await upgraded.get(("mc1" + "A".repeat(43)) as TxnId)).toMatchObject({ state: "pending" });
+    expect(await upgraded.insert([row("new")])).toMatchObject([{ inserted: true, row: { seq: 3 } }]);
     await upgraded.close();
   });
 

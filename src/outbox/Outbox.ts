@@ -420,12 +420,15 @@ export class Outbox extends EventEmitter<OutboxEvents> {
       return;
     }
     lane.busy = true;
-    const wait = this.#bucket(head.sender).take(Date.now());
-    if (wait > 0) {
-      this.#later(lane, wait);
-      return;
-    }
+    if (this.#throttled(lane, head)) return;
     void this.#queue.add(() => this.#run(lane, head));
+  }
+
+  /** Takes a token from the row's sender, or frees the lane once the bucket has one (true). */
+  #throttled(lane: OutboxLane, row: OutboxRow): boolean {
+    const wait = this.#bucket(row.sender).take(Date.now());
+    if (wait > 0) this.#later(lane, wait);
+    return wait > 0;
   }
 
   #load(lane: OutboxLane): void {
@@ -486,11 +489,7 @@ export class Outbox extends EventEmitter<OutboxEvents> {
       if (!(await this.#attempt(lane, row))) return; // a retry is scheduled; the lane stays busy
       const next = lane.rows[0];
       if (!next || this.#stopped || (sent >= LANE_TURN && this.#queue.size > 0)) break;
-      const wait = this.#bucket(next.sender).take(Date.now());
-      if (wait > 0) {
-        this.#later(lane, wait);
-        return;
-      }
+      if (this.#throttled(lane, next)) return;
       row = next;
     }
     lane.busy = false;

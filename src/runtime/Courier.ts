@@ -314,7 +314,7 @@ export class Courier {
     if (options.drain) await this.#drain(deadlineMs);
     await this.outbox.stop(deadlineMs);
     await this.#server?.close();
-    await this.#outboxStore.flush();
+    await this.#outboxStore.close(); // the database is shared: this commits, and closes the key index
     await this.client.close();
     await this.#checkpointer?.stop();
     this.#db.close();

@@ -103,6 +103,9 @@ const MIGRATIONS: readonly string[] = [
    ALTER TABLE outbox_v4 RENAME TO outbox;
    CREATE UNIQUE INDEX outbox_txn_key ON outbox (txn_key);
    CREATE INDEX outbox_pending ON outbox (lane_id, seq) WHERE state = 'pending';`,
+  // The txn keys are indexed in a file of their own now (see TxnKeyIndex), committed once a
+  // second instead of with every group commit.
+  `DROP INDEX outbox_txn_key;`,
 ];
 
 /**
@@ -113,18 +116,23 @@ export function openSqlite(options: SqliteOptions): DatabaseSync {
   const onDisk = options.path !== ":memory:";
   if (onDisk) mkdirSync(dirname(options.path), { recursive: true, mode: 0o700 });
   const db = new DatabaseSync(options.path);
-  // Before WAL mode: SQLite gives the -wal and -shm files the mode of the database file. Ones
-  // left by a crash of an older version keep theirs, so they are narrowed too.
-  if (onDisk) {
-    for (const file of [options.path, `${options.path}-wal`, `${options.path}-shm`]) {
-      if (file === options.path || existsSync(file)) chmodSync(file, 0o600);
-    }
-  }
+  if (onDisk) restrictToOwner(options.path);
   db.exec(
     `PRAGMA journal_mode = WAL; PRAGMA synchronous = ${options.synchronous ?? "NORMAL"}; PRAGMA busy_timeout = 5000;`,
   );
   migrate(db);
   return db;
+}
+
+/**
+ * Makes a database file private to its owner. Called before WAL mode: SQLite gives the -wal and
+ * -shm files the mode of the database file, and ones left by a crash of an older version keep
+ * theirs, so they are narrowed too.
+ */
+export function restrictToOwner(path: string): void {
+  for (const file of [path, `${path}-wal`, `${path}-shm`]) {
+    if (file === path || existsSync(file)) chmodSync(file, 0o600);
+  }
 }
 
 /** A store's database: the one another store already opened (shared), or its own. */

@@ -13,6 +13,7 @@ import type {
   Settlement,
 } from "../OutboxStore.ts";
 import { openOrShare, type SqliteOptions } from "./SqliteDatabase.ts";
+import { TxnKeyIndex } from "./TxnKeyIndex.ts";
 import { txnKey } from "./txnKey.ts";
 
 interface RawRow {
@@ -55,7 +56,9 @@ export class SqliteOutboxStore implements OutboxStore {
   readonly #db: DatabaseSync;
   readonly #ownsDb: boolean;
   readonly #insert: StatementSync;
-  readonly #byTxnId: StatementSync;
+  readonly #keys: TxnKeyIndex;
+  readonly #bySeq: StatementSync;
+  readonly #byTxnIdAfter: StatementSync;
   readonly #settleSent: StatementSync;
   readonly #settleDead: StatementSync;
   readonly #loadLane: StatementSync;
@@ -77,15 +80,19 @@ export class SqliteOutboxStore implements OutboxStore {
   readonly #dataVersion: StatementSync;
   readonly #addLane: StatementSync;
   #settleTimer: NodeJS.Timeout | undefined;
+  /** The last row the current transaction inserted: the key index's new mark once committed. */
+  #lastInserted: { seq: number; txnId: string } | undefined;
 
   /** Opens (and migrates) the file, or wraps a database another store already opened. */
   constructor(source: SqliteOptions | DatabaseSync) {
     ({ db: this.#db, owned: this.#ownsDb } = openOrShare(source));
     this.#insert = this.#db.prepare(
       `INSERT INTO outbox (seq, txn_key, txn_id, lane_id, kind, sender, method, path, body, created_at)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (txn_key) DO NOTHING`,
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     );
-    this.#byTxnId = this.#db.prepare(`SELECT ${COLUMNS} FROM outbox WHERE txn_key = ?`);
+    this.#keys = new TxnKeyIndex(this.#db);
+    this.#bySeq = this.#db.prepare(`SELECT ${COLUMNS} FROM outbox WHERE seq = ?`);
+    this.#byTxnIdAfter = this.#db.prepare(`SELECT ${COLUMNS} FROM outbox WHERE seq > ? AND txn_id = ?`);
     this.#begin = this.#db.prepare("BEGIN IMMEDIATE");
     this.#commit = this.#db.prepare("COMMIT");
     this.#maxSeq = this.#db.prepare("SELECT max(seq) AS seq FROM outbox");
@@ -138,8 +145,8 @@ export class SqliteOutboxStore implements OutboxStore {
   }
 
   async get(txnId: TxnId): Promise<OutboxRow | undefined> {
-    const raw = this.#byTxnId.get(txnKey(txnId)) as RawRow | undefined;
-    if (!raw || raw.txn_id !== txnId) return undefined;
+    const raw = this.#find(txnId);
+    if (!raw) return undefined;
     const buffered = this.#settlements.get(txnId);
     return buffered && raw.state === "pending" ? withSettlement(toRow(raw), buffered) : toRow(raw);
   }
@@ -180,19 +187,17 @@ export class SqliteOutboxStore implements OutboxStore {
     await this.flush();
     const sql = "UPDATE outbox SET state = 'pending', error = NULL, settled_at = NULL WHERE state = 'dead'";
     if (txnIds === "all-dead") return Number(this.#db.prepare(sql).run().changes);
-    const one = this.#db.prepare(`${sql} AND txn_key = ? AND txn_id = ?`);
-    return this.#transaction(() => txnIds.reduce((n, id) => n + Number(one.run(txnKey(id), id).changes), 0));
+    const one = this.#db.prepare(`${sql} AND seq = ?`);
+    return this.#transaction(() => this.#seqsOf(txnIds).reduce((n, seq) => n + Number(one.run(seq).changes), 0));
   }
 
   async drop(txnIds: readonly TxnId[]): Promise<number> {
     await this.flush();
     const one = this.#db.prepare(
-      "UPDATE outbox SET state = 'dropped', settled_at = ? WHERE state IN ('pending', 'dead') AND txn_key = ? AND txn_id = ?",
+      "UPDATE outbox SET state = 'dropped', settled_at = ? WHERE state IN ('pending', 'dead') AND seq = ?",
     );
     const now = Date.now();
-    return this.#transaction(() =>
-      txnIds.reduce((n, id) => n + Number(one.run(now, txnKey(id), id).changes), 0),
-    );
+    return this.#transaction(() => this.#seqsOf(txnIds).reduce((n, seq) => n + Number(one.run(now, seq).changes), 0));
   }
 
   externalVersion(): number {
@@ -202,9 +207,16 @@ export class SqliteOutboxStore implements OutboxStore {
 
   async prune(before: number): Promise<number> {
     await this.flush();
-    return Number(
-      this.#db.prepare("DELETE FROM outbox WHERE state != 'pending' AND settled_at < ?").run(before).changes,
+    this.#keys.beginWriting();
+    const prune = this.#db.prepare(
+      "DELETE FROM outbox WHERE state != 'pending' AND settled_at < ? RETURNING seq, txn_key",
     );
+    prune.setReadBigInts(true);
+    return this.#transaction(() => {
+      const gone = prune.all(before) as Array<{ seq: bigint; txn_key: bigint }>;
+      this.#keys.forget(gone.map((row) => ({ seq: Number(row.seq), key: row.txn_key })));
+      return gone.length;
+    });
   }
 
   flush(): Promise<void> {
@@ -216,6 +228,7 @@ export class SqliteOutboxStore implements OutboxStore {
   /** Commits what is buffered and closes the file (when this store opened it). */
   async close(): Promise<void> {
     await this.flush();
+    this.#keys.close();
     if (this.#ownsDb) this.#db.close();
   }
 
@@ -259,6 +272,7 @@ export class SqliteOutboxStore implements OutboxStore {
     const now = Date.now();
     let outcomes: InsertOutcome[][];
     try {
+      if (inserts.length > 0) this.#keys.beginWriting();
       outcomes = this.#transaction(() => {
         // Seqs are assigned here, as SQLite would (max + 1): `RETURNING seq` doubles an insert's cost.
         let seq = (this.#maxSeq.get() as { seq: number | null }).seq ?? 0;
@@ -289,9 +303,25 @@ export class SqliteOutboxStore implements OutboxStore {
   }
 
   #insertRow(row: NewOutboxRow, seq: number, now: number): InsertOutcome {
-    const { request } = row;
     const key = txnKey(row.txnId);
-    const { changes } = this.#insert.run(
+    const taken = this.#keys.claim(key, seq);
+    if (taken !== undefined) {
+      const raw = this.#bySeq.get(taken) as RawRow | undefined;
+      if (raw?.txn_id === row.txnId) {
+        const existing = toRow(raw);
+        const buffered = this.#settlements.get(row.txnId);
+        return {
+          inserted: false,
+          row: buffered && existing.state === "pending" ? withSettlement(existing, buffered) : existing,
+        };
+      }
+      if (raw && txnKey(raw.txn_id) === key) {
+        throw new Error(`txnId ${row.txnId} collides with ${raw.txn_id} on 64 bits of their hashes; not journaled`);
+      }
+      this.#keys.repoint(key, seq); // its row is gone
+    }
+    const { request } = row;
+    this.#insert.run(
       seq,
       key,
       row.txnId,
@@ -303,32 +333,33 @@ export class SqliteOutboxStore implements OutboxStore {
       request.body ?? null,
       now,
     );
-    if (changes === 1) {
-      return {
-        inserted: true,
-        row: {
-          ...row,
-          seq,
-          state: "pending",
-          attempts: 0,
-          eventId: undefined,
-          error: undefined,
-          createdAt: now,
-          settledAt: undefined,
-        },
-      };
-    }
-    const existing = toRow(this.#byTxnId.get(key) as unknown as RawRow);
-    if (existing.txnId !== row.txnId) {
-      throw new Error(
-        `txnId ${row.txnId} collides with ${existing.txnId} on 64 bits of their hashes; not journaled`,
-      );
-    }
-    const buffered = this.#settlements.get(row.txnId);
+    this.#lastInserted = { seq, txnId: row.txnId };
     return {
-      inserted: false,
-      row: buffered && existing.state === "pending" ? withSettlement(existing, buffered) : existing,
+      inserted: true,
+      row: {
+        ...row,
+        seq,
+        state: "pending",
+        attempts: 0,
+        eventId: undefined,
+        error: undefined,
+        createdAt: now,
+        settledAt: undefined,
+      },
     };
+  }
+
+  /** The row of a txnId: through the key index, and in the journal past what that covers. */
+  #find(txnId: TxnId): RawRow | undefined {
+    const seq = this.#keys.seqOf(txnKey(txnId));
+    const raw = seq === undefined ? undefined : (this.#bySeq.get(seq) as RawRow | undefined);
+    if (raw?.txn_id === txnId) return raw;
+    const after = this.#keys.unindexedAfter();
+    return after === Number.MAX_SAFE_INTEGER ? undefined : (this.#byTxnIdAfter.get(after, txnId) as RawRow | undefined);
+  }
+
+  #seqsOf(txnIds: readonly TxnId[]): number[] {
+    return txnIds.flatMap((id) => this.#find(id)?.seq ?? []);
   }
 
   /** The integer id of a lane, created when `create` (inside a transaction) and unknown. */
@@ -346,16 +377,19 @@ export class SqliteOutboxStore implements OutboxStore {
   }
 
   #transaction<T>(work: () => T): T {
-    this.#begin.run();
-    try {
-      const result = work();
-      this.#commit.run();
-      return result;
-    } catch (error) {
-      if (this.#db.isTransaction) this.#db.exec("ROLLBACK");
-      this.#laneIds.clear(); // ids handed out inside the rolled-back transaction are gone
-      throw error;
-    }
+    this.#lastInserted = undefined;
+    return this.#keys.follow(() => {
+      this.#begin.run();
+      try {
+        const result = work();
+        this.#commit.run();
+        return result;
+      } catch (error) {
+        if (this.#db.isTransaction) this.#db.exec("ROLLBACK");
+        this.#laneIds.clear(); // ids handed out inside the rolled-back transaction are gone
+        throw error;
+      }
+    }, () => this.#lastInserted);
   }
 }
 

@@ -3,6 +3,7 @@
 // random moments and restarted on the same database. At the end the homeserver must hold every
 // message exactly once, in enqueue order per room.
 import { spawn, type ChildProcess } from "node:child_process";
+import { DatabaseSync } from "node:sqlite";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -92,5 +93,14 @@ describe("outbox crash safety", () => {
       expect(bodies).toEqual(expected);
     }
     expect(hs.allRoomEvents()).toHaveLength(COUNT);
+
+    // The homeserver dedupes a resent txnId, so check the journal itself too: each restart
+    // re-enqueued the burst, and keys a kill lost before the index committed them were found again.
+    const journal = new DatabaseSync(options.db, { readOnly: true });
+    expect(journal.prepare("SELECT COUNT(*) AS n, COUNT(DISTINCT txn_id) AS ids FROM outbox").get()).toEqual({
+      n: COUNT,
+      ids: COUNT,
+    });
+    journal.close();
   }, 120_000);
 });

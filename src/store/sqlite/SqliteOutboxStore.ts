@@ -188,7 +188,9 @@ export class SqliteOutboxStore implements OutboxStore {
     const sql = "UPDATE outbox SET state = 'pending', error = NULL, settled_at = NULL WHERE state = 'dead'";
     if (txnIds === "all-dead") return Number(this.#db.prepare(sql).run().changes);
     const one = this.#db.prepare(`${sql} AND seq = ?`);
-    return this.#transaction(() => this.#seqsOf(txnIds).reduce((n, seq) => n + Number(one.run(seq).changes), 0));
+    return this.#transaction(() =>
+      this.#seqsOf(txnIds).reduce((n, seq) => n + Number(one.run(seq).changes), 0),
+    );
   }
 
   async drop(txnIds: readonly TxnId[]): Promise<number> {
@@ -197,7 +199,9 @@ export class SqliteOutboxStore implements OutboxStore {
       "UPDATE outbox SET state = 'dropped', settled_at = ? WHERE state IN ('pending', 'dead') AND seq = ?",
     );
     const now = Date.now();
-    return this.#transaction(() => this.#seqsOf(txnIds).reduce((n, seq) => n + Number(one.run(now, seq).changes), 0));
+    return this.#transaction(() =>
+      this.#seqsOf(txnIds).reduce((n, seq) => n + Number(one.run(now, seq).changes), 0),
+    );
   }
 
   externalVersion(): number {
@@ -316,7 +320,9 @@ export class SqliteOutboxStore implements OutboxStore {
         };
       }
       if (raw && txnKey(raw.txn_id) === key) {
-        throw new Error(`txnId ${row.txnId} collides with ${raw.txn_id} on 64 bits of their hashes; not journaled`);
+        throw new Error(
+          `txnId ${row.txnId} collides with ${raw.txn_id} on 64 bits of their hashes; not journaled`,
+        );
       }
       this.#keys.repoint(key, seq); // its row is gone
     }
@@ -355,7 +361,9 @@ export class SqliteOutboxStore implements OutboxStore {
     const raw = seq === undefined ? undefined : (this.#bySeq.get(seq) as RawRow | undefined);
     if (raw?.txn_id === txnId) return raw;
     const after = this.#keys.unindexedAfter();
-    return after === Number.MAX_SAFE_INTEGER ? undefined : (this.#byTxnIdAfter.get(after, txnId) as RawRow | undefined);
+    return after === Number.MAX_SAFE_INTEGER
+      ? undefined
+      : (this.#byTxnIdAfter.get(after, txnId) as RawRow | undefined);
   }
 
   #seqsOf(txnIds: readonly TxnId[]): number[] {
@@ -378,18 +386,21 @@ export class SqliteOutboxStore implements OutboxStore {
 
   #transaction<T>(work: () => T): T {
     this.#lastInserted = undefined;
-    return this.#keys.follow(() => {
-      this.#begin.run();
-      try {
-        const result = work();
-        this.#commit.run();
-        return result;
-      } catch (error) {
-        if (this.#db.isTransaction) this.#db.exec("ROLLBACK");
-        this.#laneIds.clear(); // ids handed out inside the rolled-back transaction are gone
-        throw error;
-      }
-    }, () => this.#lastInserted);
+    return this.#keys.follow(
+      () => {
+        this.#begin.run();
+        try {
+          const result = work();
+          this.#commit.run();
+          return result;
+        } catch (error) {
+          if (this.#db.isTransaction) this.#db.exec("ROLLBACK");
+          this.#laneIds.clear(); // ids handed out inside the rolled-back transaction are gone
+          throw error;
+        }
+      },
+      () => this.#lastInserted,
+    );
   }
 }
 

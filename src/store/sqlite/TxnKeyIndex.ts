@@ -20,8 +20,7 @@ const COMMIT_INTERVAL_MS = 1000;
  * - an entry whose row is gone (pruned, lost with a power cut) is taken by the next row with
  *   that key.
  *
- * Within a journal transaction the index follows it through a savepoint, so a rolled-back insert
- * leaves no key behind. The lock on this file's write transaction also means a second process
+ * The lock on this file's write transaction also means a second process
  * cannot insert into the same journal.
  */
 export class TxnKeyIndex {
@@ -36,6 +35,8 @@ export class TxnKeyIndex {
   /** This connection holds the write transaction: every journal row is indexed in it. */
   #writing = false;
   #committedAt = 0;
+  /** Keys claimed in the journal transaction under way. */
+  readonly #claimed: Array<[bigint, number]> = [];
   /** The last journal row indexed in the open transaction (committed in the journal). */
   #mark = { seq: 0, txnId: "" };
 
@@ -44,7 +45,9 @@ export class TxnKeyIndex {
     const location = journal.location();
     this.#db = openIndexFile(location === null ? ":memory:" : `${location}-txnkeys`);
     this.#seqOf = this.#db.prepare("SELECT seq FROM txn_keys WHERE txn_key = ?");
-    this.#claim = this.#db.prepare("INSERT INTO txn_keys (txn_key, seq) VALUES (?, ?) ON CONFLICT DO NOTHING");
+    this.#claim = this.#db.prepare(
+      "INSERT INTO txn_keys (txn_key, seq) VALUES (?, ?) ON CONFLICT DO NOTHING",
+    );
     this.#repoint = this.#db.prepare("INSERT OR REPLACE INTO txn_keys (txn_key, seq) VALUES (?, ?)");
     this.#remove = this.#db.prepare("DELETE FROM txn_keys WHERE txn_key = ? AND seq = ?");
     this.#readMark = this.#db.prepare("SELECT seq, txn_id AS txnId FROM indexed WHERE id = 1");
@@ -88,9 +91,15 @@ export class TxnKeyIndex {
         this.#db.exec("DELETE FROM txn_keys");
         mark = { seq: 0, txnId: "" };
       }
-      const rows = this.#journal.prepare("SELECT seq, txn_key, txn_id FROM outbox WHERE seq > ? ORDER BY seq");
+      const rows = this.#journal.prepare(
+        "SELECT seq, txn_key, txn_id FROM outbox WHERE seq > ? ORDER BY seq",
+      );
       rows.setReadBigInts(true);
-      for (const row of rows.iterate(mark.seq) as Iterable<{ seq: bigint; txn_key: bigint; txn_id: string }>) {
+      for (const row of rows.iterate(mark.seq) as Iterable<{
+        seq: bigint;
+        txn_key: bigint;
+        txn_id: string;
+      }>) {
         this.#repoint.run(row.txn_key, row.seq);
         mark = { seq: Number(row.seq), txnId: row.txn_id };
       }
@@ -107,13 +116,15 @@ export class TxnKeyIndex {
 
   /** Indexes `seq` under `key` unless the key is taken; returns the seq that holds it then. */
   claim(key: bigint, seq: number): number | undefined {
-    if (this.#claim.run(key, seq).changes === 1) return undefined;
-    return this.seqOf(key);
+    if (this.#claim.run(key, seq).changes === 0) return this.seqOf(key);
+    this.#claimed.push([key, seq]);
+    return undefined;
   }
 
   /** Gives a key whose row is gone to `seq`. */
   repoint(key: bigint, seq: number): void {
     this.#repoint.run(key, seq);
+    this.#claimed.push([key, seq]);
   }
 
   /** Forgets the keys of rows deleted from the journal (inside the deleting transaction). */
@@ -121,28 +132,33 @@ export class TxnKeyIndex {
     for (const row of rows) this.#remove.run(row.key, row.seq);
     if (rows.some((row) => row.seq === this.#mark.seq)) {
       // The mark must be a row the journal still holds, or the next start rebuilds everything.
-      const newest = this.#journal.prepare("SELECT seq, txn_id FROM outbox ORDER BY seq DESC LIMIT 1").get() as
-        | { seq: number; txn_id: string }
-        | undefined;
+      const newest = this.#journal
+        .prepare("SELECT seq, txn_id FROM outbox ORDER BY seq DESC LIMIT 1")
+        .get() as { seq: number; txn_id: string } | undefined;
       this.#mark = newest ? { seq: newest.seq, txnId: newest.txn_id } : { seq: 0, txnId: "" };
     }
   }
 
   /**
-   * Runs `work`, a journal transaction, so that the keys it indexed are undone if it fails. `last`
-   * tells the last row it inserted, the new mark.
+   * Runs `work`, a journal transaction; `last` tells the last row it inserted, the new mark. If it
+   * fails, the keys it claimed are taken back. (Not with a savepoint: that copies every page it
+   * touches to a sub-journal first, and costs as much as the index it replaces.) Should that fail
+   * too, the keys left point at rows that are not there, which `claim`'s callers treat as gone.
    */
   follow<T>(work: () => T, last: () => { seq: number; txnId: string } | undefined): T {
     if (!this.#writing) return work();
-    this.#db.exec("SAVEPOINT journal");
+    this.#claimed.length = 0;
     let result: T;
     try {
       result = work();
     } catch (error) {
-      this.#db.exec("ROLLBACK TO journal; RELEASE journal");
+      try {
+        for (const [key, seq] of this.#claimed) this.#remove.run(key, seq);
+      } catch {
+        // as said above
+      }
       throw error;
     }
-    this.#db.exec("RELEASE journal");
     this.#mark = last() ?? this.#mark;
     if (performance.now() - this.#committedAt >= COMMIT_INTERVAL_MS) this.#commit();
     return result;
@@ -174,8 +190,7 @@ export class TxnKeyIndex {
   #inJournal(mark: { seq: number; txnId: string }): boolean {
     if (mark.seq === 0) return true;
     const row = this.#journal.prepare("SELECT txn_id FROM outbox WHERE seq = ?").get(mark.seq) as
-      | { txn_id: string }
-      | undefined;
+      { txn_id: string } | undefined;
     return row?.txn_id === mark.txnId;
   }
 }
@@ -190,7 +205,9 @@ function openIndexFile(path: string): DatabaseSync {
     try {
       if (path !== ":memory:") restrictToOwner(path);
       // NORMAL in WAL: a power cut may lose the last commits, never the file; the journal has them.
-      db.exec(`PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 2000; ${SCHEMA}`);
+      db.exec(
+        `PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 1000; ${SCHEMA}`,
+      );
       return db;
     } catch (error) {
       db.close();

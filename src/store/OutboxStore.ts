@@ -58,7 +58,7 @@ export interface OutboxTotals {
 }
 
 /**
- * Where the outbox journals requests. Implementations: SQLite (embedded default), PostgreSQL.
+ * Where the outbox journals requests. Implementation: SQLite (`SqliteOutboxStore`), for one process.
  * Every method does I/O. `insert` resolves only once its rows are committed; implementations
  * group concurrent calls into one transaction. `settle` may be buffered for a while (a row whose
  * outcome is lost in a crash is replayed, and the homeserver dedupes it), but `get`, `loadLane`

@@ -20,8 +20,8 @@ const COMMIT_INTERVAL_MS = 1000;
  * - an entry whose row is gone (pruned, lost with a power cut) is taken by the next row with
  *   that key.
  *
- * The lock on this file's write transaction also means a second process
- * cannot insert into the same journal.
+ * The lock on this file's write transaction also keeps a second process from inserting into the
+ * same journal.
  */
 export class TxnKeyIndex {
   readonly #journal: DatabaseSync;
@@ -80,8 +80,7 @@ export class TxnKeyIndex {
       this.#db.exec("BEGIN IMMEDIATE");
     } catch (error) {
       throw new Error(
-        `Another process is writing this outbox journal (its txn key index is locked); ` +
-          `run one courier per store.path, or use PostgreSQL for several.`,
+        "Another process is writing this outbox journal (its txn key index is locked); run one courier per store.path.",
         { cause: error },
       );
     }
@@ -157,7 +156,7 @@ export class TxnKeyIndex {
       try {
         for (const [key, seq] of this.#claimed) this.#remove.run(key, seq);
       } catch {
-        // as said above
+        // The entries left point at rows that are not there, which are never trusted.
       }
       throw error;
     }

@@ -516,7 +516,7 @@ export class Outbox extends EventEmitter<OutboxEvents> {
     const attempts = lane.attempts + 1;
     lane.advance();
     this.#counters.sent++;
-    this.#settle({ seq: row.seq, txnId: row.txnId, state: "sent", eventId: id, attempts });
+    this.#settle({ seq: row.seq, txnId: row.txnId, lane: row.lane, state: "sent", eventId: id, attempts });
     this.#settleWaiters(row.txnId, (w) => w.resolve(id));
     this.emit("sent", row, id, performance.now() - lane.headStartedAt);
     return true;
@@ -532,7 +532,14 @@ export class Outbox extends EventEmitter<OutboxEvents> {
       lane.advance();
       this.#counters.dead++;
       this.#log.warn({ txnId: row.txnId, lane: lane.key, attempts, ...reason }, "request dead-lettered");
-      this.#settle({ seq: row.seq, txnId: row.txnId, state: "dead", error: reason, attempts });
+      this.#settle({
+        seq: row.seq,
+        txnId: row.txnId,
+        lane: row.lane,
+        state: "dead",
+        error: reason,
+        attempts,
+      });
       const deadError = deadLetterOf({ txnId: row.txnId, error: reason });
       this.#settleWaiters(row.txnId, (w) => w.reject(deadError));
       this.emit("dead", row, reason);

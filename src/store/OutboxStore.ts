@@ -40,7 +40,12 @@ export type InsertOutcome =
   | { readonly inserted: false; readonly row: OutboxRow };
 
 /** The final outcome of a row: sent (with the event id for room events) or dead (with why). */
-export type Settlement = { readonly seq: number; readonly txnId: TxnId; readonly attempts: number } & (
+export type Settlement = {
+  readonly seq: number;
+  readonly txnId: TxnId;
+  readonly lane: string;
+  readonly attempts: number;
+} & (
   | { readonly state: "sent"; readonly eventId: string | undefined }
   | { readonly state: "dead"; readonly error: DeadReason }
 );

@@ -59,11 +59,19 @@ describe("courier CLI", () => {
       {
         seq: a!.row.seq,
         txnId: "a" as TxnId,
+        lane: "room:!one:x",
         state: "dead",
         error: { errcode: "M_FORBIDDEN", status: 403, reason: "not in room" },
         attempts: 1,
       },
-      { seq: c!.row.seq, txnId: "c" as TxnId, state: "sent", eventId: "$c", attempts: 1 },
+      {
+        seq: c!.row.seq,
+        txnId: "c" as TxnId,
+        lane: "room:!two:x",
+        state: "sent",
+        eventId: "$c",
+        attempts: 1,
+      },
     ]);
     await store.close();
 

@@ -106,6 +106,10 @@ const MIGRATIONS: readonly string[] = [
   // The txn keys are indexed in a file of their own now (see TxnKeyIndex), committed once a
   // second instead of with every group commit.
   `DROP INDEX outbox_txn_key;`,
+  // Pending rows by seq, not by lane: a row enters at the end and leaves from the front, where by
+  // lane each group commit dirtied a page per lane. Lanes are listed in memory (PendingByLane).
+  `DROP INDEX outbox_pending;
+   CREATE INDEX outbox_pending ON outbox (seq, lane_id) WHERE state = 'pending';`,
 ];
 
 /**

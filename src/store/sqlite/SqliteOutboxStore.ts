@@ -13,6 +13,7 @@ import type {
   Settlement,
 } from "../OutboxStore.ts";
 import { openOrShare, type SqliteOptions } from "./SqliteDatabase.ts";
+import { PendingByLane } from "./PendingByLane.ts";
 import { TxnKeyIndex } from "./TxnKeyIndex.ts";
 import { txnKey } from "./txnKey.ts";
 
@@ -61,7 +62,12 @@ export class SqliteOutboxStore implements OutboxStore {
   readonly #byTxnIdAfter: StatementSync;
   readonly #settleSent: StatementSync;
   readonly #settleDead: StatementSync;
-  readonly #loadLane: StatementSync;
+  readonly #allPending: StatementSync;
+  /** Built at the first need, and again after another process committed (data_version). */
+  #pending: PendingByLane | undefined;
+  #pendingVersion = 0;
+  /** Rows the transaction under way inserted, for `#pending` once it commits. */
+  #added: Array<{ laneId: number; seq: number }> = [];
   readonly #maxSeq: StatementSync;
   // Prepared once: exec() parses the SQL on every call.
   readonly #begin: StatementSync;
@@ -105,8 +111,8 @@ export class SqliteOutboxStore implements OutboxStore {
     this.#settleDead = this.#db.prepare(
       "UPDATE outbox SET state = 'dead', error = ?, attempts = ?, settled_at = ? WHERE seq = ? AND state = 'pending'",
     );
-    this.#loadLane = this.#db.prepare(
-      `SELECT ${COLUMNS} FROM outbox WHERE state = 'pending' AND lane_id = ? AND seq > ? ORDER BY seq LIMIT ?`,
+    this.#allPending = this.#db.prepare(
+      "SELECT seq, lane_id FROM outbox WHERE state = 'pending' ORDER BY seq",
     );
   }
 
@@ -120,7 +126,11 @@ export class SqliteOutboxStore implements OutboxStore {
   }
 
   settle(settlements: readonly Settlement[]): Promise<void> {
-    for (const s of settlements) this.#settlements.set(s.txnId, s);
+    for (const s of settlements) {
+      this.#settlements.set(s.txnId, s);
+      const laneId = this.#pending && this.#laneIdOf(s.lane, false);
+      if (laneId !== undefined) this.#pending?.remove(laneId, s.seq);
+    }
     this.#settleTimer ??= setTimeout(() => this.#scheduleFlush(), SETTLE_DELAY_MS);
     this.#flushIfOverdue();
     return new Promise((resolve, reject) => this.#settleWaiters.push({ resolve, reject }));
@@ -136,12 +146,22 @@ export class SqliteOutboxStore implements OutboxStore {
   }
 
   async loadLane(lane: string, afterSeq: number, limit: number): Promise<OutboxRow[]> {
-    // Rows whose settlement is still buffered are no longer pending for the caller.
     const laneId = this.#laneIdOf(lane, false);
     if (laneId === undefined) return [];
-    return (this.#loadLane.all(laneId, afterSeq, limit) as unknown as RawRow[])
-      .filter((r) => !this.#settlements.has(r.txn_id))
-      .map(toRow);
+    const pending = this.#pendingByLane();
+    const rows: OutboxRow[] = [];
+    let after = afterSeq;
+    for (;;) {
+      const wanted = limit - rows.length;
+      const seqs = pending.after(laneId, after, wanted);
+      for (const seq of seqs) {
+        const raw = this.#bySeq.get(seq) as RawRow | undefined;
+        if (raw?.state === "pending") rows.push(toRow(raw));
+        else pending.remove(laneId, seq); // dropped or deleted by another process
+      }
+      if (seqs.length < wanted || rows.length === limit) return rows;
+      after = seqs[seqs.length - 1] as number;
+    }
   }
 
   async get(txnId: TxnId): Promise<OutboxRow | undefined> {
@@ -186,6 +206,7 @@ export class SqliteOutboxStore implements OutboxStore {
   async requeue(txnIds: readonly TxnId[] | "all-dead"): Promise<number> {
     await this.flush();
     const sql = "UPDATE outbox SET state = 'pending', error = NULL, settled_at = NULL WHERE state = 'dead'";
+    this.#pending = undefined; // rows come back to their lanes, in the middle: listed again
     if (txnIds === "all-dead") return Number(this.#db.prepare(sql).run().changes);
     const one = this.#db.prepare(`${sql} AND seq = ?`);
     return this.#transaction(() =>
@@ -199,6 +220,7 @@ export class SqliteOutboxStore implements OutboxStore {
       "UPDATE outbox SET state = 'dropped', settled_at = ? WHERE state IN ('pending', 'dead') AND seq = ?",
     );
     const now = Date.now();
+    this.#pending = undefined;
     return this.#transaction(() =>
       this.#seqsOf(txnIds).reduce((n, seq) => n + Number(one.run(now, seq).changes), 0),
     );
@@ -302,6 +324,7 @@ export class SqliteOutboxStore implements OutboxStore {
       return;
     }
     settlements.clear();
+    for (const { laneId, seq } of this.#added) this.#pending?.add(laneId, seq);
     inserts.forEach((batch, i) => batch.resolve(outcomes[i] as InsertOutcome[]));
     for (const w of waiters) w.resolve();
   }
@@ -327,11 +350,12 @@ export class SqliteOutboxStore implements OutboxStore {
       this.#keys.repoint(key, seq); // its row is gone
     }
     const { request } = row;
+    const laneId = this.#laneIdOf(row.lane, true);
     this.#insert.run(
       seq,
       key,
       row.txnId,
-      this.#laneIdOf(row.lane, true),
+      laneId,
       row.kind,
       row.sender,
       request.method,
@@ -340,6 +364,7 @@ export class SqliteOutboxStore implements OutboxStore {
       now,
     );
     this.#lastInserted = { seq, txnId: row.txnId };
+    this.#added.push({ laneId, seq });
     return {
       inserted: true,
       row: {
@@ -366,6 +391,18 @@ export class SqliteOutboxStore implements OutboxStore {
       : (this.#byTxnIdAfter.get(after, txnId) as RawRow | undefined);
   }
 
+  /** Each lane's pending seqs; rows whose settlement is still buffered are not pending. */
+  #pendingByLane(): PendingByLane {
+    const version = this.externalVersion();
+    if (this.#pending === undefined || version !== this.#pendingVersion) {
+      const settling = new Set([...this.#settlements.values()].map((s) => s.seq));
+      const rows = this.#allPending.iterate() as Iterable<{ seq: number; lane_id: number }>;
+      this.#pending = PendingByLane.of(filter(rows, (row) => !settling.has(row.seq)));
+      this.#pendingVersion = version;
+    }
+    return this.#pending;
+  }
+
   #seqsOf(txnIds: readonly TxnId[]): number[] {
     return txnIds.flatMap((id) => this.#find(id)?.seq ?? []);
   }
@@ -386,6 +423,7 @@ export class SqliteOutboxStore implements OutboxStore {
 
   #transaction<T>(work: () => T): T {
     this.#lastInserted = undefined;
+    this.#added = [];
     return this.#keys.follow(
       () => {
         this.#begin.run();
@@ -425,4 +463,8 @@ function withSettlement(row: OutboxRow, s: Settlement): OutboxRow {
   return s.state === "sent"
     ? { ...row, state: "sent", eventId: s.eventId, attempts: s.attempts }
     : { ...row, state: "dead", error: s.error, attempts: s.attempts };
+}
+
+function* filter<T>(items: Iterable<T>, keep: (item: T) => boolean): Iterable<T> {
+  for (const item of items) if (keep(item)) yield item;
 }

@@ -4,7 +4,7 @@ import { DatabaseSync } from "node:sqlite";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { SqliteOutboxStore } from "../../../src/store/sqlite/SqliteOutboxStore.ts";
-import type { NewOutboxRow } from "../../../src/store/OutboxStore.ts";
+import type { NewOutboxRow, Settlement } from "../../../src/store/OutboxStore.ts";
 import type { TxnId } from "../../../src/ids.ts";
 
 const row = (txn: string, lane = "room:!a:x"): NewOutboxRow => ({
@@ -74,7 +74,14 @@ describe("SqliteOutboxStore", () => {
     const store = new SqliteOutboxStore({ path: ":memory:" });
     await store.insert([row("a")]);
     await store.settle([
-      { seq: await seqOf(store, "a"), txnId: "a" as TxnId, state: "sent", eventId: "$e", attempts: 1 },
+      {
+        seq: await seqOf(store, "a"),
+        txnId: "a" as TxnId,
+        lane: "room:!a:x",
+        state: "sent",
+        eventId: "$e",
+        attempts: 1,
+      },
     ]);
     const [again] = await store.insert([
       { ...row("a"), request: { method: "PUT", path: "/other", body: "{}" } },
@@ -92,6 +99,7 @@ describe("SqliteOutboxStore", () => {
       {
         seq: await seqOf(store, "a"),
         txnId: "a" as TxnId,
+        lane: "room:!a:x",
         state: "dead",
         error: { errcode: "M_FORBIDDEN", status: 403, reason: "no" },
         attempts: 1,
@@ -124,13 +132,63 @@ describe("SqliteOutboxStore", () => {
     await reopened.close();
   });
 
+  test("a lane's windows follow inserts, settlements, and what another process changes", async () => {
+    const path = join(dir, "db.sqlite");
+    const store = new SqliteOutboxStore({ path });
+    const lane = "room:!a:x";
+    const txnIds = async (afterSeq: number, limit = 100) =>
+      (await store.loadLane(lane, afterSeq, limit)).map((r) => r.txnId);
+    await store.insert(Array.from({ length: 6 }, (_, i) => row(`t${i}`)));
+    await store.insert([row("elsewhere", "room:!b:x")]);
+    expect(await txnIds(0)).toEqual(["t0", "t1", "t2", "t3", "t4", "t5"]);
+    const settle = (txn: string, seq: number): Settlement => ({
+      seq,
+      txnId: txn as TxnId,
+      lane,
+      state: "sent",
+      eventId: "$e",
+      attempts: 1,
+    });
+    void store.settle([settle("t0", 1)]); // buffered: no longer pending for the caller
+    await store.insert([row("t6")]);
+    expect(await txnIds(0)).toEqual(["t1", "t2", "t3", "t4", "t5", "t6"]);
+    expect(await txnIds(3, 2)).toEqual(["t3", "t4"]);
+
+    // Another process (the CLI) drops one row and puts a dead one back.
+    const dead = { errcode: "M_FORBIDDEN", status: 403, reason: "no" };
+    await store.settle([{ seq: 2, txnId: "t1" as TxnId, lane, state: "dead", error: dead, attempts: 1 }]);
+    expect(await txnIds(0)).toEqual(["t2", "t3", "t4", "t5", "t6"]);
+    const cli = new SqliteOutboxStore({ path });
+    expect(await cli.drop(["t4" as TxnId])).toBe(1);
+    expect(await cli.requeue(["t1" as TxnId])).toBe(1);
+    await cli.close();
+    expect(await txnIds(0)).toEqual(["t1", "t2", "t3", "t5", "t6"]);
+    // A window of 3 is 3 pending rows, whatever was dropped in between.
+    expect(await txnIds(3, 3)).toEqual(["t3", "t5", "t6"]);
+    await store.close();
+  });
+
   test("requeue puts dead rows back; prune removes old settled rows only", async () => {
     const store = new SqliteOutboxStore({ path: ":memory:" });
     await store.insert([row("a"), row("b"), row("c")]);
     const dead = { errcode: "M_FORBIDDEN", status: 403, reason: "no" };
     await store.settle([
-      { seq: await seqOf(store, "a"), txnId: "a" as TxnId, state: "dead", error: dead, attempts: 1 },
-      { seq: await seqOf(store, "b"), txnId: "b" as TxnId, state: "sent", eventId: "$b", attempts: 1 },
+      {
+        seq: await seqOf(store, "a"),
+        txnId: "a" as TxnId,
+        lane: "room:!a:x",
+        state: "dead",
+        error: dead,
+        attempts: 1,
+      },
+      {
+        seq: await seqOf(store, "b"),
+        txnId: "b" as TxnId,
+        lane: "room:!a:x",
+        state: "sent",
+        eventId: "$b",
+        attempts: 1,
+      },
     ]);
     expect((await store.list({ state: "dead", limit: 10 })).map((r) => r.txnId)).toEqual(["a"]);
     expect(await store.requeue(["a" as TxnId, "b" as TxnId])).toBe(1);

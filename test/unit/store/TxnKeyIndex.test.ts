@@ -77,7 +77,9 @@ describe("the txn key index beside the journal", () => {
     const store = new SqliteOutboxStore({ path });
     await store.insert([row("old")]);
     const { seq } = (await store.get("old" as TxnId))!;
-    await store.settle([{ seq, txnId: "old" as TxnId, state: "sent", eventId: "$e", attempts: 1 }]);
+    await store.settle([
+      { seq, txnId: "old" as TxnId, lane: "room:!a:x", state: "sent", eventId: "$e", attempts: 1 },
+    ]);
     await store.flush();
     expect(await store.prune(Date.now() + 1)).toBe(1);
     expect(await store.get("old" as TxnId)).toBeUndefined();

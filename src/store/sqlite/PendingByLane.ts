@@ -8,11 +8,9 @@ export class PendingByLane {
   /** Per lane: its pending seqs ascending, from `head` on (what is before was settled). */
   readonly #lanes = new Map<number, { seqs: number[]; head: number }>();
 
-  /** From the journal's pending rows, in seq order. */
-  static of(rows: Iterable<{ seq: number; lane_id: number }>): PendingByLane {
-    const pending = new PendingByLane();
-    for (const row of rows) pending.add(row.lane_id, row.seq);
-    return pending;
+  /** A lane's pending seqs, ascending, as the journal lists them. */
+  set(laneId: number, seqs: number[]): void {
+    if (seqs.length > 0) this.#lanes.set(laneId, { seqs, head: 0 });
   }
 
   /** A row just committed; its seq is above any the lane has. */

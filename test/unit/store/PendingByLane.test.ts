@@ -2,12 +2,9 @@ import { PendingByLane } from "../../../src/store/sqlite/PendingByLane.ts";
 
 describe("PendingByLane", () => {
   test("lists a lane's seqs after a point, in order, apart from other lanes", () => {
-    const pending = PendingByLane.of([
-      { seq: 1, lane_id: 1 },
-      { seq: 2, lane_id: 2 },
-      { seq: 3, lane_id: 1 },
-      { seq: 5, lane_id: 1 },
-    ]);
+    const pending = new PendingByLane();
+    pending.set(1, [1, 3, 5]);
+    pending.set(2, [2]);
     pending.add(1, 8);
     expect(pending.after(1, 0, 10)).toEqual([1, 3, 5, 8]);
     expect(pending.after(1, 3, 2)).toEqual([5, 8]);
@@ -17,7 +14,8 @@ describe("PendingByLane", () => {
   });
 
   test("settling the head, a row in the middle, or one it never had", () => {
-    const pending = PendingByLane.of([1, 2, 3, 4].map((seq) => ({ seq, lane_id: 7 })));
+    const pending = new PendingByLane();
+    pending.set(7, [1, 2, 3, 4]);
     pending.remove(7, 1);
     pending.remove(7, 3);
     pending.remove(7, 99);

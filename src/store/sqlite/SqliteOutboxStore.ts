@@ -262,7 +262,7 @@ export class SqliteOutboxStore implements OutboxStore {
   /** Commits what is buffered and closes the file (when this store opened it). */
   async close(): Promise<void> {
     await this.flush();
-    this.#keys.close();
+    await this.#keys.close();
     if (this.#ownsDb) this.#db.close();
   }
 

@@ -1,6 +1,7 @@
 import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { rmSync } from "node:fs";
 import { restrictToOwner } from "./SqliteDatabase.ts";
+import { WalCheckpointer } from "./WalCheckpointer.ts";
 
 /** How often the index's own transaction is committed (and how much a crash can make us re-read). */
 const COMMIT_INTERVAL_MS = 1000;
@@ -25,7 +26,14 @@ const COMMIT_INTERVAL_MS = 1000;
  */
 export class TxnKeyIndex {
   readonly #journal: DatabaseSync;
+  readonly #path: string;
   readonly #db: DatabaseSync;
+  /**
+   * The writer's checkpoints, in a worker: in a large index a commit writes thousands of pages,
+   * and SQLite's own checkpoint after it stalled the writer (a million keys: 37 ms typical,
+   * 114 ms at worst, against 9 and 18 ms for the commit alone).
+   */
+  #checkpointer: WalCheckpointer | undefined;
   readonly #seqOf: StatementSync;
   readonly #claim: StatementSync;
   readonly #repoint: StatementSync;
@@ -43,7 +51,8 @@ export class TxnKeyIndex {
   constructor(journal: DatabaseSync) {
     this.#journal = journal;
     const location = journal.location();
-    this.#db = openIndexFile(location === null ? ":memory:" : `${location}-txnkeys`);
+    this.#path = location === null ? ":memory:" : `${location}-txnkeys`;
+    this.#db = openIndexFile(this.#path);
     this.#seqOf = this.#db.prepare("SELECT seq FROM txn_keys WHERE txn_key = ?");
     this.#claim = this.#db.prepare(
       "INSERT INTO txn_keys (txn_key, seq) VALUES (?, ?) ON CONFLICT DO NOTHING",
@@ -76,6 +85,8 @@ export class TxnKeyIndex {
    */
   beginWriting(): void {
     if (this.#writing) return;
+    if (this.#path !== ":memory:")
+      this.#checkpointer ??= new WalCheckpointer(this.#db, this.#path, COMMIT_INTERVAL_MS);
     try {
       this.#db.exec("BEGIN IMMEDIATE");
     } catch (error) {
@@ -166,12 +177,13 @@ export class TxnKeyIndex {
   }
 
   /** Commits what the open transaction holds; the next writer starts from here. */
-  close(): void {
+  async close(): Promise<void> {
     if (this.#writing) {
       this.#writeMark.run(this.#mark.seq, this.#mark.txnId);
       this.#db.exec("COMMIT");
       this.#writing = false;
     }
+    await this.#checkpointer?.stop();
     this.#db.close();
   }
 

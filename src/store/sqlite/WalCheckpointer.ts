@@ -52,6 +52,7 @@ export class WalCheckpointer {
     if (this.#stopped) return;
     this.#stopped = true;
     const exited = once(this.#worker, "exit");
+    this.#worker.ref(); // else a process with nothing else to do exits before the worker does
     this.#worker.postMessage("stop");
     await exited;
     this.#db.exec(`PRAGMA wal_autocheckpoint = ${SQLITE_DEFAULT_AUTOCHECKPOINT}`);

@@ -5,6 +5,8 @@ import { WalCheckpointer } from "./WalCheckpointer.ts";
 
 /** How often the index's own transaction is committed (and how much a crash can make us re-read). */
 const COMMIT_INTERVAL_MS = 1000;
+/** A commit this slow hands the index's checkpoints to a worker (see `#checkpointer`). */
+const SLOW_COMMIT_MS = 10;
 
 /**
  * Which journal row holds each txn key, in a file of its own beside the journal
@@ -29,9 +31,10 @@ export class TxnKeyIndex {
   readonly #path: string;
   readonly #db: DatabaseSync;
   /**
-   * The writer's checkpoints, in a worker: in a large index a commit writes thousands of pages,
-   * and SQLite's own checkpoint after it stalled the writer (a million keys: 37 ms typical,
-   * 114 ms at worst, against 9 and 18 ms for the commit alone).
+   * The writer's checkpoints in a worker, once SQLite's own (inside the commit) got slow: in a
+   * large index a commit writes thousands of pages, and checkpointing them stalled the writer (a
+   * million keys: 37 ms typical, 114 ms at worst, against 9.5 and 18 ms for the commit alone).
+   * Not from the start: a worker takes ~20 MB, more than a small index is worth.
    */
   #checkpointer: WalCheckpointer | undefined;
   readonly #seqOf: StatementSync;
@@ -85,8 +88,6 @@ export class TxnKeyIndex {
    */
   beginWriting(): void {
     if (this.#writing) return;
-    if (this.#path !== ":memory:")
-      this.#checkpointer ??= new WalCheckpointer(this.#db, this.#path, COMMIT_INTERVAL_MS);
     try {
       this.#db.exec("BEGIN IMMEDIATE");
     } catch (error) {
@@ -189,8 +190,13 @@ export class TxnKeyIndex {
 
   #commit(): void {
     try {
+      const started = performance.now();
       this.#writeMark.run(this.#mark.seq, this.#mark.txnId);
-      this.#db.exec("COMMIT; BEGIN IMMEDIATE");
+      this.#db.exec("COMMIT");
+      if (!this.#checkpointer && this.#path !== ":memory:" && performance.now() - started > SLOW_COMMIT_MS) {
+        this.#checkpointer = new WalCheckpointer(this.#db, this.#path, COMMIT_INTERVAL_MS);
+      }
+      this.#db.exec("BEGIN IMMEDIATE");
       this.#committedAt = performance.now();
     } catch {
       // The journal transaction did commit; only keys may be lost, and the next writer start

@@ -67,8 +67,11 @@ export class SqliteOutboxStore implements OutboxStore {
   /** Built at the first need, and again after another process committed (data_version). */
   #pending: PendingByLane | undefined;
   #pendingVersion = 0;
-  /** Rows the transaction under way inserted, for `#pending` once it commits. */
-  #added: Array<{ laneId: number; seq: number }> = [];
+  /**
+   * Rows the transaction under way inserted: for `#pending` once it commits, and the last is the
+   * key index's new mark.
+   */
+  #added: Array<{ laneId: number; seq: number; txnId: string }> = [];
   readonly #maxSeq: StatementSync;
   // Prepared once: exec() parses the SQL on every call.
   readonly #begin: StatementSync;
@@ -87,8 +90,6 @@ export class SqliteOutboxStore implements OutboxStore {
   readonly #dataVersion: StatementSync;
   readonly #addLane: StatementSync;
   #settleTimer: NodeJS.Timeout | undefined;
-  /** The last row the current transaction inserted: the key index's new mark once committed. */
-  #lastInserted: { seq: number; txnId: string } | undefined;
 
   /** Opens (and migrates) the file, or wraps a database another store already opened. */
   constructor(source: SqliteOptions | DatabaseSync) {
@@ -371,8 +372,7 @@ export class SqliteOutboxStore implements OutboxStore {
       request.body ?? null,
       now,
     );
-    this.#lastInserted = { seq, txnId: row.txnId };
-    this.#added.push({ laneId, seq });
+    this.#added.push({ laneId, seq, txnId: row.txnId });
     return {
       inserted: true,
       row: {
@@ -436,7 +436,6 @@ export class SqliteOutboxStore implements OutboxStore {
   }
 
   #transaction<T>(work: () => T): T {
-    this.#lastInserted = undefined;
     this.#added = [];
     return this.#keys.follow(
       () => {
@@ -451,7 +450,7 @@ export class SqliteOutboxStore implements OutboxStore {
           throw error;
         }
       },
-      () => this.#lastInserted,
+      () => this.#added.at(-1),
     );
   }
 }

@@ -394,9 +394,7 @@ export class SqliteOutboxStore implements OutboxStore {
     const raw = seq === undefined ? undefined : (this.#bySeq.get(seq) as RawRow | undefined);
     if (raw?.txn_id === txnId) return raw;
     const after = this.#keys.unindexedAfter();
-    return after === Number.MAX_SAFE_INTEGER
-      ? undefined
-      : (this.#byTxnIdAfter.get(after, txnId) as RawRow | undefined);
+    return after === undefined ? undefined : (this.#byTxnIdAfter.get(after, txnId) as RawRow | undefined);
   }
 
   /** Each lane's pending seqs; rows whose settlement is still buffered are not pending. */

@@ -43,6 +43,7 @@ export class TxnKeyIndex {
   readonly #remove: StatementSync;
   readonly #readMark: StatementSync;
   readonly #writeMark: StatementSync;
+  readonly #journalTxnId: StatementSync;
   /** This connection holds the write transaction: every journal row is indexed in it. */
   #writing = false;
   #committedAt = 0;
@@ -64,6 +65,7 @@ export class TxnKeyIndex {
     this.#remove = this.#db.prepare("DELETE FROM txn_keys WHERE txn_key = ? AND seq = ?");
     this.#readMark = this.#db.prepare("SELECT seq, txn_id AS txnId FROM indexed WHERE id = 1");
     this.#writeMark = this.#db.prepare("INSERT OR REPLACE INTO indexed (id, seq, txn_id) VALUES (1, ?, ?)");
+    this.#journalTxnId = journal.prepare("SELECT txn_id FROM outbox WHERE seq = ?");
   }
 
   /** The journal row indexed under `key`, if any; it may be gone or hold another txnId. */
@@ -74,9 +76,10 @@ export class TxnKeyIndex {
   /**
    * Journal rows after this seq may be missing from the index (a writer elsewhere has not
    * committed them yet, or this file is stale): a reader looks for them in the journal itself.
+   * Undefined for the writer, whose index holds every row.
    */
-  unindexedAfter(): number {
-    if (this.#writing) return Number.MAX_SAFE_INTEGER;
+  unindexedAfter(): number | undefined {
+    if (this.#writing) return undefined;
     const mark = this.#readMark.get() as { seq: number; txnId: string } | undefined;
     return mark && this.#inJournal(mark) ? mark.seq : 0;
   }
@@ -208,8 +211,7 @@ export class TxnKeyIndex {
 
   #inJournal(mark: { seq: number; txnId: string }): boolean {
     if (mark.seq === 0) return true;
-    const row = this.#journal.prepare("SELECT txn_id FROM outbox WHERE seq = ?").get(mark.seq) as
-      { txn_id: string } | undefined;
+    const row = this.#journalTxnId.get(mark.seq) as { txn_id: string } | undefined;
     return row?.txn_id === mark.txnId;
   }
 }

@@ -150,6 +150,7 @@ export class Outbox extends EventEmitter<OutboxEvents> {
   readonly #maxEventBytes: number;
   readonly #toDevice: ToDeviceChunkLimits;
   readonly #window: number;
+  readonly #stalledLaneMs: number;
   readonly #log: Logger;
   readonly #random: () => number;
   readonly #mayActAs: (userId: UserId) => boolean;
@@ -190,6 +191,9 @@ export class Outbox extends EventEmitter<OutboxEvents> {
     this.#maxEventBytes = options.maxEventBytes ?? 65_536;
     this.#toDevice = { ...DEFAULT_TO_DEVICE_LIMITS, ...options.toDevice };
     this.#window = options.laneWindow ?? 256;
+    // Under load a lane's head settles every few ms; 100 ms without one is a homeserver that is
+    // down, slow or limiting us, and the rows held for it would only grow the heap.
+    this.#stalledLaneMs = options.stalledLaneMs ?? 100;
     this.#log = options.logger ?? pino({ level: "silent" });
     this.#random = options.random ?? Math.random;
     this.#mayActAs = options.mayActAs ?? (() => true);
@@ -402,7 +406,7 @@ export class Outbox extends EventEmitter<OutboxEvents> {
     // A lane missing from memory has no pending rows (start() loaded them all), so it is complete.
     const lane = this.#laneFor(row.lane, true);
     this.#stamp([row]);
-    lane.offer(row, this.#window);
+    lane.offer(row, this.#window, this.#stalledLaneMs, performance.now());
     this.#pump(lane);
   }
 

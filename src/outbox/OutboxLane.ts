@@ -22,23 +22,31 @@ export class OutboxLane {
   attempts = 0;
   /** When the current head was first tried, for latency figures. */
   headStartedAt = 0;
+  /** Since when the head has waited (performance.now()): it became the head, or the lane was made. */
+  headSince = performance.now();
 
   constructor(key: string, complete: boolean) {
     this.key = key;
     this.complete = complete;
   }
 
-  /** Adds a row just committed to this lane; returns false when the window is full (left in the store). */
-  offer(row: OutboxRow, window: number): boolean {
+  /**
+   * Adds a row just committed to this lane; returns false when it is left in the store: the window
+   * is full, or the lane is stalled: its head failed (backoff) or has waited over `stalledMs`
+   * (for a queue slot, a token or an answer). An outage's backlog thus waits on disk, not in memory.
+   */
+  offer(row: OutboxRow, window: number, stalledMs: number, now: number): boolean {
     if (row.seq <= this.lastSeq) return true;
     if (this.loading) {
       this.grewWhileLoading = true;
       return false;
     }
-    if (!this.complete || this.rows.length >= window) {
+    const stalled = this.rows.length > 0 && (this.attempts > 0 || now - this.headSince > stalledMs);
+    if (!this.complete || this.rows.length >= window || stalled) {
       this.complete = false;
       return false;
     }
+    if (this.rows.length === 0) this.headSince = now;
     this.rows.push(row);
     this.lastSeq = row.seq;
     return true;
@@ -46,6 +54,7 @@ export class OutboxLane {
 
   /** Appends rows loaded from the store (already in seq order). */
   loaded(rows: readonly OutboxRow[], window: number): void {
+    if (this.rows.length === 0) this.headSince = performance.now();
     for (const row of rows) {
       if (row.seq > this.lastSeq) {
         this.rows.push(row);
@@ -67,6 +76,7 @@ export class OutboxLane {
   /** The head was delivered or dead-lettered. */
   advance(): OutboxRow | undefined {
     this.attempts = 0;
+    this.headSince = performance.now();
     return this.rows.shift();
   }
 }

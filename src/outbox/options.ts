@@ -41,6 +41,11 @@ export interface OutboxOptions {
   readonly toDevice?: Partial<ToDeviceChunkLimits>;
   /** Pending rows of one lane held in memory; the rest wait in the store. @default 256 */
   readonly laneWindow?: number;
+  /**
+   * A lane whose head has waited this long (for a slot, a token or an answer), or failed, takes
+   * no more rows into memory: an outage's backlog waits in the store. @default 100
+   */
+  readonly stalledLaneMs?: number;
   readonly logger?: Logger;
   /**
    * Which senders other than the bot a request may name (masquerade as): the registration's user

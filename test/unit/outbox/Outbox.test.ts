@@ -256,6 +256,29 @@ describe("Outbox", () => {
     );
   });
 
+  test("a stalled lane leaves new rows in the store, and sends them in order once it moves", async () => {
+    const { outbox, transport, store } = setup({ stalledLaneMs: 20 });
+    let loads = 0;
+    const loadLane = store.loadLane.bind(store);
+    store.loadLane = (...args) => (loads++, loadLane(...args));
+    let release: () => void = () => {};
+    transport.answer = async (req, n) => {
+      if (n === 1) await new Promise<void>((resolve) => (release = resolve));
+      return { event_id: `$${req.body}` };
+    };
+    await outbox.start();
+    await outbox.enqueue(msg(ROOMS[0]!, 0));
+    await outbox.enqueue(msg(ROOMS[0]!, 1)); // held: the head has not waited long
+    await new Promise((r) => setTimeout(r, 60));
+    for (let n = 2; n < 6; n++) await outbox.enqueue(msg(ROOMS[0]!, n)); // stalled: left in the store
+    release();
+    await outbox.onIdle();
+    expect(transport.bodiesFor(ROOMS[0]!).map((b) => JSON.parse(b).body)).toEqual(
+      Array.from({ length: 6 }, (_, n) => `m${n}`),
+    );
+    expect(loads).toBe(1); // the rows left in the store were read once the lane moved
+  });
+
   test("a long lane gives its slot up after a few requests when another lane waits for one", async () => {
     const { outbox, transport } = setup({ maxConcurrency: 1 });
     await Promise.all(Array.from({ length: 40 }, (_, i) => outbox.enqueue(msg(ROOMS[0]!, i))));

@@ -406,7 +406,7 @@ export class Outbox extends EventEmitter<OutboxEvents> {
     // A lane missing from memory has no pending rows (start() loaded them all), so it is complete.
     const lane = this.#laneFor(row.lane, true);
     this.#stamp([row]);
-    lane.offer(row, this.#window, this.#stalledLaneMs, performance.now());
+    lane.offer(row, this.#window, this.#stalledLaneMs);
     this.#pump(lane);
   }
 

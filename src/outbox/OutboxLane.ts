@@ -22,7 +22,7 @@ export class OutboxLane {
   attempts = 0;
   /** When the current head was first tried, for latency figures. */
   headStartedAt = 0;
-  /** Since when the head has waited (performance.now()): it became the head, or the lane was made. */
+  /** When the current head became the head (performance.now()). */
   headSince = performance.now();
 
   constructor(key: string, complete: boolean) {
@@ -35,12 +35,13 @@ export class OutboxLane {
    * is full, or the lane is stalled: its head failed (backoff) or has waited over `stalledMs`
    * (for a queue slot, a token or an answer). An outage's backlog thus waits on disk, not in memory.
    */
-  offer(row: OutboxRow, window: number, stalledMs: number, now: number): boolean {
+  offer(row: OutboxRow, window: number, stalledMs: number): boolean {
     if (row.seq <= this.lastSeq) return true;
     if (this.loading) {
       this.grewWhileLoading = true;
       return false;
     }
+    const now = performance.now();
     const stalled = this.rows.length > 0 && (this.attempts > 0 || now - this.headSince > stalledMs);
     if (!this.complete || this.rows.length >= window || stalled) {
       this.complete = false;

@@ -175,9 +175,7 @@ export class SqliteOutboxStore implements OutboxStore {
 
   async get(txnId: TxnId): Promise<OutboxRow | undefined> {
     const raw = this.#find(txnId);
-    if (!raw) return undefined;
-    const buffered = this.#settlements.get(txnId);
-    return buffered && raw.state === "pending" ? withSettlement(toRow(raw), buffered) : toRow(raw);
+    return raw && this.#current(raw);
   }
 
   async list(filter: { state?: OutboxState; lane?: string; limit: number }): Promise<OutboxRow[]> {
@@ -343,14 +341,7 @@ export class SqliteOutboxStore implements OutboxStore {
     const taken = this.#keys.claim(key, seq);
     if (taken !== undefined) {
       const raw = this.#bySeq.get(taken) as RawRow | undefined;
-      if (raw?.txn_id === row.txnId) {
-        const existing = toRow(raw);
-        const buffered = this.#settlements.get(row.txnId);
-        return {
-          inserted: false,
-          row: buffered && existing.state === "pending" ? withSettlement(existing, buffered) : existing,
-        };
-      }
+      if (raw?.txn_id === row.txnId) return { inserted: false, row: this.#current(raw) };
       if (raw && txnKey(raw.txn_id) === key) {
         throw new Error(
           `txnId ${row.txnId} collides with ${raw.txn_id} on 64 bits of their hashes; not journaled`,
@@ -386,6 +377,12 @@ export class SqliteOutboxStore implements OutboxStore {
         settledAt: undefined,
       },
     };
+  }
+
+  /** A journal row as it stands, with its settlement if that is still buffered. */
+  #current(raw: RawRow): OutboxRow {
+    const buffered = raw.state === "pending" ? this.#settlements.get(raw.txn_id) : undefined;
+    return buffered ? withSettlement(toRow(raw), buffered) : toRow(raw);
   }
 
   /** The row of a txnId: through the key index, and in the journal past what that covers. */

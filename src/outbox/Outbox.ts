@@ -405,8 +405,8 @@ export class Outbox extends EventEmitter<OutboxEvents> {
     if (!this.#started) return;
     // A lane missing from memory has no pending rows (start() loaded them all), so it is complete.
     const lane = this.#laneFor(row.lane, true);
-    this.#stamp([row]);
-    lane.offer(row, this.#window, this.#stalledLaneMs);
+    // Only a row the lane holds needs a freshness stamp; one left in the store is stamped when loaded.
+    if (lane.offer(row, this.#window, this.#stalledLaneMs)) this.#stamp([row]);
     this.#pump(lane);
   }
 

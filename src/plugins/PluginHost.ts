@@ -7,6 +7,7 @@ import type {
   Bot,
   CommandOptions,
   EventFilter,
+  HandlerOptions,
   Intent,
   PluginDefinition,
   SendContext,
@@ -27,16 +28,19 @@ import type { PowerLevels } from "./PowerLevels.ts";
 
 type AnyHandler = (ctx: never) => unknown;
 
-type Registration =
-  | { readonly kind: "event"; readonly filter: EventFilter; readonly handler: AnyHandler }
-  | {
-      readonly kind: "command";
-      readonly name: string;
-      readonly options: CommandOptions;
-      readonly handler: AnyHandler;
-    }
-  | { readonly kind: "toDevice"; readonly type: string; readonly handler: AnyHandler }
-  | { readonly kind: "ephemeral"; readonly type: string; readonly handler: AnyHandler };
+/**
+ * A handler as `setup` registered it. `identity` names it in its causes (`<plugin>/<identity>:…`):
+ * `id:<id>` when given one, else `command:<name>`, `on{<filter>}`, `todevice:<type>` or
+ * `ephemeral:<type>`. Never its place in the list: an upgrade that adds, removes or reorders
+ * handlers must replay an unfinished event onto the same txnIds (DESIGN.md, invariant 9).
+ */
+type Registration = { readonly identity: string; readonly handler: AnyHandler } & (
+  | { readonly kind: "event"; readonly filter: EventFilter; readonly id: string | undefined }
+  | { readonly kind: "command"; readonly name: string; readonly options: CommandOptions }
+  | { readonly kind: "toDevice" | "ephemeral"; readonly type: string; readonly id: string | undefined }
+);
+
+const FILTER_FIELDS = ["type", "roomId", "sender", "msgtype", "membership"] as const;
 
 type WebhookHandler = (ctx: never, request: WebhookRequest) => unknown;
 
@@ -274,17 +278,51 @@ export class PluginHost {
   }
 
   #botFor(plugin: LoadedPlugin): Bot<unknown> {
-    const add = (registration: Registration) => plugin.registrations.push(registration);
+    const add = (registration: Registration) => {
+      checkRegistration(plugin.name, plugin.registrations, registration);
+      plugin.registrations.push(registration);
+    };
+    const idOf = (options: HandlerOptions | undefined): string | undefined => {
+      const id = options?.id;
+      if (id !== undefined && (typeof id !== "string" || id.length === 0)) {
+        throw new PluginError(
+          plugin.name,
+          `a handler id must be a non-empty string, got ${JSON.stringify(id)}`,
+        );
+      }
+      return id;
+    };
+    const onItems = (
+      kind: "toDevice" | "ephemeral",
+      type: string,
+      handler: AnyHandler,
+      options?: HandlerOptions,
+    ) => {
+      const id = idOf(options);
+      add({
+        kind,
+        type,
+        id,
+        handler,
+        identity: id === undefined ? `${kind.toLowerCase()}:${type}` : `id:${id}`,
+      });
+    };
     return {
       config: plugin.config,
       log: plugin.log,
       userId: this.#options.botUserId,
-      on: (filter, handler) =>
-        add({ kind: "event", filter: typeof filter === "string" ? { type: filter } : filter, handler }),
-      command: (name, handler, options = {}) =>
-        add({ kind: "command", name: name.toLowerCase(), options, handler }),
-      onToDevice: (type, handler) => add({ kind: "toDevice", type, handler }),
-      onEphemeral: (type, handler) => add({ kind: "ephemeral", type, handler }),
+      on: (filter, handler, options) => {
+        const id = idOf(options);
+        const normalized = typeof filter === "string" ? { type: filter } : filter;
+        const identity = id === undefined ? `on{${canonicalFilter(normalized)}}` : `id:${id}`;
+        add({ kind: "event", filter: normalized, id, handler: handler as AnyHandler, identity });
+      },
+      command: (name, handler, options = {}) => {
+        const lower = name.toLowerCase();
+        add({ kind: "command", name: lower, options, handler, identity: `command:${lower}` });
+      },
+      onToDevice: (type, handler, options) => onItems("toDevice", type, handler as AnyHandler, options),
+      onEphemeral: (type, handler, options) => onItems("ephemeral", type, handler as AnyHandler, options),
       webhook: (method, path, handler, options) =>
         plugin.webhooks.push(this.#checkWebhook(plugin, method, path, handler, options)),
       claimUsers: (pattern) => plugin.userClaims.push(pattern),
@@ -424,23 +462,21 @@ export class PluginHost {
     const jobs: Job[] = [];
     const type = payload.type as string;
     for (const plugin of this.#running()) {
-      plugin.registrations.forEach((r, index) => {
-        const wanted =
-          (item.kind === "toDevice" && r.kind === "toDevice" && r.type === type) ||
-          (item.kind === "ephemeral" && r.kind === "ephemeral" && r.type === type);
-        if (!wanted) return;
+      for (const r of plugin.registrations) {
+        if (r.kind === "event" || r.kind === "command" || r.kind !== item.kind || r.type !== type) continue;
         const extra =
           item.kind === "toDevice"
             ? { event: payload as unknown as ToDeviceEvent, sender: payload.sender }
             : { event: payload as unknown as EphemeralEvent };
         jobs.push({
           label: `${plugin.name} ${r.kind} ${type}`,
-          cause: `${plugin.name}/${index}:item:${item.seq}`,
+          // The item's seq is persistent: a replay after a crash runs under the same cause.
+          cause: `${plugin.name}/${r.identity}:item:${item.seq}`,
           plugin,
           eventId: undefined,
           run: (ctx) => (r.handler as (c: unknown) => unknown)({ ...ctx, ...extra }),
         });
-      });
+      }
     }
     return jobs;
   }
@@ -475,8 +511,8 @@ export class PluginHost {
     const command = body === undefined ? undefined : parseCommand(body, this.#options.commandPrefix);
     let commandHandled = false;
     for (const plugin of this.#running()) {
-      plugin.registrations.forEach((r, index) => {
-        const cause = `${plugin.name}/${index}:${event.event_id}`;
+      for (const r of plugin.registrations) {
+        const cause = `${plugin.name}/${r.identity}:${event.event_id}`;
         if (r.kind === "event" && matches(r.filter, event)) {
           jobs.push({
             label: `${plugin.name} on ${event.type}`,
@@ -499,7 +535,7 @@ export class PluginHost {
             },
           });
         }
-      });
+      }
     }
     if (command?.name === "help" && !commandHandled) {
       jobs.push({
@@ -608,4 +644,78 @@ function matches(filter: EventFilter, event: MatrixEvent): boolean {
   if (filter.msgtype !== undefined && filter.msgtype !== event.content.msgtype) return false;
   if (filter.membership !== undefined && filter.membership !== event.content.membership) return false;
   return true;
+}
+
+/**
+ * Refuses a handler whose cause could collide with another's of the same plugin: a command name
+ * or a handler id used twice, or two handlers that could both run on one item without an `id`
+ * each (their derived identities would say nothing about which is which after an upgrade).
+ */
+function checkRegistration(plugin: string, existing: readonly Registration[], added: Registration): void {
+  const id = added.kind === "command" ? undefined : added.id;
+  for (const other of existing) {
+    if (added.kind === "command") {
+      if (other.kind === "command" && other.name === added.name) {
+        throw new PluginError(plugin, `command "${added.name}" is registered twice`);
+      }
+      continue;
+    }
+    if (id !== undefined && other.kind !== "command" && other.id === id) {
+      throw new PluginError(
+        plugin,
+        `handler id "${id}" is given to both ${describe(other)} and ${describe(added)}; give each handler its own \`id\` (unique within the plugin)`,
+      );
+    }
+    if (other.kind !== added.kind || !mayMeet(other, added)) continue;
+    if (other.id === undefined || id === undefined) {
+      throw new PluginError(
+        plugin,
+        `${describe(other)} and ${describe(added)} could both handle the same event: give each handler an \`id\` (the last argument: { id: "…" }), unique within the plugin, so its sends are keyed by it and not by its place among the handlers`,
+      );
+    }
+  }
+  // Backstop: the checks above make identities unique; a collision would merge two handlers' sends.
+  const twin = existing.find((r) => r.identity === added.identity);
+  if (twin) throw new PluginError(plugin, `${describe(twin)} and ${describe(added)} have the same identity`);
+}
+
+/** Whether two registrations of one kind could run on the same item. */
+function mayMeet(a: Registration, b: Registration): boolean {
+  if (a.kind === "event" && b.kind === "event") {
+    // Disjoint only when some field is given in both with different plain strings; a RegExp
+    // sender is assumed to overlap anything.
+    return !FILTER_FIELDS.some((field) => {
+      const x = a.filter[field];
+      const y = b.filter[field];
+      return typeof x === "string" && typeof y === "string" && x !== y;
+    });
+  }
+  if ((a.kind === "toDevice" || a.kind === "ephemeral") && a.kind === b.kind) return a.type === b.type;
+  return false;
+}
+
+/**
+ * The filter as text, its fields in a fixed order whatever order the plugin wrote them in:
+ * `type="m.room.message",sender=/^@bob:/i`. Strings are JSON, a RegExp is `/source/flags`
+ * (its source escapes `/`), so two different filters never give the same text.
+ */
+function canonicalFilter(filter: EventFilter): string {
+  return FILTER_FIELDS.flatMap((field) => {
+    const value = filter[field];
+    if (value === undefined) return [];
+    return [
+      `${field}=${value instanceof RegExp ? `/${value.source}/${value.flags}` : JSON.stringify(value)}`,
+    ];
+  }).join(",");
+}
+
+function describe(r: Registration): string {
+  switch (r.kind) {
+    case "event":
+      return `bot.on({${canonicalFilter(r.filter)}}${r.id === undefined ? "" : `, { id: "${r.id}" }`})`;
+    case "command":
+      return `bot.command("${r.name}")`;
+    default:
+      return `bot.${r.kind === "toDevice" ? "onToDevice" : "onEphemeral"}("${r.type}"${r.id === undefined ? "" : `, { id: "${r.id}" }`})`;
+  }
 }

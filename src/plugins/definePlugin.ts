@@ -118,6 +118,19 @@ export interface EventFilter {
   readonly membership?: string;
 }
 
+/** Options of `bot.on`, `bot.onToDevice` and `bot.onEphemeral`. */
+export interface HandlerOptions {
+  /**
+   * The handler's identity within the plugin. Its sends are keyed by it (with the event), not by
+   * its place among the plugin's handlers, so an upgrade that adds, removes or reorders handlers
+   * replays unfinished events onto the same transaction ids. Unique within the plugin; required
+   * when two handlers of the plugin could match the same event (the plugin fails to load
+   * otherwise). Renaming it changes the key: do that with no events in flight.
+   * @default derived from the filter (`bot.on`) or the type (`onToDevice`, `onEphemeral`)
+   */
+  readonly id?: string;
+}
+
 export interface CommandOptions {
   /** One line for the automatic `help`. */
   readonly help?: string;
@@ -195,18 +208,40 @@ export interface Bot<C> {
   readonly userId: string;
   /** The plugin's own key-value space (the same as `ctx.store`). */
   readonly store: PluginStore;
+  /**
+   * Runs `handler` for room events matching `filter` (a type, or fields that must all match).
+   * Two handlers of the plugin that could match the same event (no field given in both with
+   * different strings; a RegExp sender may match anyone) each need an `id`: throws (the plugin
+   * fails to load) without, or when an id is used twice. Its sends are keyed by
+   * `<plugin>/id:<id>:<event id>`, or without an id by the filter: `<plugin>/on{<fields>}:<event id>`.
+   */
   on<E = Record<string, unknown>>(
     filter: string | EventFilter,
     handler: (ctx: EventContext<C, E>) => unknown,
+    options?: HandlerOptions,
   ): void;
+  /**
+   * Runs `handler` for `!name …` (case-insensitive). Its sends are keyed by
+   * `<plugin>/command:<name>:<event id>`. Throws (the plugin fails to load) on a name used twice.
+   */
   command(name: string, handler: (ctx: CommandContext<C>) => unknown, options?: CommandOptions): void;
+  /**
+   * Runs `handler` for to-device messages of `type`. Keyed by `<plugin>/todevice:<type>:item:<seq>`,
+   * or `<plugin>/id:<id>:item:<seq>`; two handlers of one type each need an `id`.
+   */
   onToDevice<E = Record<string, unknown>>(
     type: string,
     handler: (ctx: ToDeviceContext<C, E>) => unknown,
+    options?: HandlerOptions,
   ): void;
+  /**
+   * Runs `handler` for ephemeral events of `type`. Keyed by `<plugin>/ephemeral:<type>:item:<seq>`,
+   * or `<plugin>/id:<id>:item:<seq>`; two handlers of one type each need an `id`.
+   */
   onEphemeral<E = Record<string, unknown>>(
     type: string,
     handler: (ctx: EphemeralContext<C, E>) => unknown,
+    options?: HandlerOptions,
   ): void;
   /**
    * Serves `METHOD /plugins/<plugin>/<path>` on the appservice endpoint. `path` is literal

@@ -170,9 +170,12 @@ describe("PluginHost", () => {
       definePlugin({
         name: "filters",
         setup(bot) {
-          bot.on({ type: "m.room.message", msgtype: "m.emote" }, () => void seen.push("emote"));
-          bot.on({ sender: /^@bob:/ }, () => void seen.push("bob"));
-          bot.on({ type: "m.room.member", membership: "join" }, () => void seen.push("join"));
+          // A RegExp sender may match the same events as the others: each needs an id.
+          bot.on({ type: "m.room.message", msgtype: "m.emote" }, () => void seen.push("emote"), {
+            id: "emote",
+          });
+          bot.on({ sender: /^@bob:/ }, () => void seen.push("bob"), { id: "bob" });
+          bot.on({ type: "m.room.member", membership: "join" }, () => void seen.push("join"), { id: "join" });
         },
       }),
       {},

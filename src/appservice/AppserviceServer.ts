@@ -5,11 +5,11 @@ import express, { type Express, type NextFunction, type Request, type Response }
 import type { Logger } from "pino";
 import { InboundRequestError } from "../errors.ts";
 import { createLogger } from "../logging/createLogger.ts";
-import type { NewInboundItem } from "../store/InboundStore.ts";
+import type { InboundItem, JournalOutcome } from "../store/InboundStore.ts";
 import type { AppserviceOptions, JournaledCounts, ListenOptions, Readiness } from "./options.ts";
 import { parseTransaction } from "./parseTransaction.ts";
 
-export type { AppserviceOptions, AppserviceQueries, ListenOptions, Readiness } from "./options.ts";
+export type { AppserviceOptions, AppserviceQueries, Journaled, ListenOptions, Readiness } from "./options.ts";
 
 /** The express app of the appservice endpoint, plus what the runtime reads from it. */
 export type AppserviceApp = Express & {
@@ -181,13 +181,12 @@ export function createAppserviceApp(options: AppserviceOptions): AppserviceApp {
         const txnId = req.params.txnId as string;
         res.locals.txnId = txnId;
         const body = bodyOf(req);
-        const parsed = parseTransaction(body);
+        const parsed = parseTransaction(body, txnId);
         if (!parsed.ok)
           throw parsed.kind === "notJson" ? refuse.notJson(parsed.detail) : refuse.badJson(parsed.detail);
-        const bodyHash = hash("sha256", body, "hex");
-        let duplicate: boolean;
+        let outcome: JournalOutcome;
         try {
-          ({ duplicate } = await journal.journal(txnId, bodyHash, parsed.items));
+          outcome = await journal.journal(txnId, parsed.items);
         } catch (error) {
           try {
             options.onJournalFailed?.(error);
@@ -196,9 +195,17 @@ export function createAppserviceApp(options: AppserviceOptions): AppserviceApp {
           }
           throw refuse.journalFailed(error);
         }
-        if (!duplicate) {
+        const counts = countByKind(outcome.items);
+        if (outcome.rejected > 0) {
+          // Journaled as rejected, with these reasons; the items beside them are handled.
+          const reasons = parsed.items.flatMap((item) =>
+            item.rejected === undefined ? [] : [item.rejected],
+          );
+          log.warn({ txnId, rejected: outcome.rejected, reasons }, "malformed items rejected");
+        }
+        if (outcome.items.length + outcome.rejected > 0) {
           try {
-            options.onJournaled?.(countByKind(parsed.items));
+            options.onJournaled?.({ ...outcome, counts });
           } catch (error) {
             log.error({ err: error, txnId }, "onJournaled threw; the transaction is journaled all the same");
           }
@@ -207,12 +214,14 @@ export function createAppserviceApp(options: AppserviceOptions): AppserviceApp {
         log.debug(
           {
             txnId,
-            duplicate,
+            duplicates: outcome.duplicates,
             bytes: body.length,
-            ...countByKind(parsed.items),
+            ...counts,
             durationMs: Math.round((performance.now() - started) * 1000) / 1000,
           },
-          duplicate ? "transaction already journaled" : "transaction journaled",
+          outcome.items.length + outcome.rejected === 0
+            ? "transaction already journaled"
+            : "transaction journaled",
         );
       },
     )
@@ -392,7 +401,7 @@ function isObject(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
-function countByKind(items: readonly NewInboundItem[]): JournaledCounts {
+function countByKind(items: readonly InboundItem[]): JournaledCounts {
   const counts = { events: 0, ephemeral: 0, toDevice: 0, e2ee: 0 };
   for (const item of items) {
     const key =

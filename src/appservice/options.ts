@@ -1,6 +1,6 @@
 import type { Express } from "express";
 import type { Logger } from "pino";
-import type { InboundStore } from "../store/InboundStore.ts";
+import type { InboundStore, JournalOutcome } from "../store/InboundStore.ts";
 
 /** Answers the homeserver's user and alias queries: does this id belong to the appservice? */
 export interface AppserviceQueries {
@@ -22,11 +22,12 @@ export interface AppserviceOptions {
   /** Where transactions are committed before they are answered. */
   readonly journal: InboundStore;
   /**
-   * Called after a transaction was newly committed (not for duplicates): wakes the dispatcher.
-   * Synchronous and cheap; an exception is logged, the transaction is still answered 200.
+   * Called after a transaction added items to the journal (not for a retry that added none):
+   * hands them to the dispatcher. Synchronous and cheap; an exception is logged, the transaction
+   * is still answered 200.
    * @default does nothing
    */
-  readonly onJournaled?: (counts: JournaledCounts) => void;
+  readonly onJournaled?: (journaled: Journaled) => void;
   /**
    * Called when a transaction could not be journaled (it is answered 500 and the homeserver
    * will send it again, on its own backoff). Synchronous; an exception is logged.
@@ -72,7 +73,12 @@ export interface ListenOptions {
   readonly port: number;
 }
 
-/** What a newly journaled transaction carried, by kind (`e2ee`: device lists and key counts). */
+/** What a transaction added to the journal, and its new items counted by kind. */
+export interface Journaled extends JournalOutcome {
+  readonly counts: JournaledCounts;
+}
+
+/** New items of a transaction, by kind (`e2ee`: device lists and key counts). */
 export interface JournaledCounts {
   readonly events: number;
   readonly ephemeral: number;

@@ -29,6 +29,16 @@ export class CourierMetrics {
     labelNames: ["kind"],
     registers: [this.registry],
   });
+  readonly #rejected = new Counter({
+    name: "courier_inbound_rejected_total",
+    help: "Malformed items journaled as rejected, never dispatched (`courier inbound list --state rejected`).",
+    registers: [this.registry],
+  });
+  readonly #inboundDead = new Counter({
+    name: "courier_inbound_dead_total",
+    help: "Items dead-lettered: a handler failed every try, or the item's dispatch budget ran out.",
+    registers: [this.registry],
+  });
   readonly #journalFailures = new Counter({
     name: "courier_inbound_journal_failures_total",
     help: "Transactions answered 500 because the store could not journal them.",
@@ -148,9 +158,14 @@ export class CourierMetrics {
     });
   }
 
-  transactionJournaled(counts: JournaledCounts): void {
+  transactionJournaled(counts: JournaledCounts, rejected: number): void {
     this.#transactions.inc();
     for (const [kind, n] of Object.entries(counts)) if (n > 0) this.#items.inc({ kind }, n);
+    if (rejected > 0) this.#rejected.inc(rejected);
+  }
+
+  inboundDead(): void {
+    this.#inboundDead.inc();
   }
 
   journalFailed(): void {

@@ -1,19 +1,26 @@
 import PQueue from "p-queue";
 import type { Logger } from "pino";
-import type { InboundItem, InboundStore } from "../store/InboundStore.ts";
+import { isJournalUnavailable } from "../errors.ts";
+import type { InboundItem, InboundStore, JournalOutcome } from "../store/InboundStore.ts";
+import { InboundLedger } from "./InboundLedger.ts";
 
 /**
- * What the dispatcher runs for each item: resolves with the failures that were given up;
- * rejects when the item could not be handled for a reason outside the handlers (the store could
- * not journal a send), and the item stays pending to run again.
+ * What the dispatcher runs for each item: resolves with the failures that were given up (the
+ * item is dead-lettered with them); rejects with a `JournalUnavailableError` when the store could
+ * not journal a send (the item stays pending and runs again once the store heals). Any other
+ * rejection is a failure of the item: it runs again, against its dispatch budget.
  */
 export interface ItemRunner {
   dispatch(item: InboundItem): Promise<string[]>;
 }
 
-/** Pauses of an interrupted lane before its head runs again: 1 s, doubling, at most 30 s. */
-const INTERRUPTED_BASE_MS = 1_000;
-const INTERRUPTED_CAP_MS = 30_000;
+/** Pauses of a lane whose store writes fail, before its head runs again: 1 s, doubling, at most 30 s. */
+const STORE_PAUSE_BASE_MS = 1_000;
+const STORE_PAUSE_CAP_MS = 30_000;
+/** Pauses before an item whose dispatch threw runs again: doubling, at most 5 s. */
+const FAILURE_PAUSE_CAP_MS = 5_000;
+/** Items read from the journal at a time. */
+const READ_WINDOW = 500;
 
 export interface DispatcherOptions {
   readonly journal: InboundStore;
@@ -22,55 +29,94 @@ export interface DispatcherOptions {
   /** Lanes (rooms) handled at the same time. @default 16 */
   readonly maxConcurrency?: number;
   /**
-   * Dispatches of one item before it is dead-lettered without running again: a handler that
-   * crashes the whole process must not crash it forever. @default 5
+   * Dispatches of one item before it is dead-lettered without running again, counted across
+   * restarts: a handler that crashes the whole process must not crash it forever, and an item
+   * whose dispatch throws must not hold its room. @default 5
    */
   readonly maxDispatches?: number;
   /** Items held in memory; more wait in the journal. @default 2000 */
   readonly maxBuffered?: number;
+  /**
+   * Items of one lane held in memory; more of that lane wait in the journal, so that a slow room
+   * never takes the buffer from the others. @default a quarter of `maxBuffered`
+   */
+  readonly maxBufferedPerLane?: number;
+  /** First pause before an item whose dispatch threw runs again. @default 100 */
+  readonly failurePauseMs?: number;
+  /** Told about every item dead-lettered here (metrics). Synchronous. @default does nothing */
+  readonly onDead?: (item: InboundItem, reason: string) => void;
+}
+
+/** An item held in memory, with what this process knows of its dispatch. */
+interface Held {
+  readonly item: InboundItem;
+  /** Dispatches begun, this process's included; committed once `begun` resolved. */
+  attempts: number;
+  /** The commit counting this process's current dispatch; undefined when it is still to count. */
+  begun: Promise<void> | undefined;
+  /** The outcome, once the handlers finished: a store fault then retries only its recording. */
+  outcome: { state: "done" | "dead"; error?: string } | undefined;
+  lastError: string | undefined;
 }
 
 interface Lane {
-  readonly items: InboundItem[];
+  readonly key: string;
+  readonly held: Held[];
   running: boolean;
-  /** Consecutive interruptions of the head (store faults), for the pause before the next try. */
-  interruptions: number;
+  /** Consecutive store faults of the head, for the pause before the next try. */
+  storeFaults: number;
+  /** Consecutive failures of the head's dispatch in this process. */
+  failures: number;
+  /** The last seq of this lane taken into memory: a lane that overflowed reads on from there. */
+  lastSeq: number;
+  /** Items of this lane with lastSeq < seq ≤ the cursor wait in the journal, not in memory. */
+  overflow: boolean;
 }
 
 /**
  * Runs journaled items through the plugins: in order within a lane (a room), lanes concurrently.
- * Marks each item done (or failed, with the reason) once its handlers finished; after a crash the
- * unfinished ones run again, and their sends collapse onto the outbox rows already journaled.
+ *
+ * Bookkeeping is group-committed (`InboundLedger`): before an item's handlers run, its dispatch
+ * is counted in the journal (for items fresh from the journal, once for the whole batch they
+ * came in); once they finished, its outcome. A crash re-runs only items whose outcome was not
+ * committed, and every run is counted: an item that keeps crashing the process is dead-lettered
+ * after `maxDispatches`. A failure that is not the store's counts the same way and never holds
+ * the room for longer than the budget; a store fault pauses the lane and retries, uncounted.
  */
 export class Dispatcher {
   readonly #journal: InboundStore;
+  readonly #ledger: InboundLedger;
   readonly #runner: ItemRunner;
   readonly #log: Logger;
   readonly #queue: PQueue;
   readonly #maxDispatches: number;
   readonly #maxBuffered: number;
+  readonly #maxPerLane: number;
+  readonly #failurePauseMs: number;
+  readonly #onDead: (item: InboundItem, reason: string) => void;
   readonly #lanes = new Map<string, Lane>();
+  /** Every item with seq ≤ cursor is in memory, settled, or waits in an overflowed lane. */
   #cursor = 0;
   #buffered = 0;
+  /** The journal may hold pending items past the cursor (the buffer was full, an offer refused). */
+  #unread = true;
   #loading = false;
   #again = false;
   #stopped = true;
   #idleWaiters: Array<() => void> = [];
-  /**
-   * Dispatch counts of the items being handled, by seq. An item interrupted in this process (it
-   * did not crash it) keeps its count when it runs again: `maxDispatches` is there for handlers
-   * that crash the process, not for a store that is full for a while.
-   */
-  readonly #dispatches = new Map<number, number>();
   readonly #pauses = new Set<NodeJS.Timeout>();
 
   constructor(options: DispatcherOptions) {
     this.#journal = options.journal;
+    this.#ledger = new InboundLedger(options.journal);
     this.#runner = options.runner;
     this.#log = options.logger;
     this.#queue = new PQueue({ concurrency: options.maxConcurrency ?? 16 });
     this.#maxDispatches = options.maxDispatches ?? 5;
     this.#maxBuffered = options.maxBuffered ?? 2000;
+    this.#maxPerLane = Math.max(1, options.maxBufferedPerLane ?? Math.ceil(this.#maxBuffered / 4));
+    this.#failurePauseMs = options.failurePauseMs ?? 100;
+    this.#onDead = options.onDead ?? (() => {});
   }
 
   /** Starts with everything the journal holds that is not done (a crash's leftovers first). */
@@ -79,8 +125,33 @@ export class Dispatcher {
     this.wake();
   }
 
-  /** New items were journaled. Cheap; call it after every commit. */
+  /**
+   * A transaction was journaled: takes its items straight from the journal's answer when
+   * nothing before them is unread and the buffer has room, and reads the journal otherwise.
+   */
+  offer(journaled: JournalOutcome): void {
+    if (this.#stopped) return;
+    const fits = this.#buffered + journaled.items.length <= this.#maxBuffered;
+    if (this.#loading || journaled.afterSeq !== this.#cursor || !fits) {
+      this.wake();
+      return;
+    }
+    if (journaled.items.length === 0) {
+      this.#cursor = journaled.upToSeq; // only rejected items: nothing to run
+      return;
+    }
+    this.#accept(journaled.items);
+    this.#cursor = journaled.upToSeq;
+    this.#notifyIdle();
+  }
+
+  /** New items were journaled: reads them. Cheap; call it after every commit. */
   wake(): void {
+    this.#unread = true;
+    this.#read();
+  }
+
+  #read(): void {
     if (this.#stopped) return;
     if (this.#loading) {
       this.#again = true;
@@ -112,97 +183,206 @@ export class Dispatcher {
     try {
       do {
         this.#again = false;
+        await this.#refillLanes();
         while (!this.#stopped && this.#buffered < this.#maxBuffered) {
-          const items = await this.#journal.pending(
-            this.#cursor,
-            Math.min(500, this.#maxBuffered - this.#buffered),
-          );
-          for (const item of items) this.#accept(item);
-          if (items.length === 0) break;
+          const limit = Math.min(READ_WINDOW, this.#maxBuffered - this.#buffered);
+          const { items, readUpTo } = await this.#journal.pending(this.#cursor, limit);
+          this.#accept(items);
+          this.#cursor = Math.max(this.#cursor, readUpTo);
+          if (items.length < limit) {
+            this.#unread = false;
+            break;
+          }
         }
       } while (this.#again && !this.#stopped);
     } catch (error) {
       this.#log.error({ err: error }, "could not read the inbound journal; retrying in 1 s");
-      setTimeout(() => this.wake(), 1000).unref();
+      this.#pause(() => this.#read(), 1000);
     } finally {
       this.#loading = false;
       this.#notifyIdle();
     }
   }
 
-  #accept(item: InboundItem): void {
-    this.#cursor = Math.max(this.#cursor, item.seq);
-    this.#buffered++;
-    let lane = this.#lanes.get(item.lane);
-    if (!lane) {
-      lane = { items: [], running: false, interruptions: 0 };
-      this.#lanes.set(item.lane, lane);
+  /** Reads on the lanes that overflowed and have room again, up to the cursor. */
+  async #refillLanes(): Promise<void> {
+    for (const lane of this.#lanes.values()) {
+      if (this.#stopped || !lane.overflow || lane.held.length > this.#maxPerLane / 2) continue;
+      const limit = this.#maxPerLane - lane.held.length;
+      const items = await this.#journal.pendingInLane(lane.key, lane.lastSeq, this.#cursor, limit);
+      lane.overflow = items.length === limit;
+      this.#take(lane, items);
+      if (lane.held.length === 0) this.#lanes.delete(lane.key);
     }
-    lane.items.push(item);
-    this.#pump(item.lane, lane);
   }
 
-  #pump(key: string, lane: Lane): void {
+  /** Takes items read from the journal (or handed over by it) into their lanes, in seq order. */
+  #accept(items: readonly InboundItem[]): void {
+    const byLane = new Map<Lane, InboundItem[]>();
+    for (const item of items) {
+      let lane = this.#lanes.get(item.lane);
+      if (!lane) {
+        lane = {
+          key: item.lane,
+          held: [],
+          running: false,
+          storeFaults: 0,
+          failures: 0,
+          lastSeq: 0,
+          overflow: false,
+        };
+        this.#lanes.set(item.lane, lane);
+      }
+      if (lane.overflow) continue;
+      let taken = byLane.get(lane);
+      if (!taken) byLane.set(lane, (taken = []));
+      if (lane.held.length + taken.length >= this.#maxPerLane) {
+        lane.overflow = true;
+        continue;
+      }
+      taken.push(item);
+    }
+    for (const [lane, taken] of byLane) this.#take(lane, taken);
+  }
+
+  #take(lane: Lane, items: readonly InboundItem[]): void {
+    if (items.length === 0) return;
+    // Fresh items are counted together, in one commit, before any of them runs. Items with
+    // dispatches begun already (a crash's leftovers) are counted one by one as they run: a crash
+    // counts at most once against an item that never ran.
+    const fresh = items.filter((item) => item.attempts === 0);
+    const begun = fresh.length > 0 ? this.#ledger.begin(fresh.map((item) => item.seq)) : undefined;
+    begun?.catch(() => {}); // awaited by each item when it runs
+    for (const item of items) {
+      const isFresh = item.attempts === 0;
+      lane.held.push({
+        item,
+        attempts: item.attempts + (isFresh ? 1 : 0),
+        begun: isFresh ? begun : undefined,
+        outcome: undefined,
+        lastError: undefined,
+      });
+      lane.lastSeq = item.seq;
+    }
+    this.#buffered += items.length;
+    this.#pump(lane);
+  }
+
+  #pump(lane: Lane): void {
     if (lane.running || this.#stopped) return;
-    const item = lane.items[0];
-    if (!item) {
-      this.#lanes.delete(key);
+    const head = lane.held[0];
+    if (!head) {
+      if (lane.overflow) this.#read();
+      else this.#lanes.delete(lane.key);
       this.#notifyIdle();
       return;
     }
     lane.running = true;
-    void this.#queue.add(async () => {
-      try {
-        await this.#process(item);
-      } catch (error) {
-        // The store could not journal a send or record the outcome: the item stays at the head,
-        // pending in the journal, and runs again after a pause (the lane waits, others go on).
-        lane.interruptions++;
-        const pauseMs = Math.min(INTERRUPTED_CAP_MS, INTERRUPTED_BASE_MS * 2 ** (lane.interruptions - 1));
-        this.#log.error(
-          { err: error, seq: item.seq, lane: item.lane, pauseMs },
-          "inbound item interrupted (store unavailable); it stays pending and runs again",
-        );
-        const timer = setTimeout(() => {
-          this.#pauses.delete(timer);
-          lane.running = false;
-          this.#pump(key, lane);
-        }, pauseMs);
-        this.#pauses.add(timer);
-        return;
-      }
-      this.#dispatches.delete(item.seq);
-      lane.interruptions = 0;
-      lane.items.shift();
-      this.#buffered--;
-      lane.running = false;
-      this.#pump(key, lane);
-      if (this.#buffered < this.#maxBuffered / 2) this.wake();
-    });
+    void this.#queue.add(() => this.#runHead(lane, head));
   }
 
-  async #process(item: InboundItem): Promise<void> {
-    // Counted before the handlers run, so a dispatch that crashes the process is counted too.
-    const dispatches = this.#dispatches.get(item.seq) ?? (await this.#journal.recordAttempt(item.seq));
-    this.#dispatches.set(item.seq, dispatches);
-    if (dispatches > this.#maxDispatches) {
+  async #runHead(lane: Lane, head: Held): Promise<void> {
+    const { item } = head;
+    try {
+      if (!head.outcome) {
+        if (!head.begun) {
+          head.attempts++;
+          head.begun = this.#ledger.begin([item.seq]);
+        }
+        try {
+          await head.begun;
+        } catch (error) {
+          head.begun = undefined;
+          head.attempts--;
+          throw error;
+        }
+        head.outcome = await this.#dispatch(lane, head);
+        if (!head.outcome) return this.#retryAfterFailure(lane, head);
+      }
+      await this.#ledger.settle({ seq: item.seq, ...head.outcome });
+    } catch (error) {
+      // The store could not count the dispatch, journal a send, or record the outcome: the item
+      // stays at the head, pending in the journal, and goes on after a pause (others go on).
+      lane.storeFaults++;
+      const pauseMs = Math.min(STORE_PAUSE_CAP_MS, STORE_PAUSE_BASE_MS * 2 ** (lane.storeFaults - 1));
       this.#log.error(
-        { seq: item.seq, lane: item.lane, dispatches },
-        "inbound item dead-lettered: dispatched too often",
+        { err: error, seq: item.seq, lane: item.lane, pauseMs },
+        "inbound item interrupted (store unavailable); it stays pending and goes on later",
       );
-      await this.#journal.settle(item.seq, "failed", `dispatched ${dispatches - 1} times without finishing`);
+      this.#pause(() => {
+        lane.running = false;
+        this.#pump(lane);
+      }, pauseMs);
       return;
     }
-    const failures = await this.#runner.dispatch(item);
-    if (failures.length === 0) await this.#journal.settle(item.seq, "done");
-    else await this.#journal.settle(item.seq, "failed", failures.join("; "));
+    if (head.outcome.state === "dead") this.#onDead(item, head.outcome.error ?? "");
+    lane.storeFaults = 0;
+    lane.failures = 0;
+    lane.held.shift();
+    this.#buffered--;
+    lane.running = false;
+    // Read on when there is room: the lane's own overflow once it is half empty, the journal
+    // past the cursor once the buffer is.
+    if (lane.overflow && lane.held.length === Math.floor(this.#maxPerLane / 2)) this.#read();
+    if (this.#unread && this.#buffered < this.#maxBuffered / 2) this.#read();
+    this.#pump(lane);
   }
 
-  // An item leaves the buffer only once processed, so an empty buffer means nothing is running.
-  // Stopped, what is still buffered will not run here (it stays journaled): waiting for it would
-  // never end.
+  /**
+   * Runs the item's handlers, or gives it up when its budget is spent. Undefined when the dispatch
+   * threw (not the store): the item runs again. Rejects on a store fault.
+   */
+  async #dispatch(lane: Lane, head: Held): Promise<Held["outcome"]> {
+    const { item } = head;
+    if (head.attempts > this.#maxDispatches) {
+      const error =
+        `dispatched ${head.attempts - 1} times without finishing` +
+        (head.lastError === undefined ? "" : `; last error: ${head.lastError}`);
+      this.#log.error(
+        { seq: item.seq, lane: item.lane, eventId: item.eventId, error },
+        "inbound item dead-lettered",
+      );
+      return { state: "dead", error };
+    }
+    try {
+      const failures = await this.#runner.dispatch(item);
+      return failures.length === 0 ? { state: "done" } : { state: "dead", error: failures.join("; ") };
+    } catch (error) {
+      if (isJournalUnavailable(error)) throw error;
+      lane.failures++;
+      head.lastError = error instanceof Error ? error.message : String(error);
+      this.#log.error(
+        { err: error, seq: item.seq, lane: item.lane, eventId: item.eventId, attempts: head.attempts },
+        "inbound item failed to dispatch; it runs again against its budget",
+      );
+      return undefined;
+    }
+  }
+
+  #retryAfterFailure(lane: Lane, head: Held): void {
+    head.begun = undefined;
+    const pauseMs = Math.min(FAILURE_PAUSE_CAP_MS, this.#failurePauseMs * 2 ** (lane.failures - 1));
+    this.#pause(() => {
+      lane.running = false;
+      this.#pump(lane);
+    }, pauseMs);
+  }
+
+  #pause(then: () => void, ms: number): void {
+    const timer = setTimeout(() => {
+      this.#pauses.delete(timer);
+      then();
+    }, ms);
+    this.#pauses.add(timer);
+  }
+
+  // An item leaves the buffer only once settled, so an empty buffer means nothing is running;
+  // a lane that overflowed still has items in the journal. Stopped, what is still buffered will
+  // not run here (it stays journaled): waiting for it would never end.
   #isIdle(): boolean {
-    return (this.#buffered === 0 || (this.#stopped && this.#queue.pending === 0)) && !this.#loading;
+    if (this.#loading) return false;
+    if (this.#stopped) return this.#queue.pending === 0;
+    return this.#buffered === 0 && ![...this.#lanes.values()].some((lane) => lane.overflow);
   }
 
   #notifyIdle(): void {

@@ -457,7 +457,7 @@ export class PluginHost {
   }
 
   #jobsFor(item: InboundItem): Job[] {
-    const payload = JSON.parse(item.json) as Record<string, unknown>;
+    const payload = (item.payload ?? JSON.parse(item.json)) as Record<string, unknown>;
     if (item.kind === "event") return this.#eventJobs(payload as unknown as MatrixEvent);
     const jobs: Job[] = [];
     const type = payload.type as string;

@@ -160,6 +160,7 @@ export class Courier {
       runner: this.host,
       logger: this.log.child({ component: "dispatcher" }),
       maxConcurrency: config.dispatcher.maxConcurrency,
+      onDead: () => this.metrics?.inboundDead(),
     });
     this.#admin =
       config.admin.token === undefined
@@ -198,12 +199,12 @@ export class Courier {
     const app = createAppserviceApp({
       hsToken: this.registration.hsToken,
       journal: this.#journal,
-      onJournaled: (counts) => {
-        this.metrics?.transactionJournaled(counts);
+      onJournaled: (journaled) => {
+        this.metrics?.transactionJournaled(journaled.counts, journaled.rejected);
         // Test hook for the inbound crash test: die between the commit and the dispatch.
         if (process.env.COURIER_FAULT === "kill-after-journal") process.kill(process.pid, "SIGKILL");
         if (this.#recovery.journaled()) this.log.info("the inbound journal accepts transactions again");
-        this.dispatcher.wake();
+        this.dispatcher.offer(journaled);
       },
       onJournalFailed: () => {
         this.metrics?.journalFailed();
@@ -257,7 +258,7 @@ export class Courier {
     try {
       const outbox = await this.#outboxStore.prune(before);
       const inbound = await this.#journal.prune(before);
-      if (outbox + inbound.items > 0) this.log.info({ outbox, inbound }, "pruned old journal rows");
+      if (outbox + inbound > 0) this.log.info({ outbox, inbound }, "pruned old journal rows");
     } catch (error) {
       this.log.warn({ err: error }, "could not prune old journal rows; retrying later");
     }

@@ -1,12 +1,16 @@
 // Fuzzing the dispatcher with the real plugin host, journal and outbox: random events across
-// rooms, journaled in random batches before and during dispatch, handlers with random delays,
-// failures and hangs, random concurrency and buffer sizes, sometimes a stop and a new dispatcher
-// halfway. Every event is handled, in order within its room, exactly once when it succeeds, or
-// dead-lettered after maxAttempts; what a handler sends reaches the homeserver exactly once.
+// rooms, some malformed, parsed from transaction bodies and journaled in random batches before
+// and during dispatch, some transactions sent again re-serialised (as Synapse retries them),
+// handlers with random delays, failures and hangs, random concurrency and buffer sizes,
+// sometimes a stop and a new dispatcher halfway. Every valid event is handled, in order within
+// its room, exactly once when it succeeds, or dead-lettered after maxAttempts; a malformed one
+// is rejected and never stalls its room; what a handler sends reaches the homeserver exactly
+// once; the dispatcher goes idle.
 import { pino } from "pino";
 import fc from "fast-check";
 import { userId } from "../../src/ids.ts";
 import type { MatrixRequest } from "../../src/matrix/requests.ts";
+import { parseTransaction } from "../../src/appservice/parseTransaction.ts";
 import { Outbox } from "../../src/outbox/Outbox.ts";
 import { Dispatcher } from "../../src/plugins/Dispatcher.ts";
 import { definePlugin } from "../../src/plugins/definePlugin.ts";
@@ -42,7 +46,14 @@ const scenario = fc
     maxConcurrency: fc.integer({ min: 1, max: 6 }),
     maxBuffered: fc.integer({ min: 2, max: 40 }),
     events: fc.array(
-      fc.record({ room: fc.nat(), tries: fc.array(attempt, { minLength: 3, maxLength: 3 }) }),
+      fc.record({
+        room: fc.nat(),
+        tries: fc.array(attempt, { minLength: 3, maxLength: 3 }),
+        malformed: fc.oneof(
+          { weight: 6, arbitrary: fc.constant(undefined) },
+          { weight: 1, arbitrary: fc.constantFrom("noContent", "noEventId", "notObject", "noSender") },
+        ),
+      }),
       {
         minLength: 1,
         maxLength: 40,
@@ -51,6 +62,8 @@ const scenario = fc
     /** Sizes of the journal transactions; the first `before` are journaled before start. */
     batches: fc.array(fc.integer({ min: 1, max: 8 }), { minLength: 1, maxLength: 10 }),
     before: fc.nat({ max: 3 }),
+    /** Transactions the homeserver sends again (indices, modulo their number), re-serialised. */
+    resends: fc.array(fc.nat(), { maxLength: 4 }),
     /** Stop the dispatcher after this many finished handler runs, and start a new one. */
     restartAfter: fc.option(fc.integer({ min: 1, max: 30 }), { nil: undefined }),
   })
@@ -94,7 +107,8 @@ async function play(s: Scenario): Promise<void> {
   // What the handlers did, checked as it happens and at the end.
   const tries = s.events.map(() => 0);
   const successes = s.events.map(() => 0);
-  const settled = s.events.map(() => false);
+  // A malformed event is rejected at the journal: nothing waits for it.
+  const settled = s.events.map((e) => e.malformed !== undefined);
   const observed = s.events.map((): Observed[] => []);
   const startedInRoom = new Map<string, number[]>();
   const runningInRoom = new Map<string, number>();
@@ -168,28 +182,37 @@ async function play(s: Scenario): Promise<void> {
   expect(await host.load(plugin, {})).toBe(true);
   await outbox.start();
 
-  const items = s.events.map((e, n) => ({
-    kind: "event" as const,
-    lane: `room:${roomOf(n)}`,
-    eventId: `$in${n}`,
-    json: JSON.stringify({
+  const events = s.events.map((e, n) => {
+    const event: Record<string, unknown> = {
       event_id: `$in${n}`,
       room_id: roomOf(n),
       sender: "@alice:fuzz.test",
       type: "m.room.message",
       origin_server_ts: n,
       content: { msgtype: "m.text", body: `event ${n}`, n },
-    }),
-  }));
+    };
+    if (e.malformed === "noContent") delete event.content;
+    if (e.malformed === "noEventId") delete event.event_id;
+    if (e.malformed === "noSender") event.sender = 7;
+    return e.malformed === "notObject" ? `event ${n}` : event;
+  });
+  // A transaction body as the homeserver serialises it: `unsigned.age` is fresh every time.
+  let clock = 0;
+  const journalTransaction = (txnId: string, chunk: readonly unknown[]) => {
+    const withAge = chunk.map((e) => (typeof e === "object" ? { ...e, unsigned: { age: ++clock } } : e));
+    const parsed = parseTransaction(Buffer.from(JSON.stringify({ events: withAge })), txnId);
+    if (!parsed.ok) throw new Error(parsed.detail);
+    return journal.journal(txnId, parsed.items);
+  };
   // Cut the events into journal transactions of the given sizes (the last takes the rest).
-  const chunks: (typeof items)[] = [];
+  const chunks: (typeof events)[] = [];
   let from = 0;
   for (const size of s.batches) {
-    if (from >= items.length) break;
-    chunks.push(items.slice(from, from + size));
+    if (from >= events.length) break;
+    chunks.push(events.slice(from, from + size));
     from += size;
   }
-  if (from < items.length) chunks.push(items.slice(from));
+  if (from < events.length) chunks.push(events.slice(from));
 
   const options = {
     journal,
@@ -200,7 +223,7 @@ async function play(s: Scenario): Promise<void> {
   };
   let dispatcher = new Dispatcher(options);
   let t = 0;
-  for (const chunk of chunks.slice(0, s.before)) await journal.journal(`t${t++}`, `h${t}`, chunk);
+  for (const chunk of chunks.slice(0, s.before)) await journalTransaction(`t${t++}`, chunk);
 
   // Stop halfway and go on with a new dispatcher, as after a restart.
   let restarted: Promise<void> = Promise.resolve();
@@ -223,8 +246,14 @@ async function play(s: Scenario): Promise<void> {
   dispatcher.start();
   for (const chunk of chunks.slice(s.before)) {
     await sleep(chunk.length % 3);
-    await journal.journal(`t${t++}`, `h${t}`, chunk);
-    dispatcher.wake();
+    // Handed over from the commit, as the endpoint does; read back when the dispatcher is behind.
+    dispatcher.offer(await journalTransaction(`t${t++}`, chunk));
+  }
+  for (const index of s.resends) {
+    const again = index % chunks.length;
+    const outcome = await journalTransaction(`t${again}`, chunks[again]!);
+    expect(outcome.items).toEqual([]);
+    dispatcher.offer(outcome);
   }
   // Until every item is settled in the journal (a restart may leave some for the new dispatcher).
   for (let i = 0; i < 2000; i++) {
@@ -249,6 +278,10 @@ async function play(s: Scenario): Promise<void> {
     const seen = observed[n]!;
     const row = rows[n]!;
     const got = { n, seen, successes: successes[n], state: row.state };
+    if (e.malformed !== undefined) {
+      expect({ where, ...got }).toEqual({ where, ...got, seen: [], successes: 0, state: "rejected" });
+      return;
+    }
     // Each try did what was planned, unless the host timed it out (always so for a hang).
     const planned = e.tries
       .slice(0, seen.length)
@@ -270,24 +303,25 @@ async function play(s: Scenario): Promise<void> {
         ...got,
         tries: s.maxAttempts,
         successes: 0,
-        state: "failed",
+        state: "dead",
       });
       expect(row.error).toMatch(/planned failure|timed out/);
     }
   });
   // Per room, events started in journal order.
+  const valid = (n: number) => s.events[n]!.malformed === undefined;
   for (const [room, order] of startedInRoom) {
-    const journalOrder = s.events.flatMap((_, n) => (roomOf(n) === room ? [n] : []));
+    const journalOrder = s.events.flatMap((_, n) => (roomOf(n) === room && valid(n) ? [n] : []));
     expect({ where, room, order }).toEqual({ where, room, order: journalOrder });
   }
   // Every event's send left once, whatever the number of tries; each room's in journal order.
   const bodies = sent.map((r) => JSON.parse(r.body!).body as string);
-  expect([...bodies].sort()).toEqual(s.events.map((_, n) => `event ${n}`).sort());
+  expect([...bodies].sort()).toEqual(s.events.flatMap((_, n) => (valid(n) ? [`event ${n}`] : [])).sort());
   for (const room of new Set(s.events.map((_, n) => roomOf(n)))) {
     const inRoom = sent
       .filter((r) => r.path.includes(encodeURIComponent(room)))
       .map((r) => JSON.parse(r.body!).body);
-    const order = s.events.flatMap((_, n) => (roomOf(n) === room ? [`event ${n}`] : []));
+    const order = s.events.flatMap((_, n) => (roomOf(n) === room && valid(n) ? [`event ${n}`] : []));
     expect(inRoom).toEqual(order);
   }
   await dispatcher.stop();

@@ -101,11 +101,11 @@ function faultyOutboxStore(inner: OutboxStore): OutboxStore {
 
 function faultyInboundStore(inner: InboundStore): InboundStore {
   return {
-    journal: (txnId, hash, items) =>
-      interfaceSwitch.broken ? injected() : inner.journal(txnId, hash, items),
-    settle: (seq, state, error) => (interfaceSwitch.broken ? injected() : inner.settle(seq, state, error)),
-    recordAttempt: (seq) => (interfaceSwitch.broken ? injected() : inner.recordAttempt(seq)),
+    journal: (txnId, items) => (interfaceSwitch.broken ? injected() : inner.journal(txnId, items)),
+    record: (batch) => (interfaceSwitch.broken ? injected() : inner.record(batch)),
     pending: (after, limit) => inner.pending(after, limit),
+    pendingInLane: (lane, after, upTo, limit) => inner.pendingInLane(lane, after, upTo, limit),
+    list: (filter) => inner.list(filter),
     totals: () => inner.totals(),
   };
 }
@@ -241,7 +241,7 @@ describe.each(FAULTS)("store fault: $name", (fault) => {
       // A handler whose sends cannot be journaled: its event stays pending, it is not given up.
       gate.resolve();
       await until("the gated handler to run twice", () => gatedRuns >= 2);
-      expect((await realJournal.totals()).failed).toBe(0);
+      expect((await realJournal.totals()).dead).toBe(0);
       // What was journaled before the fault is still sent.
       await until("the 24 replies journaled before the fault", () => replies().length === 24);
       expect(replies().some((e) => String(e.content.body).includes("gated"))).toBe(false);
@@ -266,7 +266,7 @@ describe.each(FAULTS)("store fault: $name", (fault) => {
           .filter((b) => b.startsWith("re "));
         expect(got).toEqual(expected);
       }
-      expect(await realJournal.totals()).toEqual({ pending: 0, done: all.length, failed: 0 });
+      expect(await realJournal.totals()).toEqual({ pending: 0, done: all.length, dead: 0, rejected: 0 });
       expect(await realOutboxStore.totals()).toEqual({ pending: 0, sent: all.length * 2 + 1, dead: 0 });
       // Nothing was sent twice: no request needed the homeserver's dedupe.
       expect(hs.stats.deduped).toBe(0);

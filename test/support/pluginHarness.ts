@@ -36,6 +36,7 @@ export async function pluginHarness() {
       txnId: "t",
       kind: "event",
       lane: `room:${String(full.room_id)}`,
+      key: `event:${full.event_id}`,
       eventId: full.event_id,
       attempts: 0,
       json: JSON.stringify(full),

@@ -110,6 +110,23 @@ const MIGRATIONS: readonly string[] = [
   // lane each group commit dirtied a page per lane. Lanes are listed in memory (PendingByLane).
   `DROP INDEX outbox_pending;
    CREATE INDEX outbox_pending ON outbox (seq, lane_id) WHERE state = 'pending';`,
+  // Inbound items are deduplicated one by one, by key (`event:<event_id>`, or a fingerprint for
+  // items without an id), not per transaction by a hash of its body: Synapse re-serialises a
+  // retried transaction, so its bytes never match. Rows journaled twice by the old rule keep
+  // a key of their own (`legacy:<seq>`). Malformed items are kept as `rejected`; `failed` is
+  // now `dead`, as in the outbox.
+  `ALTER TABLE inbound_items ADD COLUMN item_key TEXT;
+   ALTER TABLE inbound_items ADD COLUMN received_at INTEGER NOT NULL DEFAULT 0;
+   UPDATE inbound_items SET
+     item_key = CASE WHEN event_id IS NOT NULL AND seq IN
+         (SELECT MIN(seq) FROM inbound_items WHERE event_id IS NOT NULL GROUP BY event_id)
+       THEN 'event:' || event_id ELSE 'legacy:' || seq END,
+     received_at = COALESCE(
+       (SELECT MIN(t.received_at) FROM inbound_txns t WHERE t.txn_id = inbound_items.txn_id), 0),
+     state = CASE state WHEN 'failed' THEN 'dead' ELSE state END;
+   CREATE UNIQUE INDEX inbound_items_key ON inbound_items (item_key);
+   CREATE INDEX inbound_items_trouble ON inbound_items (state, seq) WHERE state IN ('dead', 'rejected');
+   DROP TABLE inbound_txns;`,
 ];
 
 /**

@@ -11,94 +11,160 @@ import type { TxnId } from "../../../src/ids.ts";
 const event = (id: string, room = "!a:x"): NewInboundItem => ({
   kind: "event",
   lane: `room:${room}`,
+  key: `event:${id}`,
   eventId: id,
   json: JSON.stringify({ event_id: id, room_id: room, type: "m.room.message" }),
 });
+const rejected = (key: string, reason: string): NewInboundItem => ({
+  kind: "event",
+  lane: "room:unknown",
+  key,
+  eventId: undefined,
+  json: "{}",
+  rejected: reason,
+});
+const ids = async (journal: SqliteInboundJournal) =>
+  (await journal.pending(0, 100)).items.map((i) => i.eventId);
 
 describe("SqliteInboundJournal", () => {
   let dir: string;
   beforeEach(() => (dir = mkdtempSync(join(tmpdir(), "courier-inbound-"))));
   afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
-  test("journals a transaction and its items in order; pending reads them in windows", async () => {
+  test("journals a transaction's items in order and returns them; pending reads them in windows", async () => {
     const journal = new SqliteInboundJournal({ path: ":memory:" });
     const items = [event("$1"), event("$2", "!b:x"), event("$3")];
-    expect(await journal.journal("1", "h1", items)).toEqual({ duplicate: false });
-    const all = await journal.pending(0, 10);
-    expect(all.map((i) => [i.txnId, i.eventId, i.lane, i.kind, i.attempts])).toEqual([
-      ["1", "$1", "room:!a:x", "event", 0],
-      ["1", "$2", "room:!b:x", "event", 0],
-      ["1", "$3", "room:!a:x", "event", 0],
+    const outcome = await journal.journal("1", items);
+    expect(outcome).toMatchObject({ rejected: 0, duplicates: 0, afterSeq: 0, upToSeq: 3 });
+    const { items: all, readUpTo } = await journal.pending(0, 10);
+    expect(readUpTo).toBe(3);
+    expect(outcome.items).toEqual(all);
+    expect(all.map((i) => [i.txnId, i.eventId, i.lane, i.kind, i.key, i.attempts])).toEqual([
+      ["1", "$1", "room:!a:x", "event", "event:$1", 0],
+      ["1", "$2", "room:!b:x", "event", "event:$2", 0],
+      ["1", "$3", "room:!a:x", "event", "event:$3", 0],
     ]);
     expect(all[0]!.json).toBe(items[0]!.json);
     const seqs = all.map((i) => i.seq);
     expect(seqs).toEqual([...seqs].sort((a, b) => a - b));
-    expect((await journal.pending(seqs[0]!, 1)).map((i) => i.eventId)).toEqual(["$2"]);
-    expect(await journal.pending(seqs[2]!, 10)).toEqual([]);
+    const window = await journal.pending(seqs[0]!, 1);
+    expect([window.items.map((i) => i.eventId), window.readUpTo]).toEqual([["$2"], seqs[1]]);
+    expect(await journal.pending(seqs[2]!, 10)).toEqual({ items: [], readUpTo: 3 });
     await journal.close();
   });
 
-  test("the same txnId and body hash is a duplicate and writes nothing", async () => {
+  test("an item is journaled once per key, whatever transaction carries it", async () => {
     const journal = new SqliteInboundJournal({ path: ":memory:" });
-    await journal.journal("1", "h1", [event("$1")]);
-    expect(await journal.journal("1", "h1", [event("$1"), event("$other")])).toEqual({ duplicate: true });
-    expect((await journal.pending(0, 10)).map((i) => i.eventId)).toEqual(["$1"]);
+    await journal.journal("1", [event("$1"), event("$2")]);
+    // Synapse's retry of the same transaction: the same event ids, re-serialised.
+    const retry = await journal.journal("1", [event("$1"), event("$2")]);
+    expect(retry).toMatchObject({ items: [], duplicates: 2, afterSeq: 2, upToSeq: 2 });
+    // Another transaction carrying one of them, and a new one.
+    const other = await journal.journal("2", [event("$2"), event("$3")]);
+    expect(other.items.map((i) => i.eventId)).toEqual(["$3"]);
+    expect(other.duplicates).toBe(1);
+    expect(await ids(journal)).toEqual(["$1", "$2", "$3"]);
   });
 
-  test("a reused txnId with a different body is a new transaction", async () => {
+  test("a reused txnId with new events journals them (a homeserver whose counter was reset)", async () => {
     const journal = new SqliteInboundJournal({ path: ":memory:" });
-    await journal.journal("1", "h1", [event("$1")]);
-    expect(await journal.journal("1", "h2", [event("$2")])).toEqual({ duplicate: false });
-    expect((await journal.pending(0, 10)).map((i) => [i.txnId, i.eventId])).toEqual([
-      ["1", "$1"],
+    await journal.journal("1", [event("$1")]);
+    expect((await journal.journal("1", [event("$2")])).items.map((i) => [i.txnId, i.eventId])).toEqual([
       ["1", "$2"],
     ]);
+    expect(await ids(journal)).toEqual(["$1", "$2"]);
   });
 
-  test("an empty transaction is journaled, and deduplicated, like any other", async () => {
+  test("rejected items are kept with their reason, take a seq, and are never pending", async () => {
     const journal = new SqliteInboundJournal({ path: ":memory:" });
-    expect(await journal.journal("e", "h", [])).toEqual({ duplicate: false });
-    expect(await journal.journal("e", "h", [])).toEqual({ duplicate: true });
+    const outcome = await journal.journal("1", [event("$1"), rejected("bad:1", "no content"), event("$2")]);
+    expect(outcome).toMatchObject({ rejected: 1, afterSeq: 0, upToSeq: 3 });
+    expect(outcome.items.map((i) => i.eventId)).toEqual(["$1", "$2"]);
+    expect(await ids(journal)).toEqual(["$1", "$2"]);
+    expect(await journal.list({ state: "rejected", limit: 10 })).toEqual([
+      expect.objectContaining({ seq: 2, state: "rejected", error: "no content", txnId: "1" }),
+    ]);
+    expect(await journal.totals()).toEqual({ pending: 2, done: 0, dead: 0, rejected: 1 });
+    // The same rejected item again is a duplicate, like any other.
+    expect(await journal.journal("1", [rejected("bad:1", "no content")])).toMatchObject({
+      rejected: 0,
+      duplicates: 1,
+    });
   });
 
   test("dedupe survives reopening the file, which is private to its owner", async () => {
     const path = join(dir, "db.sqlite");
     const first = new SqliteInboundJournal({ path });
-    await first.journal("7", "h", [event("$1")]);
+    await first.journal("7", [event("$1")]);
     await first.close();
     expect(statSync(path).mode & 0o077).toBe(0);
     const again = new SqliteInboundJournal({ path });
-    expect(await again.journal("7", "h", [event("$1")])).toEqual({ duplicate: true });
-    expect(await again.pending(0, 10)).toHaveLength(1);
+    expect(await again.journal("8", [event("$1")])).toMatchObject({ items: [], duplicates: 1 });
+    expect(await ids(again)).toEqual(["$1"]);
     await again.close();
   });
 
-  test("settle, recordAttempt and totals", async () => {
+  test("record counts begun dispatches and settles outcomes in one commit; the first outcome stays", async () => {
     const journal = new SqliteInboundJournal({ path: ":memory:" });
-    await journal.journal("1", "h", [event("$1"), event("$2"), event("$3")]);
-    const [a, b] = await journal.pending(0, 10);
-    expect(await journal.recordAttempt(a!.seq)).toBe(1);
-    expect(await journal.recordAttempt(a!.seq)).toBe(2);
-    await journal.settle(a!.seq, "done");
-    await journal.settle(b!.seq, "failed", "handler threw");
-    await journal.settle(b!.seq, "done"); // the first outcome stays
-    expect(await journal.totals()).toEqual({ pending: 1, done: 1, failed: 1 });
-    expect((await journal.pending(0, 10)).map((i) => i.eventId)).toEqual(["$3"]);
-    await expect(journal.recordAttempt(9999)).rejects.toThrow(/9999/);
+    await journal.journal("1", [event("$1"), event("$2"), event("$3")]);
+    const [a, b] = (await journal.pending(0, 10)).items;
+    await journal.record({ begun: [a!.seq, b!.seq, a!.seq], settled: [] });
+    expect((await journal.pending(0, 10)).items.map((i) => i.attempts)).toEqual([2, 1, 0]);
+    await journal.record({
+      begun: [],
+      settled: [
+        { seq: a!.seq, state: "done" },
+        { seq: b!.seq, state: "dead", error: "handler threw" },
+      ],
+    });
+    await journal.record({ begun: [b!.seq], settled: [{ seq: b!.seq, state: "done" }] });
+    expect(await journal.totals()).toEqual({ pending: 1, done: 1, dead: 1, rejected: 0 });
+    expect(await ids(journal)).toEqual(["$3"]);
+    expect(await journal.list({ state: "dead", limit: 10 })).toEqual([
+      expect.objectContaining({ eventId: "$2", attempts: 1, error: "handler threw" }),
+    ]);
   });
 
-  test("a failed commit rejects and leaves nothing behind: the retry is not a duplicate", async () => {
+  test("a failed record commits nothing of its batch", async () => {
+    const db = openSqlite({ path: ":memory:" });
+    const journal = new SqliteInboundJournal(db);
+    await journal.journal("1", [event("$1"), event("$2")]);
+    db.exec(`CREATE TEMP TRIGGER boom BEFORE UPDATE OF state ON inbound_items WHEN NEW.state = 'dead'
+             BEGIN SELECT RAISE(ABORT, 'boom'); END`);
+    await expect(
+      journal.record({
+        begun: [1],
+        settled: [
+          { seq: 1, state: "done" },
+          { seq: 2, state: "dead" },
+        ],
+      }),
+    ).rejects.toThrow(/boom/);
+    expect(db.isTransaction).toBe(false);
+    expect((await journal.pending(0, 10)).items.map((i) => i.attempts)).toEqual([0, 0]);
+    db.close();
+  });
+
+  test("pendingInLane reads one lane's pending items in a seq range", async () => {
+    const journal = new SqliteInboundJournal({ path: ":memory:" });
+    await journal.journal("1", [event("$1"), event("$2", "!b:x"), event("$3"), event("$4"), event("$5")]);
+    const read = (after: number, upTo: number, limit: number) =>
+      journal.pendingInLane("room:!a:x", after, upTo, limit).then((items) => items.map((i) => i.eventId));
+    expect(await read(0, 5, 10)).toEqual(["$1", "$3", "$4", "$5"]);
+    expect(await read(1, 4, 10)).toEqual(["$3", "$4"]);
+    expect(await read(1, 5, 1)).toEqual(["$3"]);
+  });
+
+  test("a failed commit rejects and leaves nothing behind: the retry journals everything", async () => {
     const db = openSqlite({ path: ":memory:" });
     const journal = new SqliteInboundJournal(db);
     db.exec(`CREATE TEMP TRIGGER boom BEFORE INSERT ON inbound_items WHEN NEW.lane = 'room:!boom:x'
              BEGIN SELECT RAISE(ABORT, 'boom'); END`);
-    await expect(journal.journal("1", "h", [event("$1"), event("$2", "!boom:x")])).rejects.toThrow(/boom/);
+    await expect(journal.journal("1", [event("$1"), event("$2", "!boom:x")])).rejects.toThrow(/boom/);
     expect(db.isTransaction).toBe(false);
-    expect(await journal.pending(0, 10)).toEqual([]);
+    expect(await ids(journal)).toEqual([]);
     db.exec("DROP TRIGGER boom");
-    expect(await journal.journal("1", "h", [event("$1"), event("$2", "!boom:x")])).toEqual({
-      duplicate: false,
-    });
+    expect((await journal.journal("1", [event("$1"), event("$2", "!boom:x")])).items).toHaveLength(2);
     db.close();
   });
 
@@ -107,7 +173,7 @@ describe("SqliteInboundJournal", () => {
     await new SqliteInboundJournal({ path }).close();
     const db = new DatabaseSync(path, { readOnly: true });
     const journal = new SqliteInboundJournal(db);
-    await expect(journal.journal("1", "h", [event("$1")])).rejects.toThrow(/readonly/i);
+    await expect(journal.journal("1", [event("$1")])).rejects.toThrow(/readonly/i);
     db.close();
   });
 
@@ -115,7 +181,7 @@ describe("SqliteInboundJournal", () => {
     const db = openSqlite({ path: ":memory:" });
     const journal = new SqliteInboundJournal(db);
     db.close();
-    const result = journal.journal("1", "h", [event("$1")]);
+    const result = journal.journal("1", [event("$1")]);
     await expect(result).rejects.toThrow();
   });
 
@@ -133,39 +199,62 @@ describe("SqliteInboundJournal", () => {
           request: { method: "PUT", path: "/p", body: "{}" },
         },
       ]),
-      journal.journal("1", "h", [event("$1")]),
+      journal.journal("1", [event("$1")]),
     ]);
     expect(inserted[0]!.inserted).toBe(true);
-    expect(await journal.pending(0, 10)).toHaveLength(1);
+    expect(await ids(journal)).toHaveLength(1);
     await outbox.close();
     await journal.close(); // does not close a database it did not open
     expect(db.isOpen).toBe(true);
     db.close();
   });
 
-  test("prune deletes settled items and finished transactions; seq never goes back", async () => {
+  test("prune deletes settled items, pending ones stay; seq never goes back", async () => {
     const journal = new SqliteInboundJournal({ path: ":memory:" });
-    await journal.journal("1", "h", [event("$1"), event("$2")]);
-    await journal.journal("2", "h", [event("$3")]);
-    const [one, two, three] = await journal.pending(0, 10);
-    await journal.settle(one!.seq, "done");
-    await journal.settle(two!.seq, "failed", "x");
-    await journal.settle(three!.seq, "done");
-    expect(await journal.prune(0)).toEqual({ transactions: 0, items: 0 });
-    expect(await journal.prune(Date.now() + 1000)).toEqual({ transactions: 2, items: 3 });
-    expect(await journal.totals()).toEqual({ pending: 0, done: 0, failed: 0 });
-    // A pruned transaction is forgotten: the same id and body is journaled anew.
-    expect(await journal.journal("1", "h", [event("$4")])).toEqual({ duplicate: false });
-    const [next] = await journal.pending(0, 10);
-    expect(next!.seq).toBeGreaterThan(three!.seq);
+    await journal.journal("1", [event("$1"), event("$2"), rejected("bad", "x")]);
+    await journal.journal("2", [event("$3"), event("$4")]);
+    const [one, two, three] = (await journal.pending(0, 10)).items;
+    await journal.record({
+      begun: [],
+      settled: [
+        { seq: one!.seq, state: "done" },
+        { seq: two!.seq, state: "dead", error: "x" },
+        { seq: three!.seq, state: "done" },
+      ],
+    });
+    expect(await journal.prune(0)).toBe(0);
+    expect(await journal.prune(Date.now() + 1000)).toBe(4);
+    expect(await journal.totals()).toEqual({ pending: 1, done: 0, dead: 0, rejected: 0 });
+    // A pruned event is forgotten: sent again, it is journaled anew (after the retention period).
+    const again = await journal.journal("1", [event("$1")]);
+    expect(again.items[0]!.seq).toBeGreaterThan(5);
+    expect(again.afterSeq).toBe(5);
   });
 
-  test("prune keeps a transaction that still has pending items", async () => {
-    const journal = new SqliteInboundJournal({ path: ":memory:" });
-    await journal.journal("1", "h", [event("$1"), event("$2")]);
-    const [one] = await journal.pending(0, 10);
-    await journal.settle(one!.seq, "done");
-    expect(await journal.prune(Date.now() + 1000)).toEqual({ transactions: 0, items: 1 });
-    expect(await journal.journal("1", "h", [event("$1"), event("$2")])).toEqual({ duplicate: true });
+  test("upgrading a journal of schema 6: keys from event ids, a duplicate journaled twice by the old rule kept apart, failed becomes dead", () => {
+    const path = join(dir, "old.sqlite");
+    const db = openSqlite({ path });
+    db.exec("PRAGMA user_version = 6");
+    db.exec("DROP INDEX inbound_items_key; DROP INDEX inbound_items_trouble");
+    db.exec(
+      "ALTER TABLE inbound_items DROP COLUMN item_key; ALTER TABLE inbound_items DROP COLUMN received_at",
+    );
+    db.exec(`CREATE TABLE inbound_txns (txn_id TEXT NOT NULL, body_hash TEXT NOT NULL, received_at INTEGER NOT NULL,
+             PRIMARY KEY (txn_id, body_hash)) WITHOUT ROWID`);
+    db.exec(`INSERT INTO inbound_txns VALUES ('1', 'h1', 1000), ('1', 'h2', 2000);
+             INSERT INTO inbound_items (txn_id, kind, lane, event_id, json, state) VALUES
+               ('1', 'event', 'room:!a:x', '$1', '{}', 'done'),
+               ('1', 'event', 'room:!a:x', '$1', '{}', 'failed'),
+               ('1', 'toDevice', 'todevice:@u:x', NULL, '{}', 'pending')`);
+    db.close();
+    const upgraded = openSqlite({ path });
+    expect(
+      upgraded.prepare("SELECT seq, item_key, state, received_at FROM inbound_items ORDER BY seq").all(),
+    ).toEqual([
+      { seq: 1, item_key: "event:$1", state: "done", received_at: 1000 },
+      { seq: 2, item_key: "legacy:2", state: "dead", received_at: 1000 },
+      { seq: 3, item_key: "legacy:3", state: "pending", received_at: 1000 },
+    ]);
+    upgraded.close();
   });
 });

@@ -44,6 +44,7 @@ const item = (event: object, kind: InboundItem["kind"] = "event"): InboundItem =
   txnId: "t1",
   kind,
   lane: "room:!r:x",
+  key: `item:${seq}`,
   eventId: (event as { event_id?: string }).event_id,
   json: JSON.stringify(event),
   attempts: 0,

@@ -52,6 +52,12 @@ describe("SqliteOutboxStore", () => {
       INSERT INTO outbox SELECT * FROM outbox_v4;
       DROP TABLE outbox_v4;
       CREATE INDEX outbox_pending ON outbox (lane_id, seq) WHERE state = 'pending';
+      DROP INDEX inbound_items_key;
+      DROP INDEX inbound_items_trouble;
+      ALTER TABLE inbound_items DROP COLUMN item_key;
+      ALTER TABLE inbound_items DROP COLUMN received_at;
+      CREATE TABLE inbound_txns (txn_id TEXT NOT NULL, body_hash TEXT NOT NULL, received_at INTEGER NOT NULL,
+        PRIMARY KEY (txn_id, body_hash)) WITHOUT ROWID;
       PRAGMA user_version = 3;`);
     const rows = old.prepare("SELECT seq, txn_id FROM outbox").all() as Array<{
       seq: number;

@@ -1,7 +1,7 @@
 import type { Express } from "express";
 import { AdminSessions } from "./AdminSessions.ts";
 import { createAdminRouter } from "./adminRouter.ts";
-import { readAdminState, type AdminState } from "./adminState.ts";
+import { readAdminState, readInboundPanel, type AdminState, type InboundPanel } from "./adminState.ts";
 import type { AdminDashboardOptions } from "./options.ts";
 import { ThroughputMeter } from "./ThroughputMeter.ts";
 
@@ -11,10 +11,11 @@ export type { AdminDashboardOptions, PluginStatus } from "./options.ts";
 export const ADMIN_PATH = "/admin";
 
 const DEFAULT_SESSION_TTL_MS = 12 * 3_600_000;
+const DEFAULT_INBOUND_LIMIT = 25;
 
 /**
  * The operator dashboard: outbox lanes, recent sends, dead letters with a retry button, plugins,
- * and sends per minute over the last hour. Create it before the outbox starts sending (it counts
+ * sends per minute over the last hour, and the inbound items rejected or given up, with why. Create it before the outbox starts sending (it counts
  * the outbox's `sent` and `dead` events from then on), then `mount` it on the appservice app.
  */
 export class AdminDashboard {
@@ -44,6 +45,7 @@ export class AdminDashboard {
         token: this.#options.token,
         sessions: this.#sessions,
         state: () => this.state(),
+        inbound: () => this.inbound(),
         store: this.#options.store,
         outbox: this.#options.outbox,
         log: this.#options.logger,
@@ -61,8 +63,19 @@ export class AdminDashboard {
       plugins: o.plugins,
       about: () => ({ ...o.about?.(), startedAt: this.#startedAt }),
       throughput: () => this.#meter.series(),
-      limits: { recent: o.recentLimit ?? 25, dead: o.deadLimit ?? 100, lanes: o.laneLimit ?? 50 },
+      inbound: o.inbound,
+      limits: {
+        recent: o.recentLimit ?? 25,
+        dead: o.deadLimit ?? 100,
+        lanes: o.laneLimit ?? 50,
+        inbound: o.inboundLimit ?? DEFAULT_INBOUND_LIMIT,
+      },
       now: o.now ?? Date.now,
     });
+  }
+
+  /** What `GET /admin/api/inbound` answers. Does I/O (journal queries). */
+  inbound(): Promise<InboundPanel> {
+    return readInboundPanel(this.#options.inbound, this.#options.inboundLimit ?? DEFAULT_INBOUND_LIMIT);
   }
 }

@@ -12,7 +12,7 @@ import {
   type AdminCredentials,
 } from "./adminAuth.ts";
 import type { AdminSessions } from "./AdminSessions.ts";
-import type { AdminState } from "./adminState.ts";
+import type { AdminState, InboundPanel } from "./adminState.ts";
 import { CONTENT_SECURITY_POLICY, dashboardPage, loginPage } from "./dashboardPage.ts";
 import { DASHBOARD_SCRIPT } from "./dashboardScript.ts";
 
@@ -21,6 +21,8 @@ export interface AdminRouterOptions {
   readonly sessions: AdminSessions;
   /** Everything the page shows. Does I/O. */
   readonly state: () => Promise<AdminState>;
+  /** The inbound panel alone (totals, rejected and dead items). Does I/O. */
+  readonly inbound: () => Promise<InboundPanel>;
   readonly store: Pick<OutboxStore, "requeue">;
   readonly outbox: Pick<Outbox, "rescan">;
   readonly log: Logger;
@@ -162,6 +164,10 @@ export function createAdminRouter(options: AdminRouterOptions): Router {
 
   router.get("/api/state", async (_req, res) => {
     res.status(200).json(await options.state());
+  });
+
+  router.get("/api/inbound", async (_req, res) => {
+    res.status(200).json(await options.inbound());
   });
 
   router.post("/api/dead/retry", sameOrigin, async (_req, res) => {

@@ -1,4 +1,5 @@
 import type { Outbox } from "../outbox/Outbox.ts";
+import type { InboundRecord, InboundState, InboundStore } from "../store/InboundStore.ts";
 import type { OutboxRow, OutboxStore, OutboxTotals } from "../store/OutboxStore.ts";
 import type { PluginStatus } from "./options.ts";
 import type { ThroughputSeries } from "./ThroughputMeter.ts";
@@ -34,7 +35,37 @@ export interface AdminState {
   readonly dead: readonly RowView[];
   readonly plugins: readonly PluginStatus[];
   readonly throughput: ThroughputSeries;
+  /** The inbound journal: items by state, the newest rejected and dead ones. */
+  readonly inbound: InboundPanel;
 }
+
+/** What `GET /admin/api/inbound` answers (and `inbound` of the state). */
+export interface InboundPanel {
+  /** Items in the journal by state. */
+  readonly totals: Record<InboundState, number>;
+  /** Items refused at the journal as malformed (never handled), newest first, with why. */
+  readonly rejected: readonly InboundView[];
+  /** Items whose handlers were given up, newest first, with why. */
+  readonly dead: readonly InboundView[];
+}
+
+/** One inbound item as the dashboard shows it (not the item itself: it may hold private content). */
+export interface InboundView {
+  readonly seq: number;
+  readonly txnId: string;
+  readonly kind: string;
+  readonly lane: string;
+  readonly eventId?: string;
+  readonly attempts: number;
+  /** Absent for items journaled before courier recorded it. */
+  readonly receivedAt?: number;
+  readonly settledAt?: number;
+  /** Why it was rejected or given up, at most `REASON_MAX_CHARS` characters. */
+  readonly reason: string;
+}
+
+/** A reason longer than this (handler errors are free text) is cut, ending in `…`. */
+export const REASON_MAX_CHARS = 1000;
 
 /** One outbox row as the dashboard shows it (no request body: it may hold private content). */
 export interface RowView {
@@ -57,16 +88,24 @@ export interface AdminStateSources {
   readonly plugins: () => readonly PluginStatus[];
   readonly about: () => Record<string, unknown>;
   readonly throughput: () => ThroughputSeries;
-  readonly limits: { readonly recent: number; readonly dead: number; readonly lanes: number };
+  readonly inbound: Pick<InboundStore, "list" | "totals">;
+  readonly limits: {
+    readonly recent: number;
+    readonly dead: number;
+    readonly lanes: number;
+    /** Rejected items listed, and dead ones. */
+    readonly inbound: number;
+  };
   readonly now: () => number;
 }
 
 /** Reads the dashboard's state from the outbox and its store. Does I/O (store queries). */
 export async function readAdminState(sources: AdminStateSources): Promise<AdminState> {
-  const [stats, recent, dead] = await Promise.all([
+  const [stats, recent, dead, inbound] = await Promise.all([
     sources.outbox.stats(),
     sources.store.list({ state: "sent", limit: sources.limits.recent }),
     sources.store.list({ state: "dead", limit: sources.limits.dead }),
+    readInboundPanel(sources.inbound, sources.limits.inbound),
   ]);
   const now = sources.now();
   return {
@@ -93,7 +132,43 @@ export async function readAdminState(sources: AdminStateSources): Promise<AdminS
     dead: dead.map(viewOf),
     plugins: sources.plugins(),
     throughput: sources.throughput(),
+    inbound,
   };
+}
+
+/** Reads the inbound panel: totals, and the newest `limit` rejected and dead items. Does I/O. */
+export async function readInboundPanel(
+  journal: Pick<InboundStore, "list" | "totals">,
+  limit: number,
+): Promise<InboundPanel> {
+  const [totals, rejected, dead] = await Promise.all([
+    journal.totals(),
+    journal.list({ state: "rejected", limit }),
+    journal.list({ state: "dead", limit }),
+  ]);
+  return { totals, rejected: rejected.map(inboundViewOf), dead: dead.map(inboundViewOf) };
+}
+
+/** The metadata of an item, without the item; the reason cut to `REASON_MAX_CHARS`. */
+export function inboundViewOf(record: InboundRecord): InboundView {
+  return {
+    seq: record.seq,
+    txnId: record.txnId,
+    kind: record.kind,
+    lane: record.lane,
+    ...(record.eventId === undefined ? {} : { eventId: record.eventId }),
+    attempts: record.attempts,
+    ...(record.receivedAt > 0 ? { receivedAt: record.receivedAt } : {}),
+    ...(record.settledAt === undefined ? {} : { settledAt: record.settledAt }),
+    reason: clip(record.error ?? "", REASON_MAX_CHARS),
+  };
+}
+
+/** At most `max` characters, the last one `…` when cut; never half of a surrogate pair. */
+function clip(text: string, max: number): string {
+  if (text.length <= max) return text;
+  const end = /[\uD800-\uDBFF]/.test(text.charAt(max - 2)) ? max - 2 : max - 1;
+  return `${text.slice(0, end)}…`;
 }
 
 function viewOf(row: OutboxRow): RowView {

@@ -32,6 +32,10 @@ h2 small { color: var(--muted); font-weight: normal; }
 .card span { color: var(--muted); font-size: 12px; }
 .card.dead b { color: var(--dead); }
 .card.pending b { color: var(--warn); }
+.card.rejected b { color: var(--warn); }
+h3 { font-size: 13px; margin: 14px 0 6px; display: flex; gap: 8px; align-items: baseline; }
+h3 small { color: var(--muted); font-weight: normal; }
+td.reason { white-space: pre-wrap; }
 table { width: 100%; border-collapse: collapse; font-size: 13px; }
 th { text-align: left; color: var(--muted); font-weight: 600; border-bottom: 1px solid var(--line); padding: 4px 8px 4px 0; }
 td { border-bottom: 1px solid var(--line); padding: 5px 8px 5px 0; vertical-align: top; overflow-wrap: break-word; }
@@ -161,6 +165,21 @@ export function dashboardPage(): string {
     <div id="notice" role="status"></div>
     <table><thead><tr><th class="nowrap">Dead since</th><th>Lane</th><th>Txn id</th><th>Error</th><th class="num">Attempts</th><th></th></tr></thead>
     <tbody id="dead"></tbody></table>
+  </section>
+  <section class="wide">
+    <h2>Inbound <small>what the homeserver pushed, in the journal</small></h2>
+    <div class="cards">
+      <div class="card pending"><b id="inbound-pending">–</b><span>pending (being handled)</span></div>
+      <div class="card"><b id="inbound-done">–</b><span>handled (kept in the store)</span></div>
+      <div class="card dead"><b id="inbound-dead">–</b><span>dead (handlers gave up)</span></div>
+      <div class="card rejected"><b id="inbound-rejected">–</b><span>rejected (malformed)</span></div>
+    </div>
+    <h3>Rejected <small id="inbound-rejected-summary"></small></h3>
+    <table><thead><tr><th class="nowrap">Received</th><th>Kind</th><th>Lane</th><th>Event id</th><th>Txn id</th><th>Reason</th></tr></thead>
+    <tbody id="inbound-rejected-items"></tbody></table>
+    <h3>Dead <small id="inbound-dead-summary"></small></h3>
+    <table><thead><tr><th class="nowrap">Dead since</th><th>Kind</th><th>Lane</th><th>Event id</th><th>Txn id</th><th class="num">Attempts</th><th>Reason</th></tr></thead>
+    <tbody id="inbound-dead-items"></tbody></table>
   </section>
   <section class="wide">
     <h2>Recent sends <small>newest first</small></h2>

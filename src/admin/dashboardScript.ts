@@ -134,6 +134,46 @@ export const DASHBOARD_SCRIPT = `"use strict";
     return reason.indexOf(prefix) === 0 ? reason.slice(prefix.length) : reason;
   }
 
+  // Day and time when not today: a rejected item may be days old.
+  function fmtWhen(ms) {
+    if (ms === undefined || ms === null) return "–";
+    var d = new Date(ms);
+    if (d.toDateString() === new Date().toDateString()) return fmtTime(ms);
+    var pad = function (n) { return String(n).padStart(2, "0"); };
+    return d.getFullYear() + "-" + pad(d.getMonth() + 1) + "-" + pad(d.getDate()) + " " + fmtTime(ms).slice(0, 5);
+  }
+
+  function renderInbound(inbound) {
+    $("inbound-pending").textContent = fmtNumber(inbound.totals.pending);
+    $("inbound-done").textContent = fmtNumber(inbound.totals.done);
+    $("inbound-dead").textContent = fmtNumber(inbound.totals.dead);
+    $("inbound-rejected").textContent = fmtNumber(inbound.totals.rejected);
+    renderInboundItems($("inbound-rejected-items"), $("inbound-rejected-summary"), inbound.rejected,
+      inbound.totals.rejected, false, "Nothing rejected: every item the homeserver sent was well-formed.");
+    renderInboundItems($("inbound-dead-items"), $("inbound-dead-summary"), inbound.dead,
+      inbound.totals.dead, true, "No dead items: every handler finished.");
+  }
+
+  // Event ids, lanes and reasons come from the network: text nodes only.
+  function renderInboundItems(tbody, summary, items, total, withAttempts, emptyText) {
+    var columns = withAttempts ? 7 : 6;
+    var rows = items.map(function (i) {
+      var cells = [
+        el("td", { "class": "nowrap" }, [fmtWhen(withAttempts ? i.settledAt : i.receivedAt)]),
+        el("td", null, [String(i.kind)]),
+        el("td", null, [code(i.lane)]),
+        el("td", { "class": "event-id" }, [i.eventId ? code(i.eventId) : "–"]),
+        el("td", null, [code(i.txnId)]),
+      ];
+      if (withAttempts) cells.push(el("td", { "class": "num" }, [String(i.attempts)]));
+      cells.push(el("td", { "class": "reason" }, [String(i.reason)]));
+      return el("tr", { "data-seq": String(i.seq) }, cells);
+    });
+    tbody.replaceChildren.apply(tbody, rows.length ? rows : [emptyRow(columns, emptyText)]);
+    summary.textContent =
+      total > items.length ? "the newest " + items.length + " of " + fmtNumber(total) : total ? fmtNumber(total) : "";
+  }
+
   function renderRecent(recent) {
     var rows = recent.map(function (r) {
       return el("tr", { "data-txn": r.txnId }, [
@@ -209,6 +249,7 @@ export const DASHBOARD_SCRIPT = `"use strict";
     renderLanes(state.lanes);
     renderPlugins(state.plugins);
     renderDead(state.dead, state.totals.dead);
+    renderInbound(state.inbound);
     renderRecent(state.recent);
   }
 

@@ -1,5 +1,6 @@
 import type { Logger } from "pino";
 import type { Outbox } from "../outbox/Outbox.ts";
+import type { InboundStore } from "../store/InboundStore.ts";
 import type { OutboxStore } from "../store/OutboxStore.ts";
 
 /** A plugin as the host reports it. */
@@ -18,6 +19,8 @@ export interface AdminDashboardOptions {
   readonly outbox: Outbox;
   /** The outbox's store: recent sends and dead letters (`list`), the retry button (`requeue`). */
   readonly store: Pick<OutboxStore, "list" | "requeue">;
+  /** The inbound journal: items by state, rejected and dead items with their reasons. Read only. */
+  readonly inbound: Pick<InboundStore, "list" | "totals">;
   /** The plugins and their status. No I/O. */
   readonly plugins: () => readonly PluginStatus[];
   /** Shown in the page header (bot user id, homeserver, start-up ping…). No I/O. @default nothing */
@@ -28,6 +31,8 @@ export interface AdminDashboardOptions {
   readonly recentLimit?: number;
   /** Dead letters listed. @default 100 */
   readonly deadLimit?: number;
+  /** Rejected inbound items listed, and dead ones. @default 25 */
+  readonly inboundLimit?: number;
   /** Lanes listed (the deepest first). @default 50 */
   readonly laneLimit?: number;
   /** The clock (tests). @default Date.now */

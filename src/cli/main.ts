@@ -4,6 +4,7 @@ import { Command, CommanderError } from "commander";
 import { CourierError } from "../errors.ts";
 import { runInit, runRegister, runStart } from "./commands.ts";
 import { outboxDrop, outboxList, outboxRetry, outboxStats } from "./outboxCommands.ts";
+import { inboundList, inboundStats, LISTED_STATES, type ListedState } from "./inboundCommands.ts";
 import { askYesNo } from "./askYesNo.ts";
 import { runDoctorCommand } from "./doctorCommand.ts";
 import { terminalProgress } from "./terminalProgress.ts";
@@ -132,6 +133,50 @@ outbox
       throw new CommanderError(2, "courier.dropConfirm", "not a terminal, so nobody can confirm: pass --yes");
     const dropped = await outboxDrop(opts.config, txnIds, { yes: opts.yes ?? false, confirm: askYesNo });
     if (dropped === 0) process.exitCode = 1;
+  });
+
+const inbound = program
+  .command("inbound")
+  .description(
+    "inspect the inbound journal: items rejected as malformed and items given up (read-only; works while the service runs)",
+  );
+inbound
+  .command("stats")
+  .description("items by state: pending, done, dead, rejected")
+  .option("-c, --config <path>", "config file", "config.yaml")
+  .option("--json", "one JSON object")
+  .action((opts: { config: string; json?: boolean }) => inboundStats(opts.config, opts.json ?? false));
+inbound
+  .command("list")
+  .alias("ls")
+  .description("settled items, newest first, with the reason of rejected and dead ones")
+  .option("-c, --config <path>", "config file", "config.yaml")
+  .option("--state <state>", "rejected, dead or done (default: all three)")
+  .option("-n, --limit <n>", "at most this many", "50")
+  .option("--full", "the whole reason and item JSON (cut to a line otherwise)")
+  .option("--json", "one JSON object per line, the item included")
+  .action((opts: { config: string; state?: string; limit: string; full?: boolean; json?: boolean }) => {
+    if (opts.state !== undefined && !(LISTED_STATES as readonly string[]).includes(opts.state)) {
+      throw new CommanderError(
+        2,
+        "courier.badState",
+        `--state must be rejected, dead or done, got ${opts.state}`,
+      );
+    }
+    const limit = Number(opts.limit);
+    if (!Number.isSafeInteger(limit) || limit < 1) {
+      throw new CommanderError(
+        2,
+        "courier.badLimit",
+        `--limit must be a positive whole number, got ${opts.limit}`,
+      );
+    }
+    return inboundList(opts.config, {
+      limit,
+      json: opts.json ?? false,
+      full: opts.full ?? false,
+      ...(opts.state ? { state: opts.state as ListedState } : {}),
+    });
   });
 
 try {

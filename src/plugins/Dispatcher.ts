@@ -21,6 +21,8 @@ const STORE_PAUSE_CAP_MS = 30_000;
 const FAILURE_PAUSE_CAP_MS = 5_000;
 /** Items read from the journal at a time. */
 const READ_WINDOW = 500;
+/** The dispatch of an item the journal counted when it was journaled. */
+const COUNTED = Promise.resolve();
 
 export interface DispatcherOptions {
   readonly journal: InboundStore;
@@ -97,6 +99,9 @@ export class Dispatcher {
   readonly #lanes = new Map<string, Lane>();
   /** Every item with seq ≤ cursor is in memory, settled, or waits in an overflowed lane. */
   #cursor = 0;
+  /** Items above this seq were journaled after this dispatcher started (read at the first load). */
+  #freshAfter = 0;
+  #started = false;
   #buffered = 0;
   /** The journal may hold pending items past the cursor (the buffer was full, an offer refused). */
   #unread = true;
@@ -183,6 +188,10 @@ export class Dispatcher {
     try {
       do {
         this.#again = false;
+        if (!this.#started) {
+          this.#freshAfter = await this.#journal.lastSeq();
+          this.#started = true;
+        }
         await this.#refillLanes();
         while (!this.#stopped && this.#buffered < this.#maxBuffered) {
           const limit = Math.min(READ_WINDOW, this.#maxBuffered - this.#buffered);
@@ -247,18 +256,15 @@ export class Dispatcher {
 
   #take(lane: Lane, items: readonly InboundItem[]): void {
     if (items.length === 0) return;
-    // Fresh items are counted together, in one commit, before any of them runs. Items with
-    // dispatches begun already (a crash's leftovers) are counted one by one as they run: a crash
-    // counts at most once against an item that never ran.
-    const fresh = items.filter((item) => item.attempts === 0);
-    const begun = fresh.length > 0 ? this.#ledger.begin(fresh.map((item) => item.seq)) : undefined;
-    begun?.catch(() => {}); // awaited by each item when it runs
     for (const item of items) {
-      const isFresh = item.attempts === 0;
+      // An item journaled since this dispatcher started had its first dispatch counted by the
+      // journal. One journaled before (a crash's leftover, maybe begun already) is counted again
+      // as it begins: a crash counts at most once against an item that never ran.
+      const fresh = item.seq > this.#freshAfter;
       lane.held.push({
         item,
-        attempts: item.attempts + (isFresh ? 1 : 0),
-        begun: isFresh ? begun : undefined,
+        attempts: item.attempts,
+        begun: fresh ? COUNTED : undefined,
         outcome: undefined,
         lastError: undefined,
       });

@@ -170,6 +170,7 @@ export class Courier {
             sessionTtlMs: config.admin.sessionMinutes * 60_000,
             outbox: this.outbox,
             store: this.#outboxStore,
+            inbound: this.#journal,
             plugins: () => this.host.status(),
             about: () => ({ botUserId: this.botUserId, homeserver: config.homeserver.url, ping: this.#ping }),
             logger: this.log.child({ component: "admin" }),

@@ -28,7 +28,10 @@ export interface NewInboundItem {
 export interface InboundItem extends NewInboundItem {
   readonly seq: number;
   readonly txnId: string;
-  /** Dispatches begun (durably counted before the handlers run). */
+  /**
+   * Dispatches begun, durably counted before the handlers run: the first when the item is
+   * journaled, each later one (after a crash, or a failure) when it begins.
+   */
   readonly attempts: number;
 }
 
@@ -94,6 +97,8 @@ export interface InboundStore {
    * Journals one transaction's items in one commit and resolves once committed. An item whose
    * key the journal holds already is skipped: a retried transaction (Synapse re-serialises it,
    * so its bytes differ) adds nothing, and a reused transaction id with new items adds those.
+   * Each new item's first dispatch is counted here (`attempts` 1): the items are dispatched next,
+   * and counting them in this commit saves one per dispatch.
    */
   journal(txnId: string, items: readonly NewInboundItem[]): Promise<JournalOutcome>;
   /**
@@ -101,6 +106,8 @@ export interface InboundStore {
    * journal was read: the last item's, or the journal's last seq when fewer than `limit` were left.
    */
   pending(afterSeq: number, limit: number): Promise<PendingRead>;
+  /** The highest seq journaled so far (0 for an empty journal). */
+  lastSeq(): Promise<number>;
   /** Up to `limit` pending items of one lane with `afterSeq` < seq ≤ `upToSeq`, in seq order. */
   pendingInLane(lane: string, afterSeq: number, upToSeq: number, limit: number): Promise<InboundItem[]>;
   /** Counts begun dispatches and records outcomes, in one commit. */

@@ -268,7 +268,9 @@ async function play(s: Scenario): Promise<void> {
   const where = JSON.stringify(s).slice(0, 2000);
   expect({ where, violations }).toEqual({ where, violations: [] });
   expect({ where, concurrency: maxRunning <= s.maxConcurrency }).toEqual({ where, concurrency: true });
-  const rows = db.prepare("SELECT seq, state, error FROM inbound_items ORDER BY seq").all() as Array<{
+  const rows = db
+    .prepare("SELECT seq, COALESCE(state, 'done') AS state, error FROM inbound_items ORDER BY seq")
+    .all() as Array<{
     seq: number;
     state: string;
     error: string | null;

@@ -5,6 +5,8 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
+import { parseTransaction } from "../../src/appservice/parseTransaction.ts";
+import { SqliteInboundJournal } from "../../src/store/sqlite/SqliteInboundJournal.ts";
 import { SqliteOutboxStore } from "../../src/store/sqlite/SqliteOutboxStore.ts";
 import type { TxnId } from "../../src/ids.ts";
 
@@ -106,6 +108,127 @@ describe("courier CLI", () => {
     expect((await run(["outbox", "retry", "--all-dead"], dir)).stdout).toContain("0 requests");
   }, 30_000);
 
+  test("inbound stats and list show rejected and dead items with their reasons, newest first, read-only", async () => {
+    expect((await run(["init"], dir)).code).toBe(0);
+    const file = path.join(dir, "data", "courier.sqlite");
+    // No store yet: said so (exit 1), and looking does not create one.
+    const none = await run(["inbound", "stats"], dir);
+    expect(none).toMatchObject({ code: 1, stderr: expect.stringContaining(`no store at ${file}`) });
+    expect(existsSync(path.join(dir, "data"))).toBe(false);
+    const journal = new SqliteInboundJournal({ path: file });
+    const event = (id: string, extra: Record<string, unknown> = {}) => ({
+      event_id: id,
+      room_id: "!room:x",
+      type: "m.room.message",
+      sender: "@alice:x",
+      content: { body: `body of ${id}` },
+      ...extra,
+    });
+    // One transaction: a good event, a malformed one (no sender), a good one that will die.
+    const { sender: _, ...noSender } = event("$bad<i>:x");
+    const parsed = parseTransaction(
+      Buffer.from(
+        JSON.stringify({ events: [event("$ok:x"), noSender, event("$dies:x", { big: "x".repeat(400) })] }),
+      ),
+      "txn-1",
+    );
+    if (!parsed.ok) throw new Error(parsed.detail);
+    const outcome = await journal.journal("txn-1", parsed.items);
+    expect(outcome.rejected).toBe(1);
+    const [ok, dies] = outcome.items;
+    // A handler's error is free text from anywhere: an escape sequence, a tab, a newline, a token.
+    const adminToken = "admin_token_that_must_never_be_printed";
+    writeFileSync(
+      path.join(dir, "config.yaml"),
+      readFileSync(path.join(dir, "config.yaml"), "utf8") + `admin:\n  token: ${adminToken}\n`,
+    );
+    const reason = `echo/on{m.room.message}: upstream said \u001b[31mno\u001b[0m\tat ${adminToken}\nsecond line`;
+    await journal.record({
+      begun: [ok!.seq, dies!.seq],
+      settled: [
+        { seq: ok!.seq, state: "done" },
+        { seq: dies!.seq, state: "dead", error: reason },
+      ],
+    });
+    await journal.close();
+
+    const stats = await run(["inbound", "stats", "--json"], dir);
+    expect(stats.code).toBe(0);
+    expect(JSON.parse(stats.stdout)).toEqual({ totals: { pending: 0, done: 1, dead: 1, rejected: 1 } });
+    expect((await run(["inbound", "stats"], dir)).stdout).toBe("pending 0\tdone 1\tdead 1\trejected 1\n");
+
+    const rejected = await run(["inbound", "list", "--state", "rejected"], dir);
+    expect(rejected.code).toBe(0);
+    const rejectedLines = rejected.stdout.trimEnd().split("\n");
+    expect(rejectedLines).toHaveLength(2);
+    expect(rejectedLines[0]!.split("\t")).toEqual([
+      String(ok!.seq + 1),
+      expect.stringMatching(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/),
+      "rejected",
+      "txn-1",
+      "event",
+      "room:!room:x",
+      "$bad<i>:x",
+      "0",
+      "events[1] lacks `sender` (a non-empty string)",
+    ]);
+    expect(JSON.parse(rejectedLines[1]!.trim())).toMatchObject({ event_id: "$bad<i>:x" });
+
+    // Newest first; the reason escaped, on one line, the token out; the long item cut.
+    const all = await run(["inbound", "list"], dir);
+    const lines = all.stdout.trimEnd().split("\n");
+    expect(lines.filter((l) => !l.startsWith("  ")).map((l) => l.split("\t")[2])).toEqual([
+      "dead",
+      "rejected",
+      "done",
+    ]);
+    const dead = lines[0]!.split("\t");
+    expect(dead.slice(2, 7)).toEqual(["dead", "txn-1", "event", "room:!room:x", "$dies:x"]);
+    expect(Number(dead[7])).toBeGreaterThanOrEqual(1);
+    expect(dead[8]).toBe(
+      "echo/on{m.room.message}: upstream said \\u001b[31mno\\u001b[0m\\tat [redacted]\\nsecond line",
+    );
+    expect(all.stdout).not.toContain("\u001b");
+    expect(all.stdout).not.toContain(adminToken);
+    expect(lines[1]!.length).toBeLessThanOrEqual(2 + 160);
+    expect(lines[1]).toMatch(/^ {2}\{"event_id":"\$dies:x".*…$/);
+    const full = await run(["inbound", "list", "--state", "dead", "--full"], dir);
+    expect(full.stdout).toContain("x".repeat(400));
+
+    // --json: one object per line, the item parsed, the reason as stored (JSON escapes it), no token.
+    const json = await run(["inbound", "list", "--json", "-n", "2"], dir);
+    const records = json.stdout
+      .trimEnd()
+      .split("\n")
+      .map((line) => JSON.parse(line) as Record<string, unknown>);
+    expect(records).toEqual([
+      expect.objectContaining({
+        seq: dies!.seq,
+        state: "dead",
+        txnId: "txn-1",
+        kind: "event",
+        lane: "room:!room:x",
+        eventId: "$dies:x",
+        reason: reason.replace(adminToken, "[redacted]"),
+        receivedAt: expect.stringMatching(/Z$/),
+        settledAt: expect.stringMatching(/Z$/),
+        item: expect.objectContaining({ event_id: "$dies:x", big: "x".repeat(400) }),
+      }),
+      expect.objectContaining({ state: "rejected", eventId: "$bad<i>:x", attempts: 0 }),
+    ]);
+    expect(json.stdout).not.toContain(adminToken);
+
+    expect((await run(["inbound", "list", "--state", "pending"], dir)).code).toBe(2);
+    expect((await run(["inbound", "list", "--limit", "0"], dir)).code).toBe(2);
+    expect((await run(["inbound", "list", "--state", "rejected", "-n", "0x"], dir)).stderr).toContain(
+      "--limit must be a positive whole number",
+    );
+    // Nothing was written: the counts are what they were.
+    const after = new SqliteInboundJournal({ path: file });
+    expect(await after.totals()).toEqual({ pending: 0, done: 1, dead: 1, rejected: 1 });
+    await after.close();
+  }, 60_000);
+
   test("doctor prints one line per check and exits 1 when one fails (no homeserver here)", async () => {
     expect((await run(["init"], dir)).code).toBe(0);
     expect((await run(["register"], dir)).code).toBe(0);
@@ -135,6 +258,9 @@ describe("courier CLI", () => {
       ["outbox", "dead"],
       ["outbox", "retry"],
       ["outbox", "drop"],
+      ["inbound"],
+      ["inbound", "stats"],
+      ["inbound", "list"],
     ];
     const results = await Promise.all(commands.map((args) => run([...args, "--help"], dir)));
     results.forEach((result, i) => {

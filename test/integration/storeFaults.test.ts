@@ -105,6 +105,7 @@ function faultyInboundStore(inner: InboundStore): InboundStore {
     record: (batch) => (interfaceSwitch.broken ? injected() : inner.record(batch)),
     pending: (after, limit) => inner.pending(after, limit),
     pendingInLane: (lane, after, upTo, limit) => inner.pendingInLane(lane, after, upTo, limit),
+    lastSeq: () => inner.lastSeq(),
     list: (filter) => inner.list(filter),
     totals: () => inner.totals(),
   };

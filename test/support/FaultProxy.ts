@@ -45,6 +45,8 @@ export interface ProxiedRequest {
   readonly method: string;
   readonly url: string;
   readonly path: string;
+  /** The request body as received (empty when there is none). */
+  readonly body?: Buffer;
 }
 
 export interface ProxyFaults {
@@ -159,7 +161,22 @@ export interface UpstreamEvent {
   readonly status: number;
 }
 
-export class FaultProxy extends EventEmitter<{ fault: [FaultEvent]; upstream: [UpstreamEvent] }> {
+/**
+ * Emitted when upstream's whole answer was handed to the client's connection (no fault cut or
+ * dropped it): what the client saw, unless its connection broke afterwards.
+ */
+export interface AnsweredEvent {
+  readonly request: ProxiedRequest;
+  readonly status: number;
+}
+
+export class FaultProxy extends EventEmitter<{
+  fault: [FaultEvent];
+  upstream: [UpstreamEvent];
+  /** Every request, once its body is read, before any fault or latency. */
+  request: [ProxiedRequest];
+  answered: [AnsweredEvent];
+}> {
   readonly #server: Server;
   readonly #agent: Agent;
   readonly #upstream: URL;
@@ -318,7 +335,13 @@ export class FaultProxy extends EventEmitter<{ fault: [FaultEvent]; upstream: [U
   async #handle(req: IncomingMessage, res: ServerResponse, body: Buffer): Promise<void> {
     const url = req.url ?? "/";
     const q = url.indexOf("?");
-    const info: ProxiedRequest = { method: req.method ?? "GET", url, path: q < 0 ? url : url.slice(0, q) };
+    const info: ProxiedRequest = {
+      method: req.method ?? "GET",
+      url,
+      path: q < 0 ? url : url.slice(0, q),
+      body,
+    };
+    this.emit("request", info);
     const eligible = this.#faults.match ? this.#faults.match(info) : true;
     const fault = this.#pick(info, eligible);
     if (eligible && (this.#faults.latencyRate ?? 0) > 0 && this.#random() < (this.#faults.latencyRate ?? 0)) {
@@ -384,7 +407,7 @@ export class FaultProxy extends EventEmitter<{ fault: [FaultEvent]; upstream: [U
     }
     if (res.destroyed) return;
     res.writeHead(answer.status, { ...answer.headers, "content-length": answer.body.length });
-    res.end(answer.body);
+    res.end(answer.body, () => this.emit("answered", { request: info, status: answer.status }));
   }
 
   /** One fault for this request, or none: scripted first, then a running storm, then one draw. */

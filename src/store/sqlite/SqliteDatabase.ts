@@ -113,19 +113,47 @@ const MIGRATIONS: readonly string[] = [
   // Inbound items are deduplicated one by one, by key (`event:<event_id>`, or a fingerprint for
   // items without an id), not per transaction by a hash of its body: Synapse re-serialises a
   // retried transaction, so its bytes never match. Rows journaled twice by the old rule keep
-  // a key of their own (`legacy:<seq>`). Malformed items are kept as `rejected`; `failed` is
-  // now `dead`, as in the outbox.
-  `ALTER TABLE inbound_items ADD COLUMN item_key TEXT;
-   ALTER TABLE inbound_items ADD COLUMN received_at INTEGER NOT NULL DEFAULT 0;
-   UPDATE inbound_items SET
-     item_key = CASE WHEN event_id IS NOT NULL AND seq IN
-         (SELECT MIN(seq) FROM inbound_items WHERE event_id IS NOT NULL GROUP BY event_id)
-       THEN 'event:' || event_id ELSE 'legacy:' || seq END,
-     received_at = COALESCE(
-       (SELECT MIN(t.received_at) FROM inbound_txns t WHERE t.txn_id = inbound_items.txn_id), 0),
-     state = CASE state WHEN 'failed' THEN 'dead' ELSE state END;
+  // a key of their own (`legacy:<seq>`).
+  // Pending items are listed in a narrow table of their own, with their dispatch counts: an
+  // item's row is written once, and handling it deletes a small row instead of rewriting the
+  // item (a commit writes a third of the pages). `state` is NULL for an item handled or still
+  // pending (in inbound_pending), `dead` or `rejected` (malformed, never dispatched) otherwise.
+  // Rebuilt to make `state` nullable; the AUTOINCREMENT mark is carried over, so seq never goes back.
+  `CREATE TABLE inbound_items_v7 (
+     seq INTEGER PRIMARY KEY AUTOINCREMENT,
+     item_key TEXT NOT NULL,
+     txn_id TEXT NOT NULL,
+     kind TEXT NOT NULL,
+     lane TEXT NOT NULL,
+     event_id TEXT,
+     json TEXT NOT NULL,
+     received_at INTEGER NOT NULL,
+     state TEXT,
+     attempts INTEGER NOT NULL DEFAULT 0,
+     error TEXT,
+     settled_at INTEGER
+   );
+   INSERT INTO inbound_items_v7
+     SELECT seq,
+       CASE WHEN event_id IS NOT NULL AND seq IN
+           (SELECT MIN(seq) FROM inbound_items WHERE event_id IS NOT NULL GROUP BY event_id)
+         THEN 'event:' || event_id ELSE 'legacy:' || seq END,
+       txn_id, kind, lane, event_id, json,
+       COALESCE((SELECT MIN(t.received_at) FROM inbound_txns t WHERE t.txn_id = inbound_items.txn_id), 0),
+       CASE state WHEN 'failed' THEN 'dead' ELSE NULL END,
+       attempts, error, settled_at
+     FROM inbound_items ORDER BY seq;
+   CREATE TABLE inbound_pending (
+     seq INTEGER PRIMARY KEY,
+     attempts INTEGER NOT NULL
+   );
+   INSERT INTO inbound_pending SELECT seq, attempts FROM inbound_items WHERE state = 'pending';
+   DELETE FROM sqlite_sequence WHERE name = 'inbound_items_v7';
+   INSERT INTO sqlite_sequence (name, seq) SELECT 'inbound_items_v7', seq FROM sqlite_sequence WHERE name = 'inbound_items';
+   DROP TABLE inbound_items;
+   ALTER TABLE inbound_items_v7 RENAME TO inbound_items;
    CREATE UNIQUE INDEX inbound_items_key ON inbound_items (item_key);
-   CREATE INDEX inbound_items_trouble ON inbound_items (state, seq) WHERE state IN ('dead', 'rejected');
+   CREATE INDEX inbound_items_trouble ON inbound_items (state, seq) WHERE state IS NOT NULL;
    DROP TABLE inbound_txns;`,
 ];
 

@@ -24,34 +24,42 @@ interface RawItem {
 }
 
 interface RawRecord extends RawItem {
-  state: string;
+  state: string | null;
   error: string | null;
   received_at: number;
   settled_at: number | null;
 }
 
-const ITEM_COLUMNS = "seq, txn_id, kind, lane, item_key, event_id, json, attempts";
+/** An item's columns, with the dispatch count of a pending one (`p`: inbound_pending). */
+const PENDING_COLUMNS = "i.seq, i.txn_id, i.kind, i.lane, i.item_key, i.event_id, i.json, p.attempts";
+const RECORD_COLUMNS =
+  "seq, txn_id, kind, lane, item_key, event_id, json, attempts, state, error, received_at, settled_at";
+const NOT_PENDING = "seq NOT IN (SELECT seq FROM inbound_pending)";
 
 /**
  * The inbound journal on node:sqlite: what the homeserver pushed, committed before it is
- * answered, one row per item, deduplicated by the item's key (a unique index). One commit per
- * transaction (Synapse keeps one in flight per appservice, so there is nothing to group); the
- * dispatcher's bookkeeping arrives in batches (`record`). Shares the file, and the connection,
- * with `SqliteOutboxStore`: every write here is one synchronous BEGIN…COMMIT, so it never
- * interleaves with the outbox's group commits.
+ * answered, one row per item, deduplicated by the item's key (a unique index). An item's row is
+ * written once; while it waits to be handled it is also listed in `inbound_pending` with its
+ * dispatch count, and handling it deletes that small row (a dead letter also marks the item).
+ * One commit per transaction (Synapse keeps one in flight per appservice, so there is nothing to
+ * group); the dispatcher's bookkeeping arrives in batches (`record`). Shares the file, and the
+ * connection, with `SqliteOutboxStore`: every write here is one synchronous BEGIN…COMMIT, so it
+ * never interleaves with the outbox's group commits.
  */
 export class SqliteInboundJournal implements InboundStore {
   readonly #db: DatabaseSync;
   readonly #ownsDb: boolean;
   readonly #lastSeq: StatementSync;
+  readonly #insertItem: StatementSync;
   readonly #insertPending: StatementSync;
-  readonly #insertRejected: StatementSync;
   readonly #pending: StatementSync;
   readonly #pendingInLane: StatementSync;
   readonly #begin: StatementSync;
-  readonly #settle: StatementSync;
+  readonly #handled: StatementSync;
+  readonly #markDead: StatementSync;
   readonly #list: StatementSync;
-  readonly #listByState: StatementSync;
+  readonly #listDone: StatementSync;
+  readonly #listTrouble: StatementSync;
   readonly #totals: StatementSync;
 
   /** Opens (and migrates) the file, or wraps a database another store already opened. */
@@ -61,34 +69,40 @@ export class SqliteInboundJournal implements InboundStore {
     this.#lastSeq = this.#db.prepare(
       "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'inbound_items'), 0) AS seq",
     );
-    const insert = (state: string) =>
-      this.#db.prepare(
-        `INSERT INTO inbound_items (item_key, txn_id, kind, lane, event_id, json, received_at, state, error, settled_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, '${state}', ?, ?) ON CONFLICT (item_key) DO NOTHING RETURNING seq`,
-      );
-    this.#insertPending = insert("pending");
-    this.#insertRejected = insert("rejected");
+    this.#insertItem = this.#db.prepare(
+      `INSERT INTO inbound_items (item_key, txn_id, kind, lane, event_id, json, received_at, state, error, settled_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (item_key) DO NOTHING RETURNING seq`,
+    );
+    this.#insertPending = this.#db.prepare("INSERT INTO inbound_pending (seq, attempts) VALUES (?, 1)");
     this.#pending = this.#db.prepare(
-      `SELECT ${ITEM_COLUMNS} FROM inbound_items WHERE state = 'pending' AND seq > ? ORDER BY seq LIMIT ?`,
+      `SELECT ${PENDING_COLUMNS} FROM inbound_pending p JOIN inbound_items i ON i.seq = p.seq
+       WHERE p.seq > ? ORDER BY p.seq LIMIT ?`,
     );
     this.#pendingInLane = this.#db.prepare(
-      `SELECT ${ITEM_COLUMNS} FROM inbound_items
-       WHERE state = 'pending' AND seq > ? AND seq <= ? AND lane = ? ORDER BY seq LIMIT ?`,
+      `SELECT ${PENDING_COLUMNS} FROM inbound_pending p JOIN inbound_items i ON i.seq = p.seq
+       WHERE p.seq > ? AND p.seq <= ? AND i.lane = ? ORDER BY p.seq LIMIT ?`,
     );
-    this.#begin = this.#db.prepare(
-      "UPDATE inbound_items SET attempts = attempts + 1 WHERE seq = ? AND state = 'pending'",
+    this.#begin = this.#db.prepare("UPDATE inbound_pending SET attempts = attempts + 1 WHERE seq = ?");
+    this.#handled = this.#db.prepare("DELETE FROM inbound_pending WHERE seq = ? RETURNING attempts");
+    this.#markDead = this.#db.prepare(
+      "UPDATE inbound_items SET state = 'dead', error = ?, attempts = ?, settled_at = ? WHERE seq = ?",
     );
-    this.#settle = this.#db.prepare(
-      "UPDATE inbound_items SET state = ?, error = ?, settled_at = ? WHERE seq = ? AND state = 'pending'",
-    );
-    const recordColumns = `${ITEM_COLUMNS}, state, error, received_at, settled_at`;
     this.#list = this.#db.prepare(
-      `SELECT ${recordColumns} FROM inbound_items WHERE state != 'pending' ORDER BY seq DESC LIMIT ?`,
+      `SELECT ${RECORD_COLUMNS} FROM inbound_items WHERE ${NOT_PENDING} ORDER BY seq DESC LIMIT ?`,
     );
-    this.#listByState = this.#db.prepare(
-      `SELECT ${recordColumns} FROM inbound_items WHERE state = ? ORDER BY seq DESC LIMIT ?`,
+    this.#listDone = this.#db.prepare(
+      `SELECT ${RECORD_COLUMNS} FROM inbound_items WHERE state IS NULL AND ${NOT_PENDING}
+       ORDER BY seq DESC LIMIT ?`,
     );
-    this.#totals = this.#db.prepare("SELECT state, COUNT(*) AS n FROM inbound_items GROUP BY state");
+    this.#listTrouble = this.#db.prepare(
+      `SELECT ${RECORD_COLUMNS} FROM inbound_items WHERE state = ? ORDER BY seq DESC LIMIT ?`,
+    );
+    this.#totals = this.#db.prepare(
+      `SELECT (SELECT COUNT(*) FROM inbound_pending) AS pending,
+         (SELECT COUNT(*) FROM inbound_items WHERE state IS NULL) AS open,
+         (SELECT COUNT(*) FROM inbound_items WHERE state = 'dead') AS dead,
+         (SELECT COUNT(*) FROM inbound_items WHERE state = 'rejected') AS rejected`,
+    );
   }
 
   /**
@@ -98,49 +112,40 @@ export class SqliteInboundJournal implements InboundStore {
   async journal(txnId: string, items: readonly NewInboundItem[]): Promise<JournalOutcome> {
     const now = Date.now();
     const journaled: InboundItem[] = [];
-    let rejected = 0;
+    let rejectedCount = 0;
     let duplicates = 0;
     this.#db.exec("BEGIN IMMEDIATE");
     try {
       const afterSeq = (this.#lastSeq.get() as { seq: number }).seq;
-      let upToSeq = afterSeq;
       for (const item of items) {
-        const eventId = item.eventId ?? null;
-        const row = (
-          item.rejected === undefined
-            ? this.#insertPending.get(
-                item.key,
-                txnId,
-                item.kind,
-                item.lane,
-                eventId,
-                item.json,
-                now,
-                null,
-                null,
-              )
-            : this.#insertRejected.get(
-                item.key,
-                txnId,
-                item.kind,
-                item.lane,
-                eventId,
-                item.json,
-                now,
-                item.rejected,
-                now,
-              )
+        const rejected = item.rejected;
+        const row = this.#insertItem.get(
+          item.key,
+          txnId,
+          item.kind,
+          item.lane,
+          item.eventId ?? null,
+          item.json,
+          now,
+          rejected === undefined ? null : "rejected",
+          rejected ?? null,
+          rejected === undefined ? null : now,
         ) as { seq: number } | undefined;
         if (row === undefined) {
           duplicates++;
           continue;
         }
-        upToSeq = row.seq;
-        if (item.rejected !== undefined) rejected++;
-        else journaled.push({ ...item, seq: row.seq, txnId, attempts: 0 });
+        if (rejected !== undefined) {
+          rejectedCount++;
+          continue;
+        }
+        this.#insertPending.run(row.seq);
+        journaled.push({ ...item, seq: row.seq, txnId, attempts: 1 });
       }
+      // Not the last row's seq: a skipped duplicate may have used one up too.
+      const upToSeq = (this.#lastSeq.get() as { seq: number }).seq;
       this.#db.exec("COMMIT");
-      return { items: journaled, rejected, duplicates, afterSeq, upToSeq };
+      return { items: journaled, rejected: rejectedCount, duplicates, afterSeq, upToSeq };
     } catch (error) {
       if (this.#db.isOpen && this.#db.isTransaction) this.#db.exec("ROLLBACK");
       throw error;
@@ -152,6 +157,10 @@ export class SqliteInboundJournal implements InboundStore {
     const readUpTo =
       items.length === limit ? items[items.length - 1]!.seq : (this.#lastSeq.get() as { seq: number }).seq;
     return { items, readUpTo };
+  }
+
+  async lastSeq(): Promise<number> {
+    return (this.#lastSeq.get() as { seq: number }).seq;
   }
 
   async pendingInLane(
@@ -170,7 +179,10 @@ export class SqliteInboundJournal implements InboundStore {
     this.#db.exec("BEGIN IMMEDIATE");
     try {
       for (const seq of batch.begun) this.#begin.run(seq);
-      for (const s of batch.settled) this.#settle.run(s.state, s.error ?? null, now, s.seq);
+      for (const s of batch.settled) {
+        const pending = this.#handled.get(s.seq) as { attempts: number } | undefined;
+        if (pending && s.state === "dead") this.#markDead.run(s.error ?? null, pending.attempts, now, s.seq);
+      }
       this.#db.exec("COMMIT");
     } catch (error) {
       if (this.#db.isOpen && this.#db.isTransaction) this.#db.exec("ROLLBACK");
@@ -181,14 +193,16 @@ export class SqliteInboundJournal implements InboundStore {
   async list(filter: { state?: Exclude<InboundState, "pending">; limit: number }): Promise<InboundRecord[]> {
     const rows = (filter.state === undefined
       ? this.#list.all(filter.limit)
-      : this.#listByState.all(filter.state, filter.limit)) as unknown as RawRecord[];
+      : filter.state === "done"
+        ? this.#listDone.all(filter.limit)
+        : this.#listTrouble.all(filter.state, filter.limit)) as unknown as RawRecord[];
     return rows.map((raw) => ({
       seq: raw.seq,
       txnId: raw.txn_id,
       kind: raw.kind as InboundKind,
       lane: raw.lane,
       eventId: raw.event_id ?? undefined,
-      state: raw.state as InboundState,
+      state: (raw.state ?? "done") as InboundState,
       attempts: raw.attempts,
       error: raw.error ?? undefined,
       json: raw.json,
@@ -198,25 +212,19 @@ export class SqliteInboundJournal implements InboundStore {
   }
 
   async totals(): Promise<Record<InboundState, number>> {
-    const rows = this.#totals.all() as Array<{ state: string; n: number }>;
-    const count = (state: InboundState) => rows.find((r) => r.state === state)?.n ?? 0;
-    return {
-      pending: count("pending"),
-      done: count("done"),
-      dead: count("dead"),
-      rejected: count("rejected"),
-    };
+    const t = this.#totals.get() as { pending: number; open: number; dead: number; rejected: number };
+    return { pending: t.pending, done: t.open - t.pending, dead: t.dead, rejected: t.rejected };
   }
 
   /**
-   * Deletes settled items (done, dead or rejected) settled before `before` (ms epoch); returns
-   * how many. An event whose row is pruned is no longer recognised if the homeserver sends it
-   * again, so keep `before` well beyond the homeserver's retry horizon (Synapse backs off to
-   * ~512 s between tries; the default retention is 7 days).
+   * Deletes items settled (or, when handled, received) before `before` (ms epoch); pending ones
+   * stay. Returns how many. An event whose row is pruned is no longer recognised if the
+   * homeserver sends it again, so keep `before` well beyond the homeserver's retry horizon
+   * (Synapse backs off to ~512 s between tries; the default retention is 7 days).
    */
   async prune(before: number): Promise<number> {
     const deleted = this.#db
-      .prepare("DELETE FROM inbound_items WHERE state != 'pending' AND settled_at < ?")
+      .prepare(`DELETE FROM inbound_items WHERE COALESCE(settled_at, received_at) < ? AND ${NOT_PENDING}`)
       .run(before).changes;
     return Number(deleted);
   }

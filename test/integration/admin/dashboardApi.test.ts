@@ -1,11 +1,11 @@
 // The operator dashboard's HTTP surface on a whole Courier against the fake homeserver: who gets
 // in (token, cookie), what is refused (no token, wrong token, cross-origin POSTs), and what the
-// JSON API reports and does (lanes, sends, dead letters, retry, plugins, throughput).
+// JSON API reports and does (lanes, sends, dead letters, retry, plugins, throughput, inbound).
 import { jest } from "@jest/globals";
 import { request } from "undici";
 import { z } from "zod";
 import { definePlugin } from "../../../src/plugins/definePlugin.ts";
-import type { AdminState } from "../../../src/admin/adminState.ts";
+import type { AdminState, InboundPanel } from "../../../src/admin/adminState.ts";
 import { startDashboardStack, type DashboardStack } from "../../support/dashboardStack.ts";
 
 const ROOM = "!ok:fake.test";
@@ -90,6 +90,7 @@ describe("dashboard authentication", () => {
       ["GET", "/admin"],
       ["GET", "/admin/app.js"],
       ["GET", "/admin/api/state"],
+      ["GET", "/admin/api/inbound"],
       ["POST", "/admin/api/dead/retry"],
       ["POST", "/admin/api/dead/abc/retry"],
       ["POST", "/admin/logout"],
@@ -182,6 +183,7 @@ describe("dashboard authentication", () => {
 
     expect((await call(stack, "GET", "/admin/", { ...html, cookie })).status).toBe(200);
     expect((await call(stack, "GET", "/admin/api/state", { cookie })).status).toBe(200);
+    expect((await call(stack, "GET", "/admin/api/inbound", { cookie })).status).toBe(200);
     // A made-up or ended session is no session.
     expect(
       await call(stack, "GET", "/admin/api/state", { cookie: `courier_admin=${"A".repeat(43)}` }),
@@ -327,6 +329,77 @@ describe("dashboard JSON API", () => {
       ping: { ok: true },
       startedAt: expect.any(Number),
     });
+  }, 30_000);
+
+  test("inbound: counts by state, the newest rejected and dead items with why; no item content", async () => {
+    // Reasons and ids come from the network: served as they are, in JSON, never as HTML.
+    const html = '<img src=x onerror="alert(1)">';
+    const stack = await start({
+      plugins: [
+        {
+          definition: definePlugin({
+            name: "fragile",
+            setup(bot) {
+              bot.on("m.room.message", (ctx) => {
+                if (ctx.event.content.body === "crash") throw new Error(`upstream said ${html}`);
+              });
+            },
+          }),
+        },
+      ],
+      config: { dispatcher: { maxAttempts: 1 } },
+    });
+    const message = (id: string, body: string) => ({
+      type: "m.room.message",
+      room_id: ROOM,
+      sender: "@alice:fake.test",
+      event_id: id,
+      origin_server_ts: Date.now(),
+      content: { msgtype: "m.text", body },
+    });
+    const { sender: _, ...noSender } = message(`$no-sender${html}`, "private words 1");
+    const pushed = await stack.hs.pushTransaction("t1", {
+      events: [message("$fine", "private words 2"), noSender, message("$crash", "crash")],
+    });
+    expect(pushed.status).toBe(200);
+    const inbound = async () =>
+      (await call(stack, "GET", "/admin/api/inbound", bearer(stack))).json as unknown as InboundPanel;
+    await stack.hs.waitFor(async () => (await inbound()).totals.dead === 1, 10_000, "the dead item");
+    await stack.courier.dispatcher.onIdle();
+
+    const panel = await inbound();
+    expect(panel.totals).toEqual({ pending: 0, done: 1, dead: 1, rejected: 1 });
+    expect(panel.rejected).toEqual([
+      {
+        seq: expect.any(Number),
+        txnId: "t1",
+        kind: "event",
+        lane: `room:${ROOM}`,
+        eventId: `$no-sender${html}`,
+        attempts: 0,
+        receivedAt: expect.any(Number),
+        settledAt: expect.any(Number),
+        reason: "events[1] lacks `sender` (a non-empty string)",
+      },
+    ]);
+    expect(panel.dead).toEqual([
+      expect.objectContaining({
+        txnId: "t1",
+        lane: `room:${ROOM}`,
+        eventId: "$crash",
+        reason: expect.stringContaining(`upstream said ${html}`),
+      }),
+    ]);
+    expect(panel.dead[0]!.attempts).toBeGreaterThanOrEqual(1);
+    expect(panel.dead[0]!.seq).toBeGreaterThan(panel.rejected[0]!.seq);
+    expect(JSON.stringify(panel)).not.toContain("private words"); // metadata only, never the item
+    // The page's poll carries the same panel.
+    expect((await state(stack)).inbound).toEqual(panel);
+    const res = await call(stack, "GET", "/admin/api/inbound", bearer(stack));
+    expect(res.headers["content-type"]).toMatch(/^application\/json/);
+    expect(res.headers["x-content-type-options"]).toBe("nosniff");
+    // Read-only: nothing but GET.
+    expect((await call(stack, "POST", "/admin/api/inbound", bearer(stack))).status).toBe(404);
   }, 30_000);
 
   test("retry puts a dead letter back and sends it at once (not at the next periodic rescan)", async () => {

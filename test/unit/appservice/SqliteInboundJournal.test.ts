@@ -39,11 +39,13 @@ describe("SqliteInboundJournal", () => {
     const { items: all, readUpTo } = await journal.pending(0, 10);
     expect(readUpTo).toBe(3);
     expect(outcome.items).toEqual(all);
+    // The first dispatch is counted as the item is journaled.
     expect(all.map((i) => [i.txnId, i.eventId, i.lane, i.kind, i.key, i.attempts])).toEqual([
-      ["1", "$1", "room:!a:x", "event", "event:$1", 0],
-      ["1", "$2", "room:!b:x", "event", "event:$2", 0],
-      ["1", "$3", "room:!a:x", "event", "event:$3", 0],
+      ["1", "$1", "room:!a:x", "event", "event:$1", 1],
+      ["1", "$2", "room:!b:x", "event", "event:$2", 1],
+      ["1", "$3", "room:!a:x", "event", "event:$3", 1],
     ]);
+    expect(await journal.lastSeq()).toBe(3);
     expect(all[0]!.json).toBe(items[0]!.json);
     const seqs = all.map((i) => i.seq);
     expect(seqs).toEqual([...seqs].sort((a, b) => a - b));
@@ -58,7 +60,7 @@ describe("SqliteInboundJournal", () => {
     await journal.journal("1", [event("$1"), event("$2")]);
     // Synapse's retry of the same transaction: the same event ids, re-serialised.
     const retry = await journal.journal("1", [event("$1"), event("$2")]);
-    expect(retry).toMatchObject({ items: [], duplicates: 2, afterSeq: 2, upToSeq: 2 });
+    expect(retry).toMatchObject({ items: [], duplicates: 2, afterSeq: 2 });
     // Another transaction carrying one of them, and a new one.
     const other = await journal.journal("2", [event("$2"), event("$3")]);
     expect(other.items.map((i) => i.eventId)).toEqual(["$3"]);
@@ -109,7 +111,7 @@ describe("SqliteInboundJournal", () => {
     await journal.journal("1", [event("$1"), event("$2"), event("$3")]);
     const [a, b] = (await journal.pending(0, 10)).items;
     await journal.record({ begun: [a!.seq, b!.seq, a!.seq], settled: [] });
-    expect((await journal.pending(0, 10)).items.map((i) => i.attempts)).toEqual([2, 1, 0]);
+    expect((await journal.pending(0, 10)).items.map((i) => i.attempts)).toEqual([3, 2, 1]);
     await journal.record({
       begun: [],
       settled: [
@@ -121,8 +123,13 @@ describe("SqliteInboundJournal", () => {
     expect(await journal.totals()).toEqual({ pending: 1, done: 1, dead: 1, rejected: 0 });
     expect(await ids(journal)).toEqual(["$3"]);
     expect(await journal.list({ state: "dead", limit: 10 })).toEqual([
-      expect.objectContaining({ eventId: "$2", attempts: 1, error: "handler threw" }),
+      expect.objectContaining({ eventId: "$2", attempts: 2, error: "handler threw" }),
     ]);
+    expect((await journal.list({ limit: 10 })).map((r) => [r.eventId, r.state])).toEqual([
+      ["$2", "dead"],
+      ["$1", "done"],
+    ]);
+    expect((await journal.list({ state: "done", limit: 10 })).map((r) => r.eventId)).toEqual(["$1"]);
   });
 
   test("a failed record commits nothing of its batch", async () => {
@@ -141,7 +148,7 @@ describe("SqliteInboundJournal", () => {
       }),
     ).rejects.toThrow(/boom/);
     expect(db.isTransaction).toBe(false);
-    expect((await journal.pending(0, 10)).items.map((i) => i.attempts)).toEqual([0, 0]);
+    expect((await journal.pending(0, 10)).items.map((i) => i.attempts)).toEqual([1, 1]);
     db.close();
   });
 
@@ -231,30 +238,38 @@ describe("SqliteInboundJournal", () => {
     expect(again.afterSeq).toBe(5);
   });
 
-  test("upgrading a journal of schema 6: keys from event ids, a duplicate journaled twice by the old rule kept apart, failed becomes dead", () => {
+  test("upgrading a journal of schema 6: keys from event ids, a duplicate journaled twice by the old rule kept apart, pending items listed, seq never goes back", async () => {
     const path = join(dir, "old.sqlite");
     const db = openSqlite({ path });
-    db.exec("PRAGMA user_version = 6");
-    db.exec("DROP INDEX inbound_items_key; DROP INDEX inbound_items_trouble");
-    db.exec(
-      "ALTER TABLE inbound_items DROP COLUMN item_key; ALTER TABLE inbound_items DROP COLUMN received_at",
-    );
-    db.exec(`CREATE TABLE inbound_txns (txn_id TEXT NOT NULL, body_hash TEXT NOT NULL, received_at INTEGER NOT NULL,
-             PRIMARY KEY (txn_id, body_hash)) WITHOUT ROWID`);
-    db.exec(`INSERT INTO inbound_txns VALUES ('1', 'h1', 1000), ('1', 'h2', 2000);
-             INSERT INTO inbound_items (txn_id, kind, lane, event_id, json, state) VALUES
-               ('1', 'event', 'room:!a:x', '$1', '{}', 'done'),
-               ('1', 'event', 'room:!a:x', '$1', '{}', 'failed'),
-               ('1', 'toDevice', 'todevice:@u:x', NULL, '{}', 'pending')`);
+    db.exec(`DROP TABLE inbound_items; DROP TABLE inbound_pending;
+      CREATE TABLE inbound_items (seq INTEGER PRIMARY KEY AUTOINCREMENT, txn_id TEXT NOT NULL, kind TEXT NOT NULL,
+        lane TEXT NOT NULL, event_id TEXT, json TEXT NOT NULL, state TEXT NOT NULL DEFAULT 'pending',
+        attempts INTEGER NOT NULL DEFAULT 0, error TEXT, settled_at INTEGER);
+      CREATE INDEX inbound_items_pending ON inbound_items (seq) WHERE state = 'pending';
+      CREATE TABLE inbound_txns (txn_id TEXT NOT NULL, body_hash TEXT NOT NULL, received_at INTEGER NOT NULL,
+        PRIMARY KEY (txn_id, body_hash)) WITHOUT ROWID;
+      INSERT INTO inbound_txns VALUES ('1', 'h1', 1000), ('1', 'h2', 2000);
+      INSERT INTO inbound_items (txn_id, kind, lane, event_id, json, state, attempts, error) VALUES
+        ('1', 'event', 'room:!a:x', '$1', '{}', 'done', 1, NULL),
+        ('1', 'event', 'room:!a:x', '$1', '{}', 'failed', 2, 'boom'),
+        ('1', 'toDevice', 'todevice:@u:x', NULL, '{}', 'pending', 1, NULL),
+        ('1', 'event', 'room:!a:x', '$9', '{}', 'done', 1, NULL);
+      DELETE FROM inbound_items WHERE seq = 4;
+      PRAGMA user_version = 6;`);
     db.close();
-    const upgraded = openSqlite({ path });
-    expect(
-      upgraded.prepare("SELECT seq, item_key, state, received_at FROM inbound_items ORDER BY seq").all(),
-    ).toEqual([
-      { seq: 1, item_key: "event:$1", state: "done", received_at: 1000 },
-      { seq: 2, item_key: "legacy:2", state: "dead", received_at: 1000 },
-      { seq: 3, item_key: "legacy:3", state: "pending", received_at: 1000 },
+    const journal = new SqliteInboundJournal({ path });
+    expect((await journal.list({ limit: 10 })).map((r) => [r.seq, r.eventId, r.state, r.error])).toEqual([
+      [2, "$1", "dead", "boom"],
+      [1, "$1", "done", undefined],
     ]);
-    upgraded.close();
+    expect(await journal.totals()).toEqual({ pending: 1, done: 1, dead: 1, rejected: 0 });
+    const { items } = await journal.pending(0, 10);
+    expect(items.map((i) => [i.seq, i.key, i.attempts])).toEqual([[3, "legacy:3", 1]]);
+    expect(await journal.journal("2", [event("$1")])).toMatchObject({ items: [], duplicates: 1 });
+    // The pruned row 4 keeps its seq: the next item comes after it.
+    const next = await journal.journal("3", [event("$5")]);
+    expect(next.items[0]!.seq).toBeGreaterThan(4);
+    expect(next.upToSeq).toBe(next.items[0]!.seq);
+    await journal.close();
   });
 });

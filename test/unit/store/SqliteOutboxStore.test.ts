@@ -52,10 +52,11 @@ describe("SqliteOutboxStore", () => {
       INSERT INTO outbox SELECT * FROM outbox_v4;
       DROP TABLE outbox_v4;
       CREATE INDEX outbox_pending ON outbox (lane_id, seq) WHERE state = 'pending';
-      DROP INDEX inbound_items_key;
-      DROP INDEX inbound_items_trouble;
-      ALTER TABLE inbound_items DROP COLUMN item_key;
-      ALTER TABLE inbound_items DROP COLUMN received_at;
+      DROP TABLE inbound_items;
+      DROP TABLE inbound_pending;
+      CREATE TABLE inbound_items (seq INTEGER PRIMARY KEY AUTOINCREMENT, txn_id TEXT NOT NULL, kind TEXT NOT NULL,
+        lane TEXT NOT NULL, event_id TEXT, json TEXT NOT NULL, state TEXT NOT NULL DEFAULT 'pending',
+        attempts INTEGER NOT NULL DEFAULT 0, error TEXT, settled_at INTEGER);
       CREATE TABLE inbound_txns (txn_id TEXT NOT NULL, body_hash TEXT NOT NULL, received_at INTEGER NOT NULL,
         PRIMARY KEY (txn_id, body_hash)) WITHOUT ROWID;
       PRAGMA user_version = 3;`);

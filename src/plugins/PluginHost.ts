@@ -19,6 +19,7 @@ import type {
 import type { EphemeralEvent, MatrixEvent, ToDeviceEvent } from "./events.ts";
 import { createEventContext, createSendContext } from "./createContext.ts";
 import { parseCommand } from "./parseCommand.ts";
+import { lazyChildLogger } from "../logging/lazyChildLogger.ts";
 import { createWebhookRouter, type WebhookRoute } from "./webhookRouter.ts";
 import { Scheduler, type SchedulerClock } from "./Scheduler.ts";
 import { parseSchedule } from "./schedule.ts";
@@ -586,7 +587,7 @@ export class PluginHost {
 
   async #runWithRetries(job: Job, bindings: Record<string, unknown>): Promise<string | undefined> {
     const { maxAttempts, retryBaseMs, logger } = this.#options;
-    const log = (job.plugin?.log ?? logger).child({ eventId: job.eventId, ...bindings });
+    const log = lazyChildLogger(job.plugin?.log ?? logger, { eventId: job.eventId, ...bindings });
     // One cause scope per job: a retry numbers its sends from zero again, onto the same txnIds.
     let lastError = "";
     for (let attempt = 1; attempt <= maxAttempts; attempt++) {

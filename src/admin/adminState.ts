@@ -1,5 +1,5 @@
 import type { Outbox } from "../outbox/Outbox.ts";
-import type { InboundRecord, InboundState, InboundStore } from "../store/InboundStore.ts";
+import type { InboundRecord, InboundState, InboundJournal } from "../inbound/InboundJournal.ts";
 import type { OutboxRow, OutboxStore, OutboxTotals } from "../store/OutboxStore.ts";
 import type { PluginStatus } from "./options.ts";
 import type { ThroughputSeries } from "./ThroughputMeter.ts";
@@ -88,7 +88,7 @@ export interface AdminStateSources {
   readonly plugins: () => readonly PluginStatus[];
   readonly about: () => Record<string, unknown>;
   readonly throughput: () => ThroughputSeries;
-  readonly inbound: Pick<InboundStore, "list" | "totals">;
+  readonly inbound: Pick<InboundJournal, "list" | "totals">;
   readonly limits: {
     readonly recent: number;
     readonly dead: number;
@@ -138,7 +138,7 @@ export async function readAdminState(sources: AdminStateSources): Promise<AdminS
 
 /** Reads the inbound panel: totals, and the newest `limit` rejected and dead items. Does I/O. */
 export async function readInboundPanel(
-  journal: Pick<InboundStore, "list" | "totals">,
+  journal: Pick<InboundJournal, "list" | "totals">,
   limit: number,
 ): Promise<InboundPanel> {
   const [totals, rejected, dead] = await Promise.all([

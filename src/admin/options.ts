@@ -1,6 +1,6 @@
 import type { Logger } from "pino";
 import type { Outbox } from "../outbox/Outbox.ts";
-import type { InboundStore } from "../store/InboundStore.ts";
+import type { InboundJournal } from "../inbound/InboundJournal.ts";
 import type { OutboxStore } from "../store/OutboxStore.ts";
 
 /** A plugin as the host reports it. */
@@ -20,7 +20,7 @@ export interface AdminDashboardOptions {
   /** The outbox's store: recent sends and dead letters (`list`), the retry button (`requeue`). */
   readonly store: Pick<OutboxStore, "list" | "requeue">;
   /** The inbound journal: items by state, rejected and dead items with their reasons. Read only. */
-  readonly inbound: Pick<InboundStore, "list" | "totals">;
+  readonly inbound: Pick<InboundJournal, "list" | "totals">;
   /** The plugins and their status. No I/O. */
   readonly plugins: () => readonly PluginStatus[];
   /** Shown in the page header (bot user id, homeserver, start-up ping…). No I/O. @default nothing */

@@ -6,7 +6,7 @@ import type { CourierConfig } from "../config/schema.ts";
 import { loadRegistration } from "../config/registration.ts";
 import { CourierError } from "../errors.ts";
 import { scrubSecrets } from "../logging/createLogger.ts";
-import type { InboundRecord, InboundState } from "../store/InboundStore.ts";
+import type { InboundRecord, InboundState } from "../inbound/InboundJournal.ts";
 import { SqliteInboundJournal } from "../store/sqlite/SqliteInboundJournal.ts";
 
 /** The states `courier inbound list --state` takes: settled ones (pending items are not listed). */

@@ -1,7 +1,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 import type { Outbox } from "../outbox/Outbox.ts";
 import type { OutboxRow } from "../store/OutboxStore.ts";
-import type { JournaledCounts } from "../appservice/options.ts";
+import type { JournaledCounts } from "../inbound/options.ts";
 import type { HandlerRun } from "../plugins/PluginHost.ts";
 import { MatrixNetworkError } from "../matrix/MatrixError.ts";
 

@@ -1,7 +1,7 @@
 import type { Express } from "express";
 import type { Logger } from "pino";
 import type { Outbox } from "../outbox/Outbox.ts";
-import type { InboundItem } from "../store/InboundStore.ts";
+import type { InboundItem } from "../inbound/InboundJournal.ts";
 import { isJournalUnavailable, PluginError } from "../errors.ts";
 import type {
   Bot,

@@ -12,12 +12,8 @@ import { Writable } from "node:stream";
 import { deflateSync, gzipSync } from "node:zlib";
 import fc from "fast-check";
 import { Pool } from "undici";
-import {
-  createAppserviceApp,
-  listen,
-  type ListeningAppservice,
-} from "../../src/appservice/AppserviceServer.ts";
-import { parseTransaction } from "../../src/appservice/parseTransaction.ts";
+import { createAppserviceApp, listen, type ListeningAppservice } from "../../src/inbound/AppserviceServer.ts";
+import { parseTransaction } from "../../src/inbound/parseTransaction.ts";
 import { createLogger } from "../../src/logging/createLogger.ts";
 import { openSqlite } from "../../src/store/sqlite/SqliteDatabase.ts";
 import { SqliteInboundJournal } from "../../src/store/sqlite/SqliteInboundJournal.ts";

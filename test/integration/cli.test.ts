@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
-import { parseTransaction } from "../../src/appservice/parseTransaction.ts";
+import { parseTransaction } from "../../src/inbound/parseTransaction.ts";
 import { SqliteInboundJournal } from "../../src/store/sqlite/SqliteInboundJournal.ts";
 import { SqliteOutboxStore } from "../../src/store/sqlite/SqliteOutboxStore.ts";
 import type { TxnId } from "../../src/ids.ts";

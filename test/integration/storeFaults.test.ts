@@ -14,15 +14,15 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { DatabaseSync } from "node:sqlite";
 import { pino } from "pino";
-import { createAppserviceApp, listen } from "../../src/appservice/AppserviceServer.ts";
+import { createAppserviceApp, listen } from "../../src/inbound/AppserviceServer.ts";
 import { JournalUnavailableError } from "../../src/errors.ts";
 import { userId, roomId } from "../../src/ids.ts";
 import { MatrixClient } from "../../src/matrix/MatrixClient.ts";
 import { Outbox } from "../../src/outbox/Outbox.ts";
-import { Dispatcher } from "../../src/plugins/Dispatcher.ts";
+import { Dispatcher } from "../../src/inbound/Dispatcher.ts";
 import { definePlugin } from "../../src/plugins/definePlugin.ts";
 import { PluginHost } from "../../src/plugins/PluginHost.ts";
-import type { InboundStore } from "../../src/store/InboundStore.ts";
+import type { InboundJournal } from "../../src/inbound/InboundJournal.ts";
 import type { OutboxStore } from "../../src/store/OutboxStore.ts";
 import { openSqlite } from "../../src/store/sqlite/SqliteDatabase.ts";
 import { SqliteInboundJournal } from "../../src/store/sqlite/SqliteInboundJournal.ts";
@@ -99,7 +99,7 @@ function faultyOutboxStore(inner: OutboxStore): OutboxStore {
   };
 }
 
-function faultyInboundStore(inner: InboundStore): InboundStore {
+function faultyInboundJournal(inner: InboundJournal): InboundJournal {
   return {
     journal: (txnId, items) => (interfaceSwitch.broken ? injected() : inner.journal(txnId, items)),
     record: (batch) => (interfaceSwitch.broken ? injected() : inner.record(batch)),
@@ -141,7 +141,7 @@ describe.each(FAULTS)("store fault: $name", (fault) => {
     const realOutboxStore = new SqliteOutboxStore(db);
     const realJournal = new SqliteInboundJournal(db);
     const outboxStore = fault.wrapsStores ? faultyOutboxStore(realOutboxStore) : realOutboxStore;
-    const journal = fault.wrapsStores ? faultyInboundStore(realJournal) : realJournal;
+    const journal = fault.wrapsStores ? faultyInboundJournal(realJournal) : realJournal;
     const logger = pino({ level: "silent" });
     const hs = await FakeHomeserver.start({ asToken: AS_TOKEN, seed: 3 });
     const client = new MatrixClient({

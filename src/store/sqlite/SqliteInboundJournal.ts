@@ -5,11 +5,11 @@ import type {
   InboundRecord,
   InboundRecordBatch,
   InboundState,
-  InboundStore,
+  InboundJournal,
   JournalOutcome,
   NewInboundItem,
   PendingRead,
-} from "../InboundStore.ts";
+} from "../../inbound/InboundJournal.ts";
 import { openOrShare, type SqliteOptions } from "./SqliteDatabase.ts";
 
 interface RawItem {
@@ -46,7 +46,7 @@ const NOT_PENDING = "seq NOT IN (SELECT seq FROM inbound_pending)";
  * connection, with `SqliteOutboxStore`: every write here is one synchronous BEGIN…COMMIT, so it
  * never interleaves with the outbox's group commits.
  */
-export class SqliteInboundJournal implements InboundStore {
+export class SqliteInboundJournal implements InboundJournal {
   readonly #db: DatabaseSync;
   readonly #ownsDb: boolean;
   readonly #lastSeq: StatementSync;

@@ -6,7 +6,7 @@ import {
   createAppserviceApp,
   listen,
   type ListeningAppservice,
-} from "../../../src/appservice/AppserviceServer.ts";
+} from "../../../src/inbound/AppserviceServer.ts";
 import { MatrixClient } from "../../../src/matrix/MatrixClient.ts";
 import { Outbox } from "../../../src/outbox/Outbox.ts";
 import { PluginHost } from "../../../src/plugins/PluginHost.ts";

@@ -10,7 +10,7 @@ import {
   createAppserviceApp,
   listen,
   type ListeningAppservice,
-} from "../../../src/appservice/AppserviceServer.ts";
+} from "../../../src/inbound/AppserviceServer.ts";
 import { userId } from "../../../src/ids.ts";
 import type { MatrixRequest } from "../../../src/matrix/requests.ts";
 import { Outbox } from "../../../src/outbox/Outbox.ts";

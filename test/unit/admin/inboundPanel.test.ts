@@ -8,7 +8,7 @@ import {
   type AdminState,
 } from "../../../src/admin/adminState.ts";
 import { DASHBOARD_SCRIPT } from "../../../src/admin/dashboardScript.ts";
-import type { InboundRecord } from "../../../src/store/InboundStore.ts";
+import type { InboundRecord } from "../../../src/inbound/InboundJournal.ts";
 import { SqliteInboundJournal } from "../../../src/store/sqlite/SqliteInboundJournal.ts";
 
 const HTML = '<img src=x onerror="alert(1)"><script>alert(2)</script>&amp;';

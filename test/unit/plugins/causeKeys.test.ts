@@ -7,7 +7,7 @@ import { PluginHost } from "../../../src/plugins/PluginHost.ts";
 import { definePlugin, type Bot } from "../../../src/plugins/definePlugin.ts";
 import { Outbox } from "../../../src/outbox/Outbox.ts";
 import { SqliteOutboxStore } from "../../../src/store/sqlite/SqliteOutboxStore.ts";
-import type { InboundItem } from "../../../src/store/InboundStore.ts";
+import type { InboundItem } from "../../../src/inbound/InboundJournal.ts";
 import type { MatrixRequest } from "../../../src/matrix/requests.ts";
 import { userId } from "../../../src/ids.ts";
 

@@ -14,7 +14,7 @@ jest.unstable_mockModule(
   () => ({ ...actual, default: actual, timingSafeEqual }) as typeof Crypto,
 );
 
-const { createAppserviceApp, listen } = await import("../../../src/appservice/AppserviceServer.ts");
+const { createAppserviceApp, listen } = await import("../../../src/inbound/AppserviceServer.ts");
 const { verifyBearer, verifyHubSignature, hubSignature } =
   await import("../../../src/plugins/webhookAuth.ts");
 const { SqliteInboundJournal } = await import("../../../src/store/sqlite/SqliteInboundJournal.ts");

@@ -1,7 +1,7 @@
 import PQueue from "p-queue";
 import type { Logger } from "pino";
 import { isJournalUnavailable } from "../errors.ts";
-import type { InboundItem, InboundStore, JournalOutcome } from "../store/InboundStore.ts";
+import type { InboundItem, InboundJournal, JournalOutcome } from "./InboundJournal.ts";
 import { InboundLedger } from "./InboundLedger.ts";
 
 /**
@@ -25,7 +25,7 @@ const READ_WINDOW = 500;
 const COUNTED = Promise.resolve();
 
 export interface DispatcherOptions {
-  readonly journal: InboundStore;
+  readonly journal: InboundJournal;
   readonly runner: ItemRunner;
   readonly logger: Logger;
   /** Lanes (rooms) handled at the same time. @default 16 */
@@ -86,7 +86,7 @@ interface Lane {
  * the room for longer than the budget; a store fault pauses the lane and retries, uncounted.
  */
 export class Dispatcher {
-  readonly #journal: InboundStore;
+  readonly #journal: InboundJournal;
   readonly #ledger: InboundLedger;
   readonly #runner: ItemRunner;
   readonly #log: Logger;

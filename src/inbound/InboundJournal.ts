@@ -92,7 +92,7 @@ export interface InboundRecordBatch {
 }
 
 /** Every method does I/O. */
-export interface InboundStore {
+export interface InboundJournal {
   /**
    * Journals one transaction's items in one commit and resolves once committed. An item whose
    * key the journal holds already is skipped: a retried transaction (Synapse re-serialises it,

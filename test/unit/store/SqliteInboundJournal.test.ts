@@ -5,7 +5,7 @@ import { DatabaseSync } from "node:sqlite";
 import { openSqlite } from "../../../src/store/sqlite/SqliteDatabase.ts";
 import { SqliteInboundJournal } from "../../../src/store/sqlite/SqliteInboundJournal.ts";
 import { SqliteOutboxStore } from "../../../src/store/sqlite/SqliteOutboxStore.ts";
-import type { NewInboundItem } from "../../../src/store/InboundStore.ts";
+import type { NewInboundItem } from "../../../src/inbound/InboundJournal.ts";
 import type { TxnId } from "../../../src/ids.ts";
 
 const event = (id: string, room = "!a:x"): NewInboundItem => ({

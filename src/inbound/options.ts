@@ -1,6 +1,6 @@
 import type { Express } from "express";
 import type { Logger } from "pino";
-import type { InboundStore, JournalOutcome } from "../store/InboundStore.ts";
+import type { InboundJournal, JournalOutcome } from "./InboundJournal.ts";
 
 /** Answers the homeserver's user and alias queries: does this id belong to the appservice? */
 export interface AppserviceQueries {
@@ -20,7 +20,7 @@ export interface AppserviceOptions {
   /** The registration's `hs_token`: the homeserver sends it as `Authorization: Bearer …`. */
   readonly hsToken: string;
   /** Where transactions are committed before they are answered. */
-  readonly journal: InboundStore;
+  readonly journal: InboundJournal;
   /**
    * Called after a transaction added items to the journal (not for a retry that added none):
    * hands them to the dispatcher. Synchronous and cheap; an exception is logged, the transaction

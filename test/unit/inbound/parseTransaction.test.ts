@@ -1,4 +1,4 @@
-import { parseTransaction } from "../../../src/appservice/parseTransaction.ts";
+import { parseTransaction } from "../../../src/inbound/parseTransaction.ts";
 
 const parse = (body: unknown, txnId = "1") =>
   parseTransaction(Buffer.from(typeof body === "string" ? body : JSON.stringify(body)), txnId);

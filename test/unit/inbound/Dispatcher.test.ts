@@ -1,9 +1,9 @@
 import { jest } from "@jest/globals";
 import { pino } from "pino";
 import { JournalUnavailableError } from "../../../src/errors.ts";
-import { Dispatcher, type DispatcherOptions, type ItemRunner } from "../../../src/plugins/Dispatcher.ts";
+import { Dispatcher, type DispatcherOptions, type ItemRunner } from "../../../src/inbound/Dispatcher.ts";
 import { SqliteInboundJournal } from "../../../src/store/sqlite/SqliteInboundJournal.ts";
-import type { InboundItem, InboundRecordBatch, NewInboundItem } from "../../../src/store/InboundStore.ts";
+import type { InboundItem, InboundRecordBatch, NewInboundItem } from "../../../src/inbound/InboundJournal.ts";
 
 const silent = pino({ level: "silent" });
 const event = (room: string, n: number): NewInboundItem => ({

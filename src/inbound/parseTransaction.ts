@@ -1,6 +1,6 @@
 import { isUtf8 } from "node:buffer";
 import { hash } from "node:crypto";
-import type { InboundKind, NewInboundItem } from "../store/InboundStore.ts";
+import type { InboundKind, NewInboundItem } from "./InboundJournal.ts";
 
 /** The outcome of reading a transaction body: its items in journal order, or why it is refused. */
 export type ParsedTransaction =

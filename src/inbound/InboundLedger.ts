@@ -1,4 +1,4 @@
-import type { InboundSettlement, InboundStore } from "../store/InboundStore.ts";
+import type { InboundSettlement, InboundJournal } from "./InboundJournal.ts";
 
 interface Waiter {
   readonly resolve: () => void;
@@ -12,13 +12,13 @@ interface Waiter {
  * so each caller asks again.
  */
 export class InboundLedger {
-  readonly #journal: InboundStore;
+  readonly #journal: InboundJournal;
   #begun: number[] = [];
   #settled: InboundSettlement[] = [];
   #waiters: Waiter[] = [];
   #scheduled = false;
 
-  constructor(journal: InboundStore) {
+  constructor(journal: InboundJournal) {
     this.#journal = journal;
   }
 

@@ -4,12 +4,12 @@ import { join } from "node:path";
 import { Writable } from "node:stream";
 import { Agent, request } from "undici";
 import type { Logger } from "pino";
-import { createAppserviceApp, listen } from "../../../src/appservice/AppserviceServer.ts";
-import type { AppserviceApp, ListeningAppservice } from "../../../src/appservice/AppserviceServer.ts";
-import type { AppserviceOptions } from "../../../src/appservice/options.ts";
+import { createAppserviceApp, listen } from "../../../src/inbound/AppserviceServer.ts";
+import type { AppserviceApp, ListeningAppservice } from "../../../src/inbound/AppserviceServer.ts";
+import type { AppserviceOptions } from "../../../src/inbound/options.ts";
 import { createLogger } from "../../../src/logging/createLogger.ts";
 import { SqliteInboundJournal } from "../../../src/store/sqlite/SqliteInboundJournal.ts";
-import type { InboundItem, InboundStore } from "../../../src/store/InboundStore.ts";
+import type { InboundItem, InboundJournal } from "../../../src/inbound/InboundJournal.ts";
 
 const HS_TOKEN = "hs_token_0123456789abcdef";
 const AS_TOKEN = "as_token_fedcba9876543210";
@@ -299,7 +299,7 @@ describe("transactions", () => {
   });
 
   test("a journal that cannot commit makes the answer 500, never 200", async () => {
-    const failing: InboundStore = {
+    const failing: InboundJournal = {
       journal: async () => {
         throw new Error("disk I/O error");
       },

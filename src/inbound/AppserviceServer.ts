@@ -5,7 +5,7 @@ import express, { type Express, type NextFunction, type Request, type Response }
 import type { Logger } from "pino";
 import { InboundRequestError } from "../errors.ts";
 import { createLogger } from "../logging/createLogger.ts";
-import type { InboundItem, JournalOutcome } from "../store/InboundStore.ts";
+import type { InboundItem, JournalOutcome } from "./InboundJournal.ts";
 import type { AppserviceOptions, JournaledCounts, ListenOptions, Readiness } from "./options.ts";
 import { parseTransaction } from "./parseTransaction.ts";
 

@@ -1,5 +1,5 @@
 // `courier doctor`: one line per check, then the exit code (0: nothing failed, 1: something did).
-import { doctorExitCode, runDoctor, type CheckStatus } from "../doctor/runDoctor.ts";
+import { doctorExitCode, runDoctor, type CheckStatus } from "../ops/doctor/runDoctor.ts";
 
 const MARK: Record<CheckStatus, string> = { pass: "PASS", warn: "WARN", fail: "FAIL", skip: "SKIP" };
 

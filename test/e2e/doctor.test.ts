@@ -3,7 +3,7 @@
 import { execFile } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
-import { doctorExitCode, runDoctor } from "../../src/doctor/runDoctor.ts";
+import { doctorExitCode, runDoctor } from "../../src/ops/doctor/runDoctor.ts";
 import { E2eStack, type CourierProcess } from "./support/E2eStack.ts";
 
 const CLI = fileURLToPath(new URL("../../src/cli/main.ts", import.meta.url));

@@ -1,7 +1,7 @@
 // docs/operations.md names every metric the registry exports (own metrics; the process metrics
 // are described as a group) and the process metrics it quotes exist.
 import { readFileSync } from "node:fs";
-import { CourierMetrics } from "../../../src/metrics/CourierMetrics.ts";
+import { CourierMetrics } from "../../../src/ops/metrics/CourierMetrics.ts";
 
 test("every courier metric is documented, and the quoted process metrics exist", async () => {
   const page = readFileSync(new URL("../../../docs/operations.md", import.meta.url), "utf8");

@@ -1,6 +1,6 @@
-import type { Outbox } from "../outbox/Outbox.ts";
-import type { InboundRecord, InboundState, InboundJournal } from "../inbound/InboundJournal.ts";
-import type { OutboxRow, OutboxStore, OutboxTotals } from "../store/OutboxStore.ts";
+import type { Outbox } from "../../outbox/Outbox.ts";
+import type { InboundRecord, InboundState, InboundJournal } from "../../inbound/InboundJournal.ts";
+import type { OutboxRow, OutboxStore, OutboxTotals } from "../../store/OutboxStore.ts";
 import type { PluginStatus } from "./options.ts";
 import type { ThroughputSeries } from "./ThroughputMeter.ts";
 

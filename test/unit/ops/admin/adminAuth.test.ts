@@ -1,5 +1,10 @@
-import { AdminSessions } from "../../../src/admin/AdminSessions.ts";
-import { cookieValue, readCredentials, requestOrigin, tokenMatches } from "../../../src/admin/adminAuth.ts";
+import { AdminSessions } from "../../../../src/ops/admin/AdminSessions.ts";
+import {
+  cookieValue,
+  readCredentials,
+  requestOrigin,
+  tokenMatches,
+} from "../../../../src/ops/admin/adminAuth.ts";
 
 const TOKEN = "admin-token-0123456789abcdef";
 

@@ -7,7 +7,7 @@ import path from "node:path";
 import { randomBytes } from "node:crypto";
 import { loadConfig } from "../../../src/config/loadConfig.ts";
 import { writeRegistration } from "../../../src/config/registration.ts";
-import { doctorExitCode, ghostLocalpart, runDoctor } from "../../../src/doctor/runDoctor.ts";
+import { doctorExitCode, ghostLocalpart, runDoctor } from "../../../src/ops/doctor/runDoctor.ts";
 import { openSqlite } from "../../../src/store/sqlite/SqliteDatabase.ts";
 import { FakeHomeserver } from "../../support/FakeHomeserver.ts";
 import { findFreePort, startDashboardStack } from "../../support/dashboardStack.ts";

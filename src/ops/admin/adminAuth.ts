@@ -1,6 +1,6 @@
 import { hash, timingSafeEqual } from "node:crypto";
 import type { IncomingHttpHeaders } from "node:http";
-import { verifyBearer } from "../plugins/webhookAuth.ts";
+import { verifyBearer } from "../../plugins/webhookAuth.ts";
 import type { AdminSessions } from "./AdminSessions.ts";
 
 /** The cookie that carries a browser's session id. */

@@ -2,11 +2,11 @@ import { accessSync, constants, existsSync, statSync } from "node:fs";
 import { createServer, type IncomingMessage, type Server } from "node:http";
 import { dirname } from "node:path";
 import { timingSafeEqual, hash } from "node:crypto";
-import { loadConfig } from "../config/loadConfig.ts";
-import { checkTokens, loadRegistration, type Registration } from "../config/registration.ts";
-import type { CourierConfig } from "../config/schema.ts";
-import { MatrixClient } from "../matrix/MatrixClient.ts";
-import { MatrixError } from "../matrix/MatrixError.ts";
+import { loadConfig } from "../../config/loadConfig.ts";
+import { checkTokens, loadRegistration, type Registration } from "../../config/registration.ts";
+import type { CourierConfig } from "../../config/schema.ts";
+import { MatrixClient } from "../../matrix/MatrixClient.ts";
+import { MatrixError } from "../../matrix/MatrixError.ts";
 
 export type CheckStatus = "pass" | "warn" | "fail" | "skip";
 

@@ -1,7 +1,7 @@
 import type { Logger } from "pino";
-import type { Outbox } from "../outbox/Outbox.ts";
-import type { InboundJournal } from "../inbound/InboundJournal.ts";
-import type { OutboxStore } from "../store/OutboxStore.ts";
+import type { Outbox } from "../../outbox/Outbox.ts";
+import type { InboundJournal } from "../../inbound/InboundJournal.ts";
+import type { OutboxStore } from "../../store/OutboxStore.ts";
 
 /** A plugin as the host reports it. */
 export interface PluginStatus {

@@ -1,4 +1,4 @@
-import { ThroughputMeter } from "../../../src/admin/ThroughputMeter.ts";
+import { ThroughputMeter } from "../../../../src/ops/admin/ThroughputMeter.ts";
 
 const MINUTE = 60_000;
 

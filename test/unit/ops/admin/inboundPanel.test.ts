@@ -6,10 +6,10 @@ import {
   readInboundPanel,
   REASON_MAX_CHARS,
   type AdminState,
-} from "../../../src/admin/adminState.ts";
-import { DASHBOARD_SCRIPT } from "../../../src/admin/dashboardScript.ts";
-import type { InboundRecord } from "../../../src/inbound/InboundJournal.ts";
-import { SqliteInboundJournal } from "../../../src/store/sqlite/SqliteInboundJournal.ts";
+} from "../../../../src/ops/admin/adminState.ts";
+import { DASHBOARD_SCRIPT } from "../../../../src/ops/admin/dashboardScript.ts";
+import type { InboundRecord } from "../../../../src/inbound/InboundJournal.ts";
+import { SqliteInboundJournal } from "../../../../src/store/sqlite/SqliteInboundJournal.ts";
 
 const HTML = '<img src=x onerror="alert(1)"><script>alert(2)</script>&amp;';
 

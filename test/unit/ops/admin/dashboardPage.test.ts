@@ -1,7 +1,11 @@
 import { hash } from "node:crypto";
 import { Script } from "node:vm";
-import { CONTENT_SECURITY_POLICY, dashboardPage, loginPage } from "../../../src/admin/dashboardPage.ts";
-import { DASHBOARD_SCRIPT } from "../../../src/admin/dashboardScript.ts";
+import {
+  CONTENT_SECURITY_POLICY,
+  dashboardPage,
+  loginPage,
+} from "../../../../src/ops/admin/dashboardPage.ts";
+import { DASHBOARD_SCRIPT } from "../../../../src/ops/admin/dashboardScript.ts";
 
 describe("dashboard page", () => {
   test("the inline stylesheet is the one the CSP lets through, and it is the only inline code", () => {

@@ -5,7 +5,7 @@ import { jest } from "@jest/globals";
 import { request } from "undici";
 import { z } from "zod";
 import { definePlugin } from "../../../src/plugins/definePlugin.ts";
-import type { AdminState, InboundPanel } from "../../../src/admin/adminState.ts";
+import type { AdminState, InboundPanel } from "../../../src/ops/admin/adminState.ts";
 import { startDashboardStack, type DashboardStack } from "../../support/dashboardStack.ts";
 
 const ROOM = "!ok:fake.test";

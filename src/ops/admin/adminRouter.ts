@@ -1,9 +1,9 @@
 import express, { type NextFunction, type Request, type Response, type Router } from "express";
 import type { Logger } from "pino";
-import { CourierError, InboundRequestError } from "../errors.ts";
-import type { TxnId } from "../ids.ts";
-import type { Outbox } from "../outbox/Outbox.ts";
-import type { OutboxStore } from "../store/OutboxStore.ts";
+import { CourierError, InboundRequestError } from "../../errors.ts";
+import type { TxnId } from "../../ids.ts";
+import type { Outbox } from "../../outbox/Outbox.ts";
+import type { OutboxStore } from "../../store/OutboxStore.ts";
 import {
   readCredentials,
   requestOrigin,

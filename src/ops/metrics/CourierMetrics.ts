@@ -1,9 +1,9 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
-import type { Outbox } from "../outbox/Outbox.ts";
-import type { OutboxRow } from "../store/OutboxStore.ts";
-import type { JournaledCounts } from "../inbound/options.ts";
-import type { HandlerRun } from "../plugins/PluginHost.ts";
-import { MatrixNetworkError } from "../matrix/MatrixError.ts";
+import type { Outbox } from "../../outbox/Outbox.ts";
+import type { OutboxRow } from "../../store/OutboxStore.ts";
+import type { JournaledCounts } from "../../inbound/options.ts";
+import type { HandlerRun } from "../../plugins/PluginHost.ts";
+import { MatrixNetworkError } from "../../matrix/MatrixError.ts";
 
 /** Lanes reported one by one in `courier_outbox_lane_pending`: the deepest, so a scrape stays small. */
 const TOP_LANES = 20;

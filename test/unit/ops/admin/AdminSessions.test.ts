@@ -1,4 +1,4 @@
-import { AdminSessions } from "../../../src/admin/AdminSessions.ts";
+import { AdminSessions } from "../../../../src/ops/admin/AdminSessions.ts";
 
 describe("AdminSessions", () => {
   test("a created id verifies until it expires or is revoked; others never do", () => {

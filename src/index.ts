@@ -26,7 +26,8 @@ export { MatrixError, MatrixNetworkError } from "./matrix/MatrixError.ts";
 export type { MatrixRequest, Masquerade, ToDeviceMessages } from "./matrix/requests.ts";
 
 export { deriveTxnId } from "./outbox/deriveTxnId.ts";
-export type { TxnIdInput, OutboxKind } from "./outbox/deriveTxnId.ts";
+export type { TxnIdInput } from "./outbox/deriveTxnId.ts";
+export type { OutboxKind } from "./store/OutboxStore.ts";
 export { Outbox, CauseScope } from "./outbox/Outbox.ts";
 export type {
   OutboxItem,

@@ -27,7 +27,8 @@ import {
   NotOurUserError,
   OutboxStoppedError,
 } from "../errors.ts";
-import { deriveTxnId, type OutboxKind } from "./deriveTxnId.ts";
+import { deriveTxnId } from "./deriveTxnId.ts";
+import type { OutboxKind } from "../store/OutboxStore.ts";
 import { OutboxLane } from "./OutboxLane.ts";
 import { TokenBucket, DEFAULT_RATE, type RateOptions } from "./TokenBucket.ts";
 import { backoffDelay, classifyFailure, DEFAULT_RETRY, type RetryOptions } from "./classifyFailure.ts";

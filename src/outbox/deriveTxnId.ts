@@ -1,8 +1,6 @@
 import { hash } from "node:crypto";
 import type { TxnId } from "../ids.ts";
-
-/** The endpoint a request goes to; part of the id so one id is never reused across endpoints. */
-export type OutboxKind = "send" | "state" | "redact" | "sendToDevice";
+import type { OutboxKind } from "../store/OutboxStore.ts";
 
 export interface TxnIdInput {
   /** The appservice's registration id. */

@@ -1,6 +1,8 @@
-import type { OutboxKind } from "../outbox/deriveTxnId.ts";
 import type { MatrixRequest } from "../matrix/requests.ts";
 import type { TxnId } from "../ids.ts";
+
+/** The endpoint a request goes to; part of its txnId, so one id is never reused across endpoints. */
+export type OutboxKind = "send" | "state" | "redact" | "sendToDevice";
 
 /** `dropped`: taken out by an operator (`courier outbox drop`); never sent, never retried. */
 export type OutboxState = "pending" | "sent" | "dead" | "dropped";

@@ -1,11 +1,11 @@
 import type { DatabaseSync, StatementSync } from "node:sqlite";
 import type { TxnId } from "../../ids.ts";
-import type { OutboxKind } from "../../outbox/deriveTxnId.ts";
 import type {
   DeadReason,
   InsertOutcome,
   LaneStats,
   NewOutboxRow,
+  OutboxKind,
   OutboxRow,
   OutboxState,
   OutboxStore,

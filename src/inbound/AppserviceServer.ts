@@ -1,9 +1,10 @@
 import { createServer, type Server } from "node:http";
 import type { Duplex } from "node:stream";
-import { hash, timingSafeEqual } from "node:crypto";
 import express, { type Express, type NextFunction, type Request, type Response } from "express";
 import type { Logger } from "pino";
 import { InboundRequestError } from "../errors.ts";
+import { answerRefusal } from "../http/answerRefusal.ts";
+import { secretMatches, verifyBearer } from "../http/auth.ts";
 import { createLogger } from "../logging/createLogger.ts";
 import type { InboundItem, JournalOutcome } from "./InboundJournal.ts";
 import type { AppserviceOptions, JournaledCounts, ListenOptions, Readiness } from "./options.ts";
@@ -109,8 +110,6 @@ const refuse = {
     }),
 };
 
-const sha256 = (data: string | Buffer): Buffer => hash("sha256", data, "buffer");
-
 /**
  * The appservice endpoint (Application Service API v1) as an express app: transactions are
  * journaled and committed before they are answered 200; user and alias queries; ping; health
@@ -130,9 +129,6 @@ export function createAppserviceApp(options: AppserviceOptions): AppserviceApp {
   const accepting = options.accepting ?? (() => true);
   const readiness = options.readiness ?? ((): Readiness => ({ ready: true, checks: {} }));
   const allowQueryToken = options.allowQueryToken ?? false;
-  const expectedDigest = sha256(options.hsToken);
-  // Hash both sides: equal lengths for timingSafeEqual, and nothing about the length leaks.
-  const isHsToken = (token: string): boolean => timingSafeEqual(sha256(token), expectedDigest);
   let lastPingAt: number | undefined;
 
   const app = express() as AppserviceApp;
@@ -149,19 +145,16 @@ export function createAppserviceApp(options: AppserviceOptions): AppserviceApp {
     const query: unknown = req.query.access_token;
     // Repeated (`?access_token=a&access_token=b`) is an array: never equal to the token.
     const queryToken = query === undefined ? undefined : typeof query === "string" ? query : "";
-    let token: string | undefined;
     if (header !== undefined) {
-      const match = /^Bearer +(\S+) *$/i.exec(header);
-      if (!match) return next(refuse.wrongToken());
-      token = match[1];
+      if (verifyBearer(header, options.hsToken) !== "ok") return next(refuse.wrongToken());
       // The spec: when both are sent, both must match.
-      if (queryToken !== undefined && !isHsToken(queryToken)) return next(refuse.wrongToken());
+      if (queryToken !== undefined && !secretMatches(queryToken, options.hsToken))
+        return next(refuse.wrongToken());
     } else {
       if (queryToken !== undefined && !allowQueryToken) return next(refuse.missingToken(true));
-      token = queryToken;
+      if (queryToken === undefined) return next(refuse.missingToken(false));
+      if (!secretMatches(queryToken, options.hsToken)) return next(refuse.wrongToken());
     }
-    if (token === undefined) return next(refuse.missingToken(false));
-    if (!isHsToken(token)) return next(refuse.wrongToken());
     next();
   };
 
@@ -300,28 +293,8 @@ export function createAppserviceApp(options: AppserviceOptions): AppserviceApp {
 
   // Every error becomes `{errcode, error}`: ours, body-parser's (413, 400, 415), the router's.
   app.use((error: unknown, req: Request, res: Response, _next: NextFunction) => {
-    const refusal = toRefusal(error, maxBodyBytes);
-    if (refusal.status >= 500) {
-      log.error(
-        {
-          err: refusal.cause ?? error,
-          method: req.method,
-          path: req.path,
-          txnId: res.locals.txnId as string | undefined,
-        },
-        refusal.message,
-      );
-    } else {
-      log.debug(
-        { method: req.method, path: req.path, status: refusal.status, errcode: refusal.errcode },
-        refusal.message,
-      );
-    }
-    if (res.headersSent) {
-      res.destroy();
-      return;
-    }
-    res.status(refusal.status).json({ errcode: refusal.errcode, error: refusal.message });
+    const where = { method: req.method, path: req.path, txnId: res.locals.txnId as string | undefined };
+    answerRefusal(res, log, toRefusal(error, maxBodyBytes), where);
   });
 
   async function query(ask: () => Promise<boolean>): Promise<boolean> {

@@ -1,23 +1,11 @@
-import { createHmac, hash, timingSafeEqual } from "node:crypto";
+import { createHmac } from "node:crypto";
+import { secretMatches, verifyBearer, type AuthResult } from "../http/auth.ts";
 import type { WebhookScheme } from "./definePlugin.ts";
 
+export { verifyBearer };
+
 /** How a request's credentials compare to the route's secret. */
-export type WebhookAuthResult = "ok" | "missing" | "wrong";
-
-// Hash both sides: equal lengths for timingSafeEqual, and nothing about the length leaks.
-const digest = (value: string | Buffer): Buffer => hash("sha256", value, "buffer");
-const same = (a: string | Buffer, b: string | Buffer): boolean => timingSafeEqual(digest(a), digest(b));
-
-/**
- * Checks `Authorization: Bearer <secret>` in constant time. `header` is the raw header value
- * (undefined when absent). Pure, no I/O.
- */
-export function verifyBearer(header: string | undefined, secret: string): WebhookAuthResult {
-  if (header === undefined || header.trim() === "") return "missing";
-  const match = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(header);
-  if (!match) return "wrong";
-  return same(match[1]!, secret) ? "ok" : "wrong";
-}
+export type WebhookAuthResult = AuthResult;
 
 /**
  * Checks GitHub's `X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the raw body>` in constant
@@ -30,7 +18,7 @@ export function verifyHubSignature(
 ): WebhookAuthResult {
   if (header === undefined || header.trim() === "") return "missing";
   const expected = `sha256=${createHmac("sha256", secret).update(rawBody).digest("hex")}`;
-  return same(header.trim().toLowerCase(), expected) ? "ok" : "wrong";
+  return secretMatches(header.trim().toLowerCase(), expected) ? "ok" : "wrong";
 }
 
 /** `sha256=<hex>`: what a sender puts in `X-Hub-Signature-256` for this body (tests, clients). */

@@ -4,6 +4,7 @@ import express, { type NextFunction, type Request, type Response, type Router } 
 import type { Logger } from "pino";
 import { CourierError, InboundRequestError } from "../errors.ts";
 import type { WebhookMethod, WebhookRequest, WebhookScheme } from "./definePlugin.ts";
+import { answerRefusal } from "../http/answerRefusal.ts";
 import { deliveryIdFromHeaders, isValidDeliveryId, verifyWebhook } from "./webhookAuth.ts";
 
 /** Largest webhook body, in bytes (1 MiB). */
@@ -155,17 +156,13 @@ export function createWebhookRouter<R extends WebhookRoute>(options: WebhookRout
     const refusal = toRefusal(error);
     const deliveryId = res.locals.deliveryId as string | undefined;
     const where = { method: req.method, path: req.originalUrl.split("?")[0], deliveryId };
-    if (refusal.status >= 500) options.log.error({ err: refusal.cause ?? error, ...where }, refusal.message);
-    else options.log.debug({ ...where, status: refusal.status, errcode: refusal.errcode }, refusal.message);
-    if (res.headersSent) {
-      res.destroy();
-      return;
-    }
-    res.status(refusal.status).json({
-      errcode: refusal.errcode,
-      error: refusal.message,
-      ...(deliveryId === undefined ? {} : { delivery_id: deliveryId }),
-    });
+    answerRefusal(
+      res,
+      options.log,
+      refusal,
+      where,
+      deliveryId === undefined ? {} : { delivery_id: deliveryId },
+    );
   });
   return router;
 }

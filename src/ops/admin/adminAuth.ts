@@ -1,6 +1,5 @@
-import { hash, timingSafeEqual } from "node:crypto";
 import type { IncomingHttpHeaders } from "node:http";
-import { verifyBearer } from "../../plugins/webhookAuth.ts";
+import { verifyBearer } from "../../http/auth.ts";
 import type { AdminSessions } from "./AdminSessions.ts";
 
 /** The cookie that carries a browser's session id. */
@@ -33,12 +32,6 @@ export function readCredentials(
   const id = cookieValue(headers.cookie, SESSION_COOKIE);
   if (id === undefined || id === "") return { kind: "missing" };
   return sessions.verify(id) ? { kind: "session", id } : { kind: "expired" };
-}
-
-/** The admin token typed into the login form, compared in constant time. */
-export function tokenMatches(presented: string, token: string): boolean {
-  // Hash both sides: equal lengths for timingSafeEqual, and nothing about the length leaks.
-  return timingSafeEqual(hash("sha256", presented, "buffer"), hash("sha256", token, "buffer"));
 }
 
 /** The value of one cookie from a `Cookie` header; undefined when it is not there. */

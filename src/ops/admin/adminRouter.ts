@@ -1,16 +1,12 @@
 import express, { type NextFunction, type Request, type Response, type Router } from "express";
 import type { Logger } from "pino";
+import { answerRefusal } from "../../http/answerRefusal.ts";
+import { secretMatches } from "../../http/auth.ts";
 import { CourierError, InboundRequestError } from "../../errors.ts";
 import type { TxnId } from "../../ids.ts";
 import type { Outbox } from "../../outbox/Outbox.ts";
 import type { OutboxStore } from "../../store/OutboxStore.ts";
-import {
-  readCredentials,
-  requestOrigin,
-  SESSION_COOKIE,
-  tokenMatches,
-  type AdminCredentials,
-} from "./adminAuth.ts";
+import { readCredentials, requestOrigin, SESSION_COOKIE, type AdminCredentials } from "./adminAuth.ts";
 import type { AdminSessions } from "./AdminSessions.ts";
 import type { AdminState, InboundPanel } from "./adminState.ts";
 import { CONTENT_SECURITY_POLICY, dashboardPage, loginPage } from "./dashboardPage.ts";
@@ -114,7 +110,7 @@ export function createAdminRouter(options: AdminRouterOptions): Router {
       res.status(401).type("html").send(loginPage(action, "Enter the admin token."));
       return;
     }
-    if (!tokenMatches(presented, options.token)) {
+    if (!secretMatches(presented, options.token)) {
       log.warn({ ip: req.ip }, "dashboard login refused: wrong token");
       res.status(403).type("html").send(loginPage(action, "That is not the admin token."));
       return;
@@ -199,15 +195,10 @@ export function createAdminRouter(options: AdminRouterOptions): Router {
   router.use((error: unknown, req: Request, res: Response, _next: NextFunction) => {
     const refusal = toRefusal(error);
     const where = { method: req.method, path: req.originalUrl.split("?")[0] };
-    if (refusal.status >= 500) log.error({ err: refusal.cause ?? error, ...where }, refusal.message);
-    else log.debug({ ...where, status: refusal.status, errcode: refusal.errcode }, refusal.message);
-    if (res.headersSent) {
-      res.destroy();
-      return;
-    }
     // A browser navigating to a page without a session gets the login form, with the same status.
     const wantsPage = req.method === "GET" && req.accepts(["json", "html"]) === "html";
-    if (wantsPage && (refusal.status === 401 || refusal.status === 403)) {
+    if (wantsPage && !res.headersSent && (refusal.status === 401 || refusal.status === 403)) {
+      log.debug({ ...where, status: refusal.status, errcode: refusal.errcode }, refusal.message);
       const message = refusal.code === "COURIER_ADMIN_UNAUTHORIZED" ? undefined : refusal.message;
       res
         .status(refusal.status)
@@ -215,7 +206,7 @@ export function createAdminRouter(options: AdminRouterOptions): Router {
         .send(loginPage(`${req.baseUrl}/login`, message));
       return;
     }
-    res.status(refusal.status).json({ errcode: refusal.errcode, error: refusal.message });
+    answerRefusal(res, log, refusal, where);
   });
 
   // The requeued rows are sent at once, not at the runtime's next periodic rescan.

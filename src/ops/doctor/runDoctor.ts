@@ -1,7 +1,7 @@
 import { accessSync, constants, existsSync, statSync } from "node:fs";
 import { createServer, type IncomingMessage, type Server } from "node:http";
 import { dirname } from "node:path";
-import { timingSafeEqual, hash } from "node:crypto";
+import { verifyBearer } from "../../http/auth.ts";
 import { loadConfig } from "../../config/loadConfig.ts";
 import { checkTokens, loadRegistration, type Registration } from "../../config/registration.ts";
 import type { CourierConfig } from "../../config/schema.ts";
@@ -201,9 +201,7 @@ async function pingCheck(
 }
 
 function listenTemporarily(host: string, port: number, hsToken: string): Promise<Server> {
-  const expected = hash("sha256", `Bearer ${hsToken}`, "buffer");
-  const authorized = (req: IncomingMessage) =>
-    timingSafeEqual(hash("sha256", req.headers.authorization ?? "", "buffer"), expected);
+  const authorized = (req: IncomingMessage) => verifyBearer(req.headers.authorization, hsToken) === "ok";
   const server = createServer((req, res) => {
     req.resume();
     const json = (status: number, body: object) => {

@@ -111,6 +111,9 @@ describe("metrics", () => {
     expect((await scrape(stack)).status).toBe(401);
     expect((await scrape(stack, { authorization: "Bearer wrong-token-0123456789" })).status).toBe(403);
     expect((await scrape(stack, { authorization: `Bearer ${token}` })).status).toBe(200);
+    // The one Bearer check every route uses: the scheme in any case (it was refused 401 here).
+    expect((await scrape(stack, { authorization: `bearer ${token}` })).status).toBe(200);
+    expect((await scrape(stack, { authorization: `Basic ${token}` })).status).toBe(403);
     expect(stack.logs()).not.toContain(token);
   });
 

@@ -1,10 +1,6 @@
 import { AdminSessions } from "../../../../src/ops/admin/AdminSessions.ts";
-import {
-  cookieValue,
-  readCredentials,
-  requestOrigin,
-  tokenMatches,
-} from "../../../../src/ops/admin/adminAuth.ts";
+import { cookieValue, readCredentials, requestOrigin } from "../../../../src/ops/admin/adminAuth.ts";
+import { secretMatches } from "../../../../src/http/auth.ts";
 
 const TOKEN = "admin-token-0123456789abcdef";
 
@@ -33,10 +29,10 @@ describe("admin credentials", () => {
   });
 
   test("the login token compares exactly", () => {
-    expect(tokenMatches(TOKEN, TOKEN)).toBe(true);
-    expect(tokenMatches(`${TOKEN} `, TOKEN)).toBe(false);
-    expect(tokenMatches(TOKEN.slice(0, -1), TOKEN)).toBe(false);
-    expect(tokenMatches("", TOKEN)).toBe(false);
+    expect(secretMatches(TOKEN, TOKEN)).toBe(true);
+    expect(secretMatches(`${TOKEN} `, TOKEN)).toBe(false);
+    expect(secretMatches(TOKEN.slice(0, -1), TOKEN)).toBe(false);
+    expect(secretMatches("", TOKEN)).toBe(false);
   });
 
   test("cookieValue finds one cookie among several", () => {

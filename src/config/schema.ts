@@ -1,5 +1,8 @@
 import { z } from "zod";
 import { describe } from "./problems.ts";
+import { DISPATCHER_DEFAULTS } from "../inbound/Dispatcher.ts";
+import { OUTBOX_DEFAULTS } from "../outbox/options.ts";
+import { HANDLER_DEFAULTS } from "../plugins/PluginHost.ts";
 
 // Every object is strict: a misspelt key is an error, not a setting silently ignored. Sections
 // whose keys all have defaults use `prefault({})`, which (unlike zod 4's `default`) runs the
@@ -65,9 +68,9 @@ const namespace = z.array(
 const rate = z
   .object({
     /** Sustained requests per second. @default 50 */
-    perSecond: z.number().positive().default(50),
+    perSecond: z.number().positive().default(OUTBOX_DEFAULTS.rate.perSecond),
     /** Requests that may leave at once after a quiet period. @default 100 */
-    burst: z.number().min(1).default(100),
+    burst: z.number().min(1).default(OUTBOX_DEFAULTS.rate.burst),
   })
   .strict();
 
@@ -152,18 +155,21 @@ const store = z
 const outbox = z
   .object({
     /** Lanes (rooms) sending at the same time. @default 32 */
-    maxConcurrency: positiveInt(32),
+    maxConcurrency: positiveInt(OUTBOX_DEFAULTS.maxConcurrency),
     /** Per-sender token bucket. @default { perSecond: 50, burst: 100 } */
     rate: rate.prefault({}),
     /** Per-sender overrides of `rate`, keyed by user id; unset fields fall back to `rate`. */
     rateBySender: z.record(userIdKey, rate.partial()).optional(),
     /** Backoff of transient failures. @default { baseMs: 250, capMs: 60000 } */
     retry: z
-      .object({ baseMs: positiveInt(250), capMs: positiveInt(60_000) })
+      .object({
+        baseMs: positiveInt(OUTBOX_DEFAULTS.retry.baseMs),
+        capMs: positiveInt(OUTBOX_DEFAULTS.retry.capMs),
+      })
       .strict()
       .prefault({}),
     /** Timeout of one request. @default 30000 */
-    requestTimeoutMs: positiveInt(30_000),
+    requestTimeoutMs: positiveInt(OUTBOX_DEFAULTS.requestTimeoutMs),
     /**
      * Send as a device: the bot and every ghost get a device "COURIER" (created on first use)
      * and every request names it (`device_id`), so Synapse (>= 1.141) dedupes room sends in its
@@ -179,11 +185,14 @@ const outbox = z
 const dispatcher = z
   .object({
     /** Inbound events handled at the same time (events of one room stay in order). @default 16 */
-    maxConcurrency: positiveInt(16),
+    maxConcurrency: positiveInt(DISPATCHER_DEFAULTS.maxConcurrency),
     /** A handler running longer is abandoned and counted as failed. @default 30000 */
-    handlerTimeoutMs: positiveInt(30_000),
-    /** Attempts of one event before it is given up and logged. @default 5 */
-    maxAttempts: positiveInt(5),
+    handlerTimeoutMs: positiveInt(HANDLER_DEFAULTS.handlerTimeoutMs),
+    /**
+     * Tries of one handler on one event before it is given up: the event is dead-lettered for
+     * that handler, the others' work stands. @default 5
+     */
+    maxAttempts: positiveInt(HANDLER_DEFAULTS.maxAttempts),
   })
   .strict()
   .prefault({});

@@ -19,6 +19,9 @@ const STORE_PAUSE_BASE_MS = 1_000;
 const STORE_PAUSE_CAP_MS = 30_000;
 /** Pauses before an item whose dispatch threw runs again: doubling, at most 5 s. */
 const FAILURE_PAUSE_CAP_MS = 5_000;
+/** Defaults of the options the configuration sets too: `config/schema.ts` reads them here. */
+export const DISPATCHER_DEFAULTS = { maxConcurrency: 16 } as const;
+
 /** Items read from the journal at a time. */
 const READ_WINDOW = 500;
 /** The dispatch of an item the journal counted when it was journaled. */
@@ -116,7 +119,7 @@ export class Dispatcher {
     this.#ledger = new InboundLedger(options.journal);
     this.#runner = options.runner;
     this.#log = options.logger;
-    this.#queue = new PQueue({ concurrency: options.maxConcurrency ?? 16 });
+    this.#queue = new PQueue({ concurrency: options.maxConcurrency ?? DISPATCHER_DEFAULTS.maxConcurrency });
     this.#maxDispatches = options.maxDispatches ?? 5;
     this.#maxBuffered = options.maxBuffered ?? 2000;
     this.#maxPerLane = Math.max(1, options.maxBufferedPerLane ?? Math.ceil(this.#maxBuffered / 4));

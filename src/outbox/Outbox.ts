@@ -30,10 +30,10 @@ import {
 import { deriveTxnId } from "./deriveTxnId.ts";
 import type { OutboxKind } from "../store/OutboxStore.ts";
 import { OutboxLane } from "./OutboxLane.ts";
-import { TokenBucket, DEFAULT_RATE, type RateOptions } from "./TokenBucket.ts";
-import { backoffDelay, classifyFailure, DEFAULT_RETRY, type RetryOptions } from "./classifyFailure.ts";
+import { TokenBucket, type RateOptions } from "./TokenBucket.ts";
+import { backoffDelay, classifyFailure, type RetryOptions } from "./classifyFailure.ts";
 import { chunkToDevice, DEFAULT_TO_DEVICE_LIMITS, type ToDeviceChunkLimits } from "./chunkToDevice.ts";
-import type { OutboxOptions, OutboxTransport } from "./options.ts";
+import { OUTBOX_DEFAULTS, type OutboxOptions, type OutboxTransport } from "./options.ts";
 
 /** Fields every outbound request carries: who sends it and what caused it. */
 interface ItemBase {
@@ -184,11 +184,11 @@ export class Outbox extends EventEmitter<OutboxEvents> {
     this.#appserviceId = options.appserviceId;
     this.#botUserId = options.botUserId;
     this.#deviceId = options.deviceId;
-    this.#queue = new PQueue({ concurrency: options.maxConcurrency ?? 32 });
-    this.#rate = { ...DEFAULT_RATE, ...options.rate };
+    this.#queue = new PQueue({ concurrency: options.maxConcurrency ?? OUTBOX_DEFAULTS.maxConcurrency });
+    this.#rate = { ...OUTBOX_DEFAULTS.rate, ...options.rate };
     this.#rateBySender = options.rateBySender ?? {};
-    this.#retry = { ...DEFAULT_RETRY, ...options.retry };
-    this.#timeoutMs = options.requestTimeoutMs ?? 30_000;
+    this.#retry = { ...OUTBOX_DEFAULTS.retry, ...options.retry };
+    this.#timeoutMs = options.requestTimeoutMs ?? OUTBOX_DEFAULTS.requestTimeoutMs;
     this.#maxEventBytes = options.maxEventBytes ?? 65_536;
     this.#toDevice = { ...DEFAULT_TO_DEVICE_LIMITS, ...options.toDevice };
     this.#window = options.laneWindow ?? 256;

@@ -2,9 +2,17 @@ import type { Logger } from "pino";
 import type { MatrixRequest } from "../matrix/requests.ts";
 import type { OutboxStore } from "../store/OutboxStore.ts";
 import type { DeviceId, UserId } from "../ids.ts";
-import type { RateOptions } from "./TokenBucket.ts";
-import type { RetryOptions } from "./classifyFailure.ts";
+import { DEFAULT_RATE, type RateOptions } from "./TokenBucket.ts";
+import { DEFAULT_RETRY, type RetryOptions } from "./classifyFailure.ts";
 import type { ToDeviceChunkLimits } from "./chunkToDevice.ts";
+
+/** Defaults of the options the configuration sets too: `config/schema.ts` reads them here. */
+export const OUTBOX_DEFAULTS = {
+  maxConcurrency: 32,
+  rate: DEFAULT_RATE,
+  retry: DEFAULT_RETRY,
+  requestTimeoutMs: 30_000,
+} as const;
 
 /** What the outbox needs from an HTTP client: send one journaled request, byte for byte. */
 export interface OutboxTransport {

@@ -81,7 +81,7 @@ export interface PluginHostOptions {
   readonly commandPrefix?: string;
   /** A handler running longer fails (and its `ctx.signal` aborts). @default 30000 */
   readonly handlerTimeoutMs?: number;
-  /** Tries of one handler on one event before it is given up (dead-lettered). @default 3 */
+  /** Tries of one handler on one event before it is given up (dead-lettered). @default 5 */
   readonly maxAttempts?: number;
   /** First pause between two tries. @default 200 */
   readonly retryBaseMs?: number;
@@ -94,6 +94,9 @@ export interface PluginHostOptions {
   /** Told about every try of a handler (metrics). Synchronous. @default does nothing */
   readonly onHandlerRun?: (run: HandlerRun) => void;
 }
+
+/** Defaults of the options the configuration sets too: `config/schema.ts` reads them here. */
+export const HANDLER_DEFAULTS = { handlerTimeoutMs: 30_000, maxAttempts: 5 } as const;
 
 /** One try of one handler on one item. */
 export interface HandlerRun {
@@ -129,8 +132,7 @@ export class PluginHost {
   constructor(options: PluginHostOptions) {
     this.#options = {
       commandPrefix: "!",
-      handlerTimeoutMs: 30_000,
-      maxAttempts: 3,
+      ...HANDLER_DEFAULTS,
       retryBaseMs: 200,
       onHandlerRun: () => {},
       ...options,

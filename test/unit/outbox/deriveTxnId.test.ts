@@ -10,8 +10,11 @@ const base: TxnIdInput = {
 };
 
 describe("deriveTxnId", () => {
-  test("is deterministic", () => {
-    expect(deriveTxnId(base)).toBe(deriveTxnId({ ...base }));
+  test("is the same in every process and every version: pinned values", () => {
+    // A changed derivation would send every request replayed after an upgrade again, under new
+    // ids: these values must never change.
+    expect(deriveTxnId(base)).toBe("mc1ww0xCCp4mucvMP-A2Z2uXGZc5znNJyxqJhQNd3A.HA8");
+    expect(deriveTxnId({ ...base, ordinal: 1 })).toBe("mc1Z0rT.m96.dxl56yxhF0fpWt7gBCR3V4SuqUiRBm7rMY");
   });
 
   test("is url-safe and at most 64 characters", () => {

@@ -9,6 +9,16 @@ export interface MatrixRequest {
   readonly path: string;
   /** Serialized JSON body, or undefined for none. */
   readonly body?: string | undefined;
+  /**
+   * The user the request masquerades as (the query's `user_id`), set by the builder that wrote
+   * the query. Not sent on its own: it tells the transport whose device to provision.
+   */
+  readonly userId?: UserId | undefined;
+  /**
+   * The device the request masquerades as (the query's `device_id`), set by the builder that
+   * wrote the query. Not sent on its own: the transport makes sure the device exists.
+   */
+  readonly deviceId?: DeviceId | undefined;
 }
 
 /** Who the appservice acts as: `user_id` (masquerade) and optionally a device of that user. */
@@ -37,6 +47,35 @@ export function masqueradeQuery(as: Masquerade | undefined): string {
   return params.length ? `?${params.join("&")}` : "";
 }
 
+/**
+ * A request to `path` (given without its query) sent as `as`: the masquerade goes in the query,
+ * and in the request's own fields for the transport.
+ */
+function masqueraded(path: string, body: string, as: Masquerade | undefined): MatrixRequest {
+  return {
+    method: "PUT",
+    path: path + masqueradeQuery(as),
+    body,
+    userId: as?.userId,
+    deviceId: as?.deviceId,
+  };
+}
+
+/**
+ * A request read back from a journal that keeps only its method, path and body, with its
+ * masquerade fields again, read from the query `masqueradeQuery` wrote. No I/O. Returns the
+ * request itself when its path has no query.
+ */
+export function fromJournal(request: MatrixRequest): MatrixRequest {
+  const q = request.path.indexOf("?");
+  if (q < 0) return request;
+  const query = new URLSearchParams(request.path.slice(q + 1));
+  const userId = query.get("user_id") ?? undefined;
+  // The builders write both names; MSC3202's alone is read too, as the transport always has.
+  const deviceId = query.get("device_id") ?? query.get("org.matrix.msc3202.device_id") ?? undefined;
+  return { ...request, userId: userId as UserId | undefined, deviceId: deviceId as DeviceId | undefined };
+}
+
 /** `PUT /rooms/{roomId}/send/{eventType}/{txnId}` → `{event_id}`. */
 export function roomSendRequest(p: {
   roomId: RoomId;
@@ -45,11 +84,11 @@ export function roomSendRequest(p: {
   content: object;
   as?: Masquerade | undefined;
 }): MatrixRequest {
-  return {
-    method: "PUT",
-    path: `${CLIENT_V3}/rooms/${seg(p.roomId)}/send/${seg(p.eventType)}/${seg(p.txnId)}${masqueradeQuery(p.as)}`,
-    body: JSON.stringify(p.content),
-  };
+  return masqueraded(
+    `${CLIENT_V3}/rooms/${seg(p.roomId)}/send/${seg(p.eventType)}/${seg(p.txnId)}`,
+    JSON.stringify(p.content),
+    p.as,
+  );
 }
 
 /** `{userId: {deviceId | "*": content}}`. */
@@ -62,11 +101,11 @@ export function toDeviceRequest(p: {
   messages: ToDeviceMessages;
   as?: Masquerade | undefined;
 }): MatrixRequest {
-  return {
-    method: "PUT",
-    path: `${CLIENT_V3}/sendToDevice/${seg(p.eventType)}/${seg(p.txnId)}${masqueradeQuery(p.as)}`,
-    body: JSON.stringify({ messages: p.messages }),
-  };
+  return masqueraded(
+    `${CLIENT_V3}/sendToDevice/${seg(p.eventType)}/${seg(p.txnId)}`,
+    JSON.stringify({ messages: p.messages }),
+    p.as,
+  );
 }
 
 /**
@@ -80,11 +119,11 @@ export function stateRequest(p: {
   content: object;
   as?: Masquerade | undefined;
 }): MatrixRequest {
-  return {
-    method: "PUT",
-    path: `${CLIENT_V3}/rooms/${seg(p.roomId)}/state/${seg(p.eventType)}/${seg(p.stateKey)}${masqueradeQuery(p.as)}`,
-    body: JSON.stringify(p.content),
-  };
+  return masqueraded(
+    `${CLIENT_V3}/rooms/${seg(p.roomId)}/state/${seg(p.eventType)}/${seg(p.stateKey)}`,
+    JSON.stringify(p.content),
+    p.as,
+  );
 }
 
 /** `PUT /rooms/{roomId}/redact/{eventId}/{txnId}` with `{reason?}` → `{event_id}`. */
@@ -95,9 +134,9 @@ export function redactRequest(p: {
   reason?: string | undefined;
   as?: Masquerade | undefined;
 }): MatrixRequest {
-  return {
-    method: "PUT",
-    path: `${CLIENT_V3}/rooms/${seg(p.roomId)}/redact/${seg(p.eventId)}/${seg(p.txnId)}${masqueradeQuery(p.as)}`,
-    body: JSON.stringify(p.reason === undefined ? {} : { reason: p.reason }),
-  };
+  return masqueraded(
+    `${CLIENT_V3}/rooms/${seg(p.roomId)}/redact/${seg(p.eventId)}/${seg(p.txnId)}`,
+    JSON.stringify(p.reason === undefined ? {} : { reason: p.reason }),
+    p.as,
+  );
 }

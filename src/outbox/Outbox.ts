@@ -3,6 +3,7 @@ import PQueue from "p-queue";
 import { pino, type Logger } from "pino";
 import type { DeviceId, EventId, RoomId, TxnId, UserId } from "../ids.ts";
 import {
+  fromJournal,
   redactRequest,
   roomSendRequest,
   stateRequest,
@@ -267,7 +268,9 @@ export class Outbox extends EventEmitter<OutboxEvents> {
       // Rows below the head the lane holds now were settled before it got there: pending ones
       // among them were put back.
       const head = lane.rows[0]?.seq ?? lane.lastSeq + 1;
-      const older = (await this.#store.loadLane(key, 0, this.#window)).filter((row) => row.seq < head);
+      const older = fromStore(await this.#store.loadLane(key, 0, this.#window)).filter(
+        (row) => row.seq < head,
+      );
       this.#stamp(older);
       lane.adopt(older);
       lane.complete = false;
@@ -439,7 +442,8 @@ export class Outbox extends EventEmitter<OutboxEvents> {
   #load(lane: OutboxLane): void {
     lane.loading = true;
     this.#store.loadLane(lane.key, lane.lastSeq, this.#window).then(
-      (rows) => {
+      (loaded) => {
+        const rows = fromStore(loaded);
         this.#stamp(rows);
         // Settled here, not yet in the store: pending there, but delivered.
         lane.loaded(
@@ -678,6 +682,18 @@ function withMessageIds(messages: ToDeviceMessages, messageId: string): ToDevice
     out[user] = stamped;
   }
   return out;
+}
+
+/**
+ * Rows read back from the store, with their requests' masquerade fields again: the store keeps
+ * the method, path and body only. A row this process built keeps them and is passed as it is.
+ */
+function fromStore(rows: readonly OutboxRow[]): readonly OutboxRow[] {
+  return rows.map((row) => {
+    if (row.request.userId || row.request.deviceId) return row;
+    const request = fromJournal(row.request);
+    return request === row.request ? row : { ...row, request };
+  });
 }
 
 function deadLetterOf(row: Pick<OutboxRow, "txnId" | "error">): DeadLetterError {

@@ -14,7 +14,11 @@ export const OUTBOX_DEFAULTS = {
   requestTimeoutMs: 30_000,
 } as const;
 
-/** What the outbox needs from an HTTP client: send one journaled request, byte for byte. */
+/**
+ * What the outbox needs from an HTTP client: send one journaled request, byte for byte. A request
+ * naming a `deviceId` masquerades as that device of its `userId` (the bot's when none), which
+ * must exist: `MatrixTransport` makes sure it does.
+ */
 export interface OutboxTransport {
   send(request: MatrixRequest, options?: { timeoutMs?: number }): Promise<unknown>;
 }

@@ -7,6 +7,7 @@ import { createAppserviceApp, listen } from "../inbound/AppserviceServer.ts";
 import { MatrixClient } from "../matrix/MatrixClient.ts";
 import { MatrixError } from "../matrix/MatrixError.ts";
 import { Outbox } from "../outbox/Outbox.ts";
+import { COURIER_DEVICE_ID, MatrixTransport } from "../outbox/MatrixTransport.ts";
 import { openSqlite } from "../store/sqlite/SqliteDatabase.ts";
 import { SqliteOutboxStore } from "../store/sqlite/SqliteOutboxStore.ts";
 import { SqliteInboundJournal } from "../store/sqlite/SqliteInboundJournal.ts";
@@ -23,7 +24,6 @@ import { createLogger } from "../logging/createLogger.ts";
 import { CourierMetrics } from "../ops/metrics/CourierMetrics.ts";
 import { mountMetrics } from "../ops/metrics/metricsRoute.ts";
 import { AdminDashboard } from "../ops/admin/AdminDashboard.ts";
-import { COURIER_DEVICE_ID, DeviceProvisioner } from "./DeviceProvisioner.ts";
 import { RecoveryPinger } from "./RecoveryPinger.ts";
 import { followOutbox, logProgress, type ProgressObserver } from "../outbox/progress.ts";
 
@@ -68,7 +68,7 @@ export class Courier {
   /** Prometheus metrics (GET /metrics); undefined when `metrics.enabled` is false. */
   readonly metrics: CourierMetrics | undefined;
   readonly dispatcher: Dispatcher;
-  readonly #devices: DeviceProvisioner;
+  readonly #devices: MatrixTransport;
   readonly #db: DatabaseSync;
   /** WAL checkpoints in a worker, not inside the commits enqueues wait for (on-disk stores). */
   readonly #checkpointer: WalCheckpointer | undefined;
@@ -118,7 +118,7 @@ export class Courier {
     const ownUsers = patterns(true);
     const namespaceUsers = patterns(false);
     this.#ownNamespace = (id) => ownUsers.some((re) => re.test(id));
-    this.#devices = new DeviceProvisioner(
+    this.#devices = new MatrixTransport(
       this.client,
       this.botUserId,
       this.log.child({ component: "devices" }),

@@ -1,5 +1,6 @@
 import {
   CLIENT_V3,
+  fromJournal,
   masqueradeQuery,
   redactRequest,
   roomSendRequest,
@@ -54,6 +55,7 @@ describe("request builders", () => {
       method: "PUT",
       path: `${CLIENT_V3}/rooms/!abc%2Fdef%3Fx%3Aexample.org/send/org.example%2Fodd%20type%231/t%2F1%3F%23%25?user_id=%40_bridge_al%2Fice%2Bx%3Aexample.org`,
       body: '{"body":"hi","msgtype":"m.text"}',
+      userId: ghost,
     });
   });
 
@@ -99,5 +101,37 @@ describe("request builders", () => {
     expect(redactRequest({ roomId: room, eventId: "$e", txnId: txn, reason: "spam" }).body).toBe(
       '{"reason":"spam"}',
     );
+  });
+});
+
+describe("the masquerade as fields of the request", () => {
+  const as = { userId: ghost, deviceId: device };
+  const built = [
+    roomSendRequest({ roomId: room, eventType: "m.room.message", txnId: txn, content: {}, as }),
+    stateRequest({ roomId: room, eventType: "m.room.name", stateKey: "", content: {}, as }),
+    redactRequest({ roomId: room, eventId: "$e", txnId: txn, as }),
+    toDeviceRequest({ eventType: "m.x", txnId: txn, messages: {}, as }),
+  ];
+
+  it("every builder sets userId and deviceId beside the query it writes", () => {
+    for (const req of built) {
+      expect([req.userId, req.deviceId]).toEqual([ghost, device]);
+      expect(req.path.endsWith(masqueradeQuery(as))).toBe(true);
+    }
+    const plain = roomSendRequest({ roomId: room, eventType: "m.room.message", txnId: txn, content: {} });
+    expect([plain.userId, plain.deviceId]).toEqual([undefined, undefined]);
+  });
+
+  it("fromJournal gives a request kept as method, path and body its fields back, path unchanged", () => {
+    for (const req of [
+      ...built,
+      redactRequest({ roomId: room, eventId: "$e", txnId: txn, as: { deviceId: device } }),
+      redactRequest({ roomId: room, eventId: "$e", txnId: txn, as: { userId: ghost } }),
+    ]) {
+      const journaled = { method: req.method, path: req.path, body: req.body };
+      expect(fromJournal(journaled)).toEqual(req);
+    }
+    const bare = { method: "PUT" as const, path: `${CLIENT_V3}/rooms/x/send/m.room.message/t`, body: "{}" };
+    expect(fromJournal(bare)).toBe(bare);
   });
 });

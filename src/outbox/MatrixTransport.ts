@@ -2,18 +2,19 @@ import type { Logger } from "pino";
 import type { MatrixRequest } from "../matrix/requests.ts";
 import type { MatrixClient } from "../matrix/MatrixClient.ts";
 import { MatrixError } from "../matrix/MatrixError.ts";
-import type { OutboxTransport } from "../outbox/options.ts";
+import type { OutboxTransport } from "./options.ts";
 import { userId as toUserId, type DeviceId } from "../ids.ts";
 
 /** The device the bot and, with `outbox.ghostDevices`, every ghost send from and receive to-device on. */
 export const COURIER_DEVICE_ID = "COURIER" as DeviceId;
 
 /**
- * The outbox's transport when requests name a device (`device_id`, device masquerading): before
- * a user's first such request in this process it makes sure the device exists, creating it with
- * an appservice login when it does not. Synapse answers 400 `M_UNKNOWN_DEVICE` to a masquerade
- * as a missing device; that answer (a device deleted behind our back) provisions it again and
- * resends once. Requests without a device pass straight through.
+ * The outbox's transport: sends each request with the client. When a request names a device (its
+ * `deviceId`, device masquerading), it first makes sure, once per user and device in this
+ * process, that the device exists, creating it with an appservice login when it does not.
+ * Synapse answers 400 `M_UNKNOWN_DEVICE` to a masquerade as a missing device; that answer (a
+ * device deleted behind our back) provisions it again and resends once. Requests without a
+ * device pass straight through.
  *
  * A homeserver that refuses the look or the login for good (a 4xx other than 429: no appservice
  * login, an unregistered ghost) gets the request anyway: one that ignores `device_id` sends it
@@ -21,7 +22,7 @@ export const COURIER_DEVICE_ID = "COURIER" as DeviceId;
  * and the request is dead-lettered with that reason. Network errors, 5xx and 429 reject, so the
  * outbox retries.
  */
-export class DeviceProvisioner implements OutboxTransport {
+export class MatrixTransport implements OutboxTransport {
   readonly #client: MatrixClient;
   readonly #botUserId: string;
   readonly #log: Logger | undefined;
@@ -35,16 +36,16 @@ export class DeviceProvisioner implements OutboxTransport {
   }
 
   async send(request: MatrixRequest, options?: { timeoutMs?: number }): Promise<unknown> {
-    const device = deviceOf(request.path);
-    if (!device) return this.#client.send(request, options);
-    const userId = device.userId ?? this.#botUserId;
-    await this.ensure(userId, device.deviceId);
+    const { deviceId } = request;
+    if (!deviceId) return this.#client.send(request, options);
+    const userId = request.userId ?? this.#botUserId;
+    await this.ensure(userId, deviceId);
     try {
       return await this.#client.send(request, options);
     } catch (error) {
       if (!(error instanceof MatrixError) || error.errcode !== "M_UNKNOWN_DEVICE") throw error;
-      this.#ready.delete(`${userId}\u0000${device.deviceId}`);
-      await this.ensure(userId, device.deviceId);
+      this.#ready.delete(`${userId}\u0000${deviceId}`);
+      await this.ensure(userId, deviceId);
       return this.#client.send(request, options);
     }
   }
@@ -82,13 +83,4 @@ export class DeviceProvisioner implements OutboxTransport {
       );
     }
   }
-}
-
-/** The `user_id` and `device_id` a request masquerades as, when it names a device. */
-function deviceOf(path: string): { userId: string | undefined; deviceId: string } | undefined {
-  const q = path.indexOf("?");
-  if (q < 0) return undefined;
-  const query = new URLSearchParams(path.slice(q + 1));
-  const deviceId = query.get("device_id") ?? query.get("org.matrix.msc3202.device_id");
-  return deviceId ? { userId: query.get("user_id") ?? undefined, deviceId } : undefined;
 }

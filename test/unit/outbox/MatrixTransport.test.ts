@@ -1,17 +1,18 @@
-// Device masquerading (`outbox.ghostDevices`): the outbox names the device in every path, and
-// the provisioning transport makes sure the device exists before a user's first such request.
+// Device masquerading (`outbox.ghostDevices`): the outbox names the device in every path (and in
+// the request's `deviceId`), and the transport makes sure the device exists before a user's first
+// such request.
 import { Outbox } from "../../../src/outbox/Outbox.ts";
 import { SqliteOutboxStore } from "../../../src/store/sqlite/SqliteOutboxStore.ts";
 import { MatrixError, MatrixNetworkError } from "../../../src/matrix/MatrixError.ts";
 import type { MatrixClient } from "../../../src/matrix/MatrixClient.ts";
-import type { Masquerade, MatrixRequest } from "../../../src/matrix/requests.ts";
-import { COURIER_DEVICE_ID, DeviceProvisioner } from "../../../src/runtime/DeviceProvisioner.ts";
-import { roomId, userId } from "../../../src/ids.ts";
+import { roomSendRequest, type Masquerade, type MatrixRequest } from "../../../src/matrix/requests.ts";
+import { COURIER_DEVICE_ID, MatrixTransport } from "../../../src/outbox/MatrixTransport.ts";
+import { roomId, userId, type TxnId } from "../../../src/ids.ts";
 
 const BOT = "@bot:example.org";
 const GHOST = "@ghost_1:example.org";
 
-/** The three calls the provisioner makes, recorded; devices live in a set like a homeserver's. */
+/** The three calls the transport makes, recorded; devices live in a set like a homeserver's. */
 class StubClient {
   calls: string[] = [];
   devices = new Set<string>();
@@ -36,14 +37,18 @@ class StubClient {
 
 const setup = () => {
   const client = new StubClient();
-  return { client, provisioner: new DeviceProvisioner(client as unknown as MatrixClient, BOT) };
+  return { client, provisioner: new MatrixTransport(client as unknown as MatrixClient, BOT) };
 };
 
-const req = (query: string): MatrixRequest => ({
-  method: "PUT",
-  path: `/_matrix/client/v3/rooms/!r%3Aexample.org/send/m.room.message/t1${query}`,
-  body: "{}",
-});
+const req = (as?: Masquerade): MatrixRequest =>
+  roomSendRequest({
+    roomId: roomId("!r:example.org"),
+    eventType: "m.room.message",
+    txnId: "t1" as TxnId,
+    content: {},
+    as,
+  });
+const ghost = { userId: userId(GHOST), deviceId: COURIER_DEVICE_ID };
 const ghostQuery = `?user_id=${encodeURIComponent(GHOST)}&device_id=COURIER&org.matrix.msc3202.device_id=COURIER`;
 
 describe("the outbox's deviceId option", () => {
@@ -71,19 +76,39 @@ describe("the outbox's deviceId option", () => {
     ]);
     expect(await paths(undefined)).toEqual(["", `?user_id=${encodeURIComponent(GHOST)}`]);
   });
+
+  test("a request read back from the journal names its device again: a replay after a restart provisions it too", async () => {
+    const store = new SqliteOutboxStore({ path: ":memory:" });
+    const options = { store, appserviceId: "test", botUserId: userId(BOT), deviceId: COURIER_DEVICE_ID };
+    // Journaled by one process that stopped before sending…
+    const before = new Outbox({ ...options, transport: { send: async () => ({}) } });
+    await before.cause("c").send(roomId("!r:example.org"), { body: "hi" }, { sender: userId(GHOST) });
+    await store.flush();
+    // …and replayed by the next.
+    const seen: MatrixRequest[] = [];
+    const after = new Outbox({
+      ...options,
+      transport: { send: async (r) => (seen.push(r), { event_id: "$x" }) },
+    });
+    await after.start();
+    await after.onIdle();
+    await after.stop();
+    expect(seen.map((r) => [r.userId, r.deviceId])).toEqual([[GHOST, COURIER_DEVICE_ID]]);
+    expect(seen[0]?.path.endsWith(ghostQuery)).toBe(true);
+  });
 });
 
-describe("DeviceProvisioner", () => {
+describe("MatrixTransport", () => {
   test("requests without a device pass straight through", async () => {
     const { client, provisioner } = setup();
-    await provisioner.send(req(`?user_id=${encodeURIComponent(GHOST)}`));
-    expect(client.calls).toEqual([`send ${req(`?user_id=${encodeURIComponent(GHOST)}`).path}`]);
+    await provisioner.send(req({ userId: userId(GHOST) }));
+    expect(client.calls).toEqual([`send ${req({ userId: userId(GHOST) }).path}`]);
   });
 
   test("a ghost's first masqueraded request creates its device, once, even for concurrent requests", async () => {
     const { client, provisioner } = setup();
-    await Promise.all([provisioner.send(req(ghostQuery)), provisioner.send(req(ghostQuery))]);
-    await provisioner.send(req(ghostQuery));
+    await Promise.all([provisioner.send(req(ghost)), provisioner.send(req(ghost))]);
+    await provisioner.send(req(ghost));
     expect(client.calls.filter((c) => !c.startsWith("send"))).toEqual([
       `has ${GHOST} COURIER`,
       "login ghost_1 COURIER",
@@ -94,20 +119,20 @@ describe("DeviceProvisioner", () => {
   test("an existing device is only looked at, not logged into again (no access tokens pile up)", async () => {
     const { client, provisioner } = setup();
     client.devices.add(`${GHOST}/COURIER`);
-    await provisioner.send(req(ghostQuery));
+    await provisioner.send(req(ghost));
     expect(client.calls.filter((c) => c.startsWith("login"))).toEqual([]);
   });
 
   test("the bot's device (no user_id) is checked without masquerading and logged into by its localpart", async () => {
     const { client, provisioner } = setup();
-    await provisioner.send(req("?device_id=COURIER"));
+    await provisioner.send(req({ deviceId: COURIER_DEVICE_ID }));
     expect(client.calls.slice(0, 2)).toEqual([`has ${BOT} COURIER`, "login bot COURIER"]);
   });
 
   test("M_UNKNOWN_DEVICE (device deleted behind our back) provisions it again and resends once", async () => {
     const { client, provisioner } = setup();
     client.devices.add(`${GHOST}/COURIER`);
-    await provisioner.send(req(ghostQuery));
+    await provisioner.send(req(ghost));
     client.devices.clear();
     let first = true;
     client.sendAnswer = async () => {
@@ -117,12 +142,12 @@ describe("DeviceProvisioner", () => {
       }
       return { event_id: "$again" };
     };
-    expect(await provisioner.send(req(ghostQuery))).toEqual({ event_id: "$again" });
+    expect(await provisioner.send(req(ghost))).toEqual({ event_id: "$again" });
     expect(client.calls.slice(2)).toEqual([
-      `send ${req(ghostQuery).path}`,
+      `send ${req(ghost).path}`,
       `has ${GHOST} COURIER`,
       "login ghost_1 COURIER",
-      `send ${req(ghostQuery).path}`,
+      `send ${req(ghost).path}`,
     ]);
   });
 
@@ -131,10 +156,10 @@ describe("DeviceProvisioner", () => {
     client.hasDeviceAnswer = async () => {
       throw new MatrixNetworkError("down", "ECONNREFUSED");
     };
-    await expect(provisioner.send(req(ghostQuery))).rejects.toBeInstanceOf(MatrixNetworkError);
+    await expect(provisioner.send(req(ghost))).rejects.toBeInstanceOf(MatrixNetworkError);
     expect(client.calls.filter((c) => c.startsWith("send"))).toEqual([]);
     client.hasDeviceAnswer = undefined;
-    await provisioner.send(req(ghostQuery));
+    await provisioner.send(req(ghost));
     expect(client.calls.filter((c) => c.startsWith("login"))).toEqual(["login ghost_1 COURIER"]);
   });
 
@@ -143,8 +168,8 @@ describe("DeviceProvisioner", () => {
     client.hasDeviceAnswer = async () => {
       throw new MatrixError(400, { errcode: "M_UNRECOGNIZED", error: "no such endpoint" });
     };
-    expect(await provisioner.send(req(ghostQuery))).toEqual({ event_id: "$e" });
-    await provisioner.send(req(ghostQuery));
+    expect(await provisioner.send(req(ghost))).toEqual({ event_id: "$e" });
+    await provisioner.send(req(ghost));
     expect(client.calls.filter((c) => c.startsWith("has"))).toHaveLength(1);
     expect(client.calls.filter((c) => c.startsWith("send"))).toHaveLength(2);
   });

@@ -140,7 +140,7 @@ const store = z
   .object({
     /** SQLite file, relative to the config file's folder. @default "./data/courier.sqlite" */
     path: z.string().min(1).default("./data/courier.sqlite"),
-    /** NORMAL (WAL) survives a process crash; FULL also a power cut, at ~30% of the commit rate. @default "NORMAL" */
+    /** NORMAL (WAL) survives a process crash; FULL also a power cut, at a lower commit rate. @default "NORMAL" */
     synchronous: z.enum(["NORMAL", "FULL"]).default("NORMAL"),
     /**
      * Days a sent or dead-lettered request, and a handled inbound transaction, are kept. Keep it

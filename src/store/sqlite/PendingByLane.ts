@@ -2,7 +2,7 @@
  * The seqs of each lane's pending rows, in order, in memory. The journal's index of pending rows
  * is ordered by seq alone, so that a row enters it at the end and leaves it from the front (an
  * index by lane dirtied a page per lane in every group commit, twice per message); this answers
- * "the next rows of lane L" instead. About 8 bytes a pending row.
+ * "the next rows of lane L" instead. One number a pending row.
  */
 export class PendingByLane {
   /** Per lane: its pending seqs ascending, from `head` on (what is before was settled). */

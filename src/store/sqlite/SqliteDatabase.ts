@@ -78,8 +78,8 @@ const MIGRATIONS: readonly string[] = [
      PRIMARY KEY (plugin, name)
    ) WITHOUT ROWID;`,
   // txn_key is now read off the txnId's own digest instead of hashing it again (see txnKey).
-  // Rebuilt rather than updated in place: the unique index is built once, sorted, at the end
-  // (a million rows: ~16 s of random index updates in place).
+  // Rebuilt rather than updated in place: the unique index is built once, sorted, at the end,
+  // instead of updated at random row by row (docs/decisions/0003-txn-key-from-digest.md).
   `CREATE TABLE outbox_v4 (
      seq INTEGER PRIMARY KEY,
      txn_key INTEGER NOT NULL,
@@ -116,7 +116,7 @@ const MIGRATIONS: readonly string[] = [
   // a key of their own (`legacy:<seq>`).
   // Pending items are listed in a narrow table of their own, with their dispatch counts: an
   // item's row is written once, and handling it deletes a small row instead of rewriting the
-  // item (a commit writes a third of the pages). `state` is NULL for an item handled or still
+  // item (a commit writes far fewer pages). `state` is NULL for an item handled or still
   // pending (in inbound_pending), `dead` or `rejected` (malformed, never dispatched) otherwise.
   // Rebuilt to make `state` nullable; the AUTOINCREMENT mark is carried over, so seq never goes back.
   `CREATE TABLE inbound_items_v7 (

@@ -11,7 +11,8 @@ const SLOW_COMMIT_MS = 10;
 /**
  * Which journal row holds each txn key, in a file of its own beside the journal
  * (`<journal>-txnkeys`). Why not a UNIQUE index in the journal: txn keys are random, so each
- * group commit wrote about one index page per row, half of what the journal cost a message.
+ * group commit wrote about one index page per row, and more as the journal grew
+ * (docs/decisions/0004-txn-key-index-file.md).
  * Here one process (the writer) keeps a write transaction open and commits it once a second, so
  * a page takes many keys between two writes.
  *
@@ -32,9 +33,9 @@ export class TxnKeyIndex {
   readonly #db: DatabaseSync;
   /**
    * The writer's checkpoints in a worker, once SQLite's own (inside the commit) got slow: in a
-   * large index a commit writes thousands of pages, and checkpointing them stalled the writer (a
-   * million keys: 37 ms typical, 114 ms at worst, against 9.5 and 18 ms for the commit alone).
-   * Not from the start: a worker takes ~20 MB, more than a small index is worth.
+   * large index a commit writes thousands of pages, and checkpointing them inside the commit
+   * stalled the writer several times as long as the commit itself. Not from the start: a worker's
+   * memory is more than a small index is worth (docs/decisions/0005-checkpoints-off-the-writer.md).
    */
   #checkpointer: WalCheckpointer | undefined;
   readonly #seqOf: StatementSync;
@@ -105,8 +106,8 @@ export class TxnKeyIndex {
         this.#db.exec("DELETE FROM txn_keys");
         mark = { seq: 0, txnId: "" };
       }
-      // In key order: a rebuild then appends to the index instead of inserting at random (a
-      // million rows: 7.4 s at random).
+      // In key order: a rebuild then appends to the index instead of inserting at random, which
+      // is much slower on a large journal.
       const rows = this.#journal.prepare(
         "SELECT seq, txn_key, txn_id FROM outbox WHERE seq > ? ORDER BY txn_key",
       );

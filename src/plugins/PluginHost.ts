@@ -7,7 +7,6 @@ import type { Intent, PluginDefinition } from "./definePlugin.ts";
 import { createWebhookRouter } from "./webhookRouter.ts";
 import { Scheduler, type SchedulerClock } from "./Scheduler.ts";
 import type { PluginData } from "../store/PluginStore.ts";
-import { SqlitePluginData } from "../store/sqlite/SqlitePluginData.ts";
 import type { PowerLevels } from "./PowerLevels.ts";
 import { emptyPlugin, loadPlugin, type AnyHandler, type LoadedPlugin } from "./loadPlugin.ts";
 import { routeEvent, type RouteOptions } from "./routeEvent.ts";
@@ -24,8 +23,8 @@ export interface PluginHostOptions {
   readonly isOwnUser: (userId: string) => boolean;
   /** Account actions of a user of the appservice (the bot or a ghost). */
   readonly intent: (userId: string) => Intent;
-  /** Plugins' key-value spaces and schedule slots. @default an in-memory database (nothing survives a restart) */
-  readonly data?: PluginData;
+  /** Plugins' key-value spaces and schedule slots (`bot.store`, `ctx.store`, `bot.every`). */
+  readonly data: PluginData;
   /** @default "!" */
   readonly commandPrefix?: string;
   /** A handler running longer fails (and its `ctx.signal` aborts). @default 30000 */
@@ -69,7 +68,6 @@ export class PluginHost {
       retryBaseMs: 200,
       onHandlerRun: () => {},
       ...options,
-      data: options.data ?? new SqlitePluginData({ path: ":memory:" }),
     };
     this.#powerLevels = options.powerLevels;
     this.#route = {

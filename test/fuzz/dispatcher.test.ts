@@ -18,6 +18,7 @@ import { PluginHost } from "../../src/plugins/PluginHost.ts";
 import { openSqlite } from "../../src/store/sqlite/SqliteDatabase.ts";
 import { SqliteInboundJournal } from "../../src/store/sqlite/SqliteInboundJournal.ts";
 import { SqliteOutboxStore } from "../../src/store/sqlite/SqliteOutboxStore.ts";
+import { SqlitePluginData } from "../../src/store/sqlite/SqlitePluginData.ts";
 import { fuzzParameters } from "./support/fuzzParameters.ts";
 
 const BOT = "@bot:fuzz.test";
@@ -120,6 +121,7 @@ async function play(s: Scenario): Promise<void> {
 
   const host = new PluginHost({
     outbox,
+    data: new SqlitePluginData({ path: ":memory:" }),
     logger: silent,
     botUserId: BOT,
     isOwnUser: (id) => id === BOT,

@@ -27,6 +27,7 @@ import type { OutboxStore } from "../../src/store/OutboxStore.ts";
 import { openSqlite } from "../../src/store/sqlite/SqliteDatabase.ts";
 import { SqliteInboundJournal } from "../../src/store/sqlite/SqliteInboundJournal.ts";
 import { SqliteOutboxStore } from "../../src/store/sqlite/SqliteOutboxStore.ts";
+import { SqlitePluginData } from "../../src/store/sqlite/SqlitePluginData.ts";
 import { FakeHomeserver } from "../support/FakeHomeserver.ts";
 
 const AS_TOKEN = "as_token_store_faults";
@@ -162,6 +163,7 @@ describe.each(FAULTS)("store fault: $name", (fault) => {
     let gatedRuns = 0;
     const host = new PluginHost({
       outbox,
+      data: new SqlitePluginData({ path: ":memory:" }),
       logger,
       botUserId: hs.botUserId,
       isOwnUser: (id) => id === hs.botUserId,

@@ -3,6 +3,7 @@ import { pino } from "pino";
 import { PluginHost } from "../../src/plugins/PluginHost.ts";
 import { Outbox } from "../../src/outbox/Outbox.ts";
 import { SqliteOutboxStore } from "../../src/store/sqlite/SqliteOutboxStore.ts";
+import { SqlitePluginData } from "../../src/store/sqlite/SqlitePluginData.ts";
 import type { MatrixRequest } from "../../src/matrix/requests.ts";
 import { userId } from "../../src/ids.ts";
 
@@ -18,6 +19,7 @@ export async function pluginHarness() {
   });
   const host = new PluginHost({
     outbox,
+    data: new SqlitePluginData({ path: ":memory:" }),
     logger: pino({ level: "silent" }),
     botUserId: BOT,
     isOwnUser: (id) => id === BOT,

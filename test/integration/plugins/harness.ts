@@ -13,6 +13,7 @@ import { PluginHost } from "../../../src/plugins/PluginHost.ts";
 import type { PluginDefinition } from "../../../src/plugins/definePlugin.ts";
 import { SqliteInboundJournal } from "../../../src/store/sqlite/SqliteInboundJournal.ts";
 import { SqliteOutboxStore } from "../../../src/store/sqlite/SqliteOutboxStore.ts";
+import { SqlitePluginData } from "../../../src/store/sqlite/SqlitePluginData.ts";
 import { userId } from "../../../src/ids.ts";
 import { FakeHomeserver } from "../../support/FakeHomeserver.ts";
 
@@ -56,6 +57,7 @@ export async function startStack(
   });
   const host = new PluginHost({
     outbox,
+    data: new SqlitePluginData({ path: ":memory:" }),
     logger,
     botUserId: hs.botUserId,
     isOwnUser: (id) => id === hs.botUserId,

@@ -2,6 +2,7 @@ import { pino } from "pino";
 import { z } from "zod";
 import { PluginHost } from "../../../src/plugins/PluginHost.ts";
 import { definePlugin } from "../../../src/plugins/definePlugin.ts";
+import { SqlitePluginData } from "../../../src/store/sqlite/SqlitePluginData.ts";
 import type { WebhookRequest } from "../../../src/plugins/definePlugin.ts";
 import { startStack, type Stack } from "./harness.ts";
 
@@ -24,6 +25,7 @@ describe("bot.webhook", () => {
   test("a route without a secret, with a bad path, or registered twice makes the plugin fail to load", async () => {
     const host = new PluginHost({
       outbox: {} as never,
+      data: new SqlitePluginData({ path: ":memory:" }),
       logger: pino({ level: "silent" }),
       botUserId: "@bot:x",
       isOwnUser: () => false,

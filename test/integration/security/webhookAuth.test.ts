@@ -19,6 +19,7 @@ import { PluginHost } from "../../../src/plugins/PluginHost.ts";
 import { hubSignature } from "../../../src/plugins/webhookAuth.ts";
 import { SqliteInboundJournal } from "../../../src/store/sqlite/SqliteInboundJournal.ts";
 import { SqliteOutboxStore } from "../../../src/store/sqlite/SqliteOutboxStore.ts";
+import { SqlitePluginData } from "../../../src/store/sqlite/SqlitePluginData.ts";
 import { fuzzParameters } from "../../fuzz/support/fuzzParameters.ts";
 
 const BOT = "@bot:hs.test";
@@ -44,6 +45,7 @@ beforeAll(async () => {
   });
   host = new PluginHost({
     outbox,
+    data: new SqlitePluginData({ path: ":memory:" }),
     logger: pino({ level: "silent" }),
     botUserId: BOT,
     isOwnUser: (id) => id === BOT,

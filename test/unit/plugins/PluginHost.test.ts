@@ -4,6 +4,7 @@ import { PluginHost } from "../../../src/plugins/PluginHost.ts";
 import { definePlugin } from "../../../src/plugins/definePlugin.ts";
 import { Outbox } from "../../../src/outbox/Outbox.ts";
 import { SqliteOutboxStore } from "../../../src/store/sqlite/SqliteOutboxStore.ts";
+import { SqlitePluginData } from "../../../src/store/sqlite/SqlitePluginData.ts";
 import type { InboundItem } from "../../../src/inbound/InboundJournal.ts";
 import type { MatrixRequest } from "../../../src/matrix/requests.ts";
 import { userId } from "../../../src/ids.ts";
@@ -22,6 +23,7 @@ function setup(options: { handlerTimeoutMs?: number } = {}) {
   });
   const host = new PluginHost({
     outbox,
+    data: new SqlitePluginData({ path: ":memory:" }),
     logger: pino({ level: "silent" }),
     botUserId: BOT,
     isOwnUser: (id) => id === BOT || id.startsWith("@courier_"),

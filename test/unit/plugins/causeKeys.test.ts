@@ -7,6 +7,7 @@ import { PluginHost } from "../../../src/plugins/PluginHost.ts";
 import { definePlugin, type Bot } from "../../../src/plugins/definePlugin.ts";
 import { Outbox } from "../../../src/outbox/Outbox.ts";
 import { SqliteOutboxStore } from "../../../src/store/sqlite/SqliteOutboxStore.ts";
+import { SqlitePluginData } from "../../../src/store/sqlite/SqlitePluginData.ts";
 import type { InboundItem } from "../../../src/inbound/InboundJournal.ts";
 import type { MatrixRequest } from "../../../src/matrix/requests.ts";
 import { userId } from "../../../src/ids.ts";
@@ -26,6 +27,7 @@ async function host(setup: (bot: Bot<unknown>) => void) {
   });
   const plugins = new PluginHost({
     outbox,
+    data: new SqlitePluginData({ path: ":memory:" }),
     logger: pino({ level: "silent" }),
     botUserId: BOT,
     isOwnUser: (id) => id === BOT || id.startsWith("@courier_"),

@@ -28,7 +28,8 @@ export type { MatrixRequest, Masquerade, ToDeviceMessages } from "./matrix/reque
 export { deriveTxnId } from "./outbox/deriveTxnId.ts";
 export type { TxnIdInput } from "./outbox/deriveTxnId.ts";
 export type { OutboxKind } from "./store/OutboxStore.ts";
-export { Outbox, CauseScope } from "./outbox/Outbox.ts";
+export { Outbox } from "./outbox/Outbox.ts";
+export { CauseScope } from "./outbox/CauseScope.ts";
 export type {
   OutboxItem,
   Enqueued,
@@ -36,7 +37,7 @@ export type {
   OutboxStats,
   OutboxEvents,
   SendOptions,
-} from "./outbox/Outbox.ts";
+} from "./outbox/types.ts";
 export type { OutboxOptions, OutboxTransport } from "./outbox/options.ts";
 
 export type { OutboxStore, OutboxRow, OutboxState } from "./store/OutboxStore.ts";

@@ -1,5 +1,6 @@
 import type { Logger } from "pino";
-import type { CauseScope, Enqueued, SendOptions } from "../outbox/Outbox.ts";
+import type { CauseScope } from "../outbox/CauseScope.ts";
+import type { Enqueued, SendOptions } from "../outbox/types.ts";
 import { roomId as toRoomId, userId as toUserId } from "../ids.ts";
 import type { EventContext, Intent, SendAs, SendContext } from "./definePlugin.ts";
 import type { PluginStore } from "../store/PluginStore.ts";

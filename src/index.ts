@@ -36,7 +36,7 @@ export type {
   Delivery,
   OutboxStats,
   OutboxEvents,
-  SendOptions,
+  EnqueueOptions,
 } from "./outbox/types.ts";
 export type { OutboxOptions, OutboxTransport } from "./outbox/options.ts";
 

@@ -1,6 +1,6 @@
 import type { DeviceId, RoomId, UserId } from "../ids.ts";
 import type { ToDeviceMessages } from "../matrix/requests.ts";
-import type { Enqueue, Enqueued, ItemBase, OutboxItem, SendOptions } from "./types.ts";
+import type { Enqueue, Enqueued, ItemBase, OutboxItem, EnqueueOptions } from "./types.ts";
 
 /**
  * The requests of one cause, numbered in call order per target. Numbering happens when the
@@ -20,7 +20,11 @@ export class CauseScope {
   }
 
   /** Sends a room event (`m.room.message` unless `eventType` says otherwise). */
-  send(roomId: RoomId, content: object, opts: SendOptions & { eventType?: string } = {}): Promise<Enqueued> {
+  send(
+    roomId: RoomId,
+    content: object,
+    opts: EnqueueOptions & { eventType?: string } = {},
+  ): Promise<Enqueued> {
     const eventType = opts.eventType ?? "m.room.message";
     return this.#item(opts, `send\u0000${roomId}\u0000${eventType}`, (base) => ({
       ...base,
@@ -36,7 +40,7 @@ export class CauseScope {
     eventType: string,
     stateKey: string,
     content: object,
-    opts: SendOptions = {},
+    opts: EnqueueOptions = {},
   ): Promise<Enqueued> {
     return this.#item(opts, `state\u0000${roomId}\u0000${eventType}\u0000${stateKey}`, (base) => ({
       ...base,
@@ -48,7 +52,7 @@ export class CauseScope {
     }));
   }
 
-  redact(roomId: RoomId, eventId: string, reason?: string, opts: SendOptions = {}): Promise<Enqueued> {
+  redact(roomId: RoomId, eventId: string, reason?: string, opts: EnqueueOptions = {}): Promise<Enqueued> {
     return this.#item(opts, `redact\u0000${roomId}\u0000${eventId}`, (base) => ({
       ...base,
       kind: "redact",
@@ -58,7 +62,7 @@ export class CauseScope {
     }));
   }
 
-  sendToDevice(eventType: string, messages: ToDeviceMessages, opts: SendOptions = {}): Promise<Enqueued> {
+  sendToDevice(eventType: string, messages: ToDeviceMessages, opts: EnqueueOptions = {}): Promise<Enqueued> {
     return this.#item(opts, `toDevice\u0000${eventType}`, (base) => ({
       ...base,
       kind: "sendToDevice",
@@ -67,7 +71,7 @@ export class CauseScope {
     }));
   }
 
-  #item(opts: SendOptions, target: string, make: (base: ItemBase) => OutboxItem): Promise<Enqueued> {
+  #item(opts: EnqueueOptions, target: string, make: (base: ItemBase) => OutboxItem): Promise<Enqueued> {
     const sender = opts.sender ?? this.#defaults.sender;
     const key = `${sender ?? ""}\u0000${target}`;
     const ordinal = this.#ordinals.get(key) ?? 0;

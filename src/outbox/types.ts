@@ -41,7 +41,7 @@ export type OutboxItem =
     });
 
 /** Per-send options of a cause scope's helpers (`send`, `sendState`, `redact`, `sendToDevice`). */
-export interface SendOptions {
+export interface EnqueueOptions {
   /** Masquerade as this user. @default the scope's sender, else the appservice's bot user */
   readonly sender?: UserId;
   /** Masquerade as this device of the sender. @default the scope's device, else the outbox's */

@@ -1,12 +1,12 @@
 import type { Logger } from "pino";
 import type { CauseScope } from "../outbox/CauseScope.ts";
-import type { Enqueued, SendOptions } from "../outbox/types.ts";
+import type { Enqueued, EnqueueOptions } from "../outbox/types.ts";
 import { roomId as toRoomId, userId as toUserId } from "../ids.ts";
 import type { EventContext, Intent, SendAs, SendContext } from "./definePlugin.ts";
 import type { PluginStore } from "../store/PluginStore.ts";
 import type { MatrixEvent } from "./events.ts";
 
-const sendOptions = (opts: SendAs | undefined): SendOptions =>
+const sendOptions = (opts: SendAs | undefined): EnqueueOptions =>
   opts?.as ? { sender: toUserId(opts.as) } : {};
 const asContent = (content: string | object): object =>
   typeof content === "string" ? { msgtype: "m.notice", body: content } : content;

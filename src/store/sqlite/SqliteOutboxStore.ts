@@ -1,11 +1,9 @@
 import type { DatabaseSync, StatementSync } from "node:sqlite";
 import type { TxnId } from "../../ids.ts";
 import type {
-  DeadReason,
   InsertOutcome,
   LaneStats,
   NewOutboxRow,
-  OutboxKind,
   OutboxRow,
   OutboxState,
   OutboxStore,
@@ -16,23 +14,7 @@ import { openOrShare, type SqliteOptions } from "./SqliteDatabase.ts";
 import { PendingByLane } from "./PendingByLane.ts";
 import { TxnKeyIndex } from "./TxnKeyIndex.ts";
 import { txnKey } from "./txnKey.ts";
-
-interface RawRow {
-  seq: number;
-  txn_id: string;
-  lane: string;
-  kind: string;
-  sender: string;
-  method: string;
-  path: string;
-  body: string | null;
-  state: string;
-  attempts: number;
-  event_id: string | null;
-  error: string | null;
-  created_at: number;
-  settled_at: number | null;
-}
+import { COLUMNS, toRow, withSettlement, type RawRow } from "./outboxRows.ts";
 
 interface PendingInsert {
   readonly rows: readonly NewOutboxRow[];
@@ -42,9 +24,6 @@ interface PendingInsert {
 
 const SETTLE_DELAY_MS = 50;
 const MAX_INSERT_WAIT_MS = 1;
-
-const COLUMNS = `seq, txn_id, (SELECT name FROM outbox_lanes WHERE id = lane_id) AS lane, kind, sender, method, path,
-  body, state, attempts, event_id, error, created_at, settled_at`;
 
 /**
  * The outbox journal on node:sqlite. Group commit: the inserts that arrive in the same turn of
@@ -448,27 +427,4 @@ export class SqliteOutboxStore implements OutboxStore {
       () => this.#added.at(-1),
     );
   }
-}
-
-function toRow(raw: RawRow): OutboxRow {
-  return {
-    seq: raw.seq,
-    txnId: raw.txn_id as TxnId,
-    lane: raw.lane,
-    kind: raw.kind as OutboxKind,
-    sender: raw.sender,
-    request: { method: raw.method as "PUT", path: raw.path, body: raw.body ?? undefined },
-    state: raw.state as OutboxState,
-    attempts: raw.attempts,
-    eventId: raw.event_id ?? undefined,
-    error: raw.error ? (JSON.parse(raw.error) as DeadReason) : undefined,
-    createdAt: raw.created_at,
-    settledAt: raw.settled_at ?? undefined,
-  };
-}
-
-function withSettlement(row: OutboxRow, s: Settlement): OutboxRow {
-  return s.state === "sent"
-    ? { ...row, state: "sent", eventId: s.eventId, attempts: s.attempts }
-    : { ...row, state: "dead", error: s.error, attempts: s.attempts };
 }

@@ -1,6 +1,7 @@
 import notify from "../../../plugins/notify/index.ts";
 import { hubSignature } from "../../../src/plugins/webhookAuth.ts";
-import { startStack, type Stack } from "./harness.ts";
+import type { FakeHomeserver } from "../../support/FakeHomeserver.ts";
+import { pluginHarness, type PluginHarness } from "../../support/pluginHarness.ts";
 
 const ROOM = "!alerts:fake.test";
 const SECRET = "notify-secret-0123456789";
@@ -18,10 +19,11 @@ const github = (body: string, delivery: string, signature = hubSignature(body, S
   "x-hub-signature-256": signature,
 });
 
-let stack: Stack;
+let stack: PluginHarness & { hs: FakeHomeserver };
 beforeEach(async () => {
-  stack = await startStack(notify, { room: ROOM, secret: SECRET });
-  expect(stack.loaded).toBe(true);
+  stack = await pluginHarness({ homeserver: true });
+  expect(await stack.host.load(notify, { room: ROOM, secret: SECRET })).toBe(true);
+  await stack.serve();
 });
 afterEach(() => stack.stop());
 
@@ -138,9 +140,10 @@ describe("notify", () => {
   });
 
   test("without a secret the plugin is refused (config); unknown routes are JSON 404s", async () => {
-    const other = await startStack(notify, { room: ROOM });
+    const other = await pluginHarness({ homeserver: true });
     try {
-      expect(other.loaded).toBe(false);
+      expect(await other.host.load(notify, { room: ROOM })).toBe(false);
+      await other.serve();
       expect(other.host.status()[0]).toMatchObject({
         status: "failed",
         error: expect.stringContaining("secret"),

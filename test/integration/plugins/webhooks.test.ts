@@ -1,36 +1,35 @@
-import { pino } from "pino";
 import { z } from "zod";
-import { PluginHost } from "../../../src/plugins/PluginHost.ts";
 import { definePlugin } from "../../../src/plugins/definePlugin.ts";
-import { SqlitePluginData } from "../../../src/store/sqlite/SqlitePluginData.ts";
-import type { WebhookRequest } from "../../../src/plugins/definePlugin.ts";
-import { startStack, type Stack } from "./harness.ts";
+import type { PluginDefinition, WebhookRequest } from "../../../src/plugins/definePlugin.ts";
+import { pluginHarness, type PluginHarness } from "../../support/pluginHarness.ts";
 
 const ROOM = "!hooks:fake.test";
 const SECRET = "hooks-secret-0123456789";
 const auth = { authorization: `Bearer ${SECRET}` };
 
-let stacks: Stack[] = [];
+let stacks: PluginHarness[] = [];
 afterEach(async () => {
   await Promise.all(stacks.map((s) => s.stop()));
   stacks = [];
 });
-const start = async (...args: Parameters<typeof startStack>) => {
-  const stack = await startStack(...args);
+/** The plugin loaded (it must load) on the fake homeserver, its webhooks served. */
+const start = async (
+  plugin: PluginDefinition,
+  config: unknown,
+  options: { handlerTimeoutMs?: number } = {},
+) => {
+  const stack = await pluginHarness({ homeserver: true, ...options });
   stacks.push(stack);
+  expect(await stack.host.load(plugin, config)).toBe(true);
+  await stack.serve();
   return stack;
 };
 
 describe("bot.webhook", () => {
   test("a route without a secret, with a bad path, or registered twice makes the plugin fail to load", async () => {
-    const host = new PluginHost({
-      outbox: {} as never,
-      data: new SqlitePluginData({ path: ":memory:" }),
-      logger: pino({ level: "silent" }),
-      botUserId: "@bot:x",
-      isOwnUser: () => false,
-      intent: () => ({}) as never,
-    });
+    const harness = await pluginHarness();
+    stacks.push(harness);
+    const { host } = harness;
     const plugin = (name: string, register: Parameters<typeof definePlugin>[0]["setup"]) =>
       definePlugin({ name, setup: register });
     expect(

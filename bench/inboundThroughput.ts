@@ -168,7 +168,7 @@ async function baselineServer({ port }: ServerArgs): Promise<void> {
 
 /** Subject: the whole framework, built as an embedding application would, one no-op plugin. */
 async function courierServer({ port, hsUrl, dir }: ServerArgs): Promise<void> {
-  const { Courier } = await import("../src/runtime/Courier.ts");
+  const { createCourier } = await import("../src/runtime/createCourier.ts");
   const { configSchema } = await import("../src/config/schema.ts");
   const { definePlugin } = await import("../src/plugins/definePlugin.ts");
   // What the handler saw, in order: which event, when. Read once the run is over.
@@ -201,7 +201,7 @@ async function courierServer({ port, hsUrl, dir }: ServerArgs): Promise<void> {
     logging: { level: "warn", pretty: false },
     plugins: [{ name: "noop" }],
   });
-  const courier = new Courier({
+  const courier = createCourier({
     config,
     registration: {
       id: "bench",

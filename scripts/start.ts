@@ -8,7 +8,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { configSchema } from "../src/config/schema.ts";
 import { loadRegistration } from "../src/config/registration.ts";
-import { Courier } from "../src/runtime/Courier.ts";
+import { createCourier } from "../src/runtime/createCourier.ts";
 import { runStart, untilSignal } from "../src/cli/commands.ts";
 import { LocalSynapse, ensureSynapseInstalled } from "./synapse/LocalSynapse.ts";
 
@@ -49,7 +49,7 @@ const config = configSchema.parse({
   logging: { level: "info" },
   plugins: [{ name: "echo" }, { name: "ping" }, { name: "remind" }],
 });
-const courier = new Courier({ config, registration });
+const courier = createCourier({ config, registration });
 try {
   await courier.start();
 } catch (error) {

@@ -14,7 +14,9 @@ export {
 export type { ConfigProblem } from "./errors.ts";
 
 export { Courier } from "./runtime/Courier.ts";
-export type { CourierOptions, PingReport } from "./runtime/Courier.ts";
+export type { CourierHooks, CourierOptions, CourierStores, PingReport } from "./runtime/Courier.ts";
+export { createCourier, openSqliteStores } from "./runtime/createCourier.ts";
+export type { CreateCourierOptions } from "./runtime/createCourier.ts";
 export { loadConfig } from "./config/loadConfig.ts";
 export type { CourierConfig } from "./config/schema.ts";
 export { loadRegistration, writeRegistration } from "./config/registration.ts";

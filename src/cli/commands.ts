@@ -1,7 +1,8 @@
 import { loadConfig } from "../config/loadConfig.ts";
 import { checkTokens, loadRegistration, writeRegistration } from "../config/registration.ts";
 import { writeStarterConfig } from "../config/initConfig.ts";
-import { Courier } from "../runtime/Courier.ts";
+import type { CourierHooks } from "../runtime/Courier.ts";
+import { createCourier } from "../runtime/createCourier.ts";
 import { createLogger } from "../logging/createLogger.ts";
 import { terminalProgress } from "./terminalProgress.ts";
 
@@ -25,13 +26,19 @@ export function runRegister(path: string, force: boolean): void {
 }
 
 /** Runs until a signal: the first one drains and stops, a second one exits at once. */
-export async function runStart(path: string): Promise<void> {
+export async function runStart(path: string, options: { hooks?: CourierHooks } = {}): Promise<void> {
   // Everything is checked before the store is touched: a bad config changes nothing.
   const config = loadConfig(path);
   const registration = loadRegistration(config.appservice.registration);
   checkTokens(config, registration);
   const logger = createLogger({ level: config.logging.level, pretty: config.logging.pretty });
-  const courier = new Courier({ config, registration, logger, progress: terminalProgress(logger) });
+  const courier = createCourier({
+    config,
+    registration,
+    logger,
+    progress: terminalProgress(logger),
+    ...(options.hooks ? { hooks: options.hooks } : {}),
+  });
   await courier.start();
   await untilSignal({ stop: () => courier.stop(DRAIN_ON_STOP_MS, { drain: true }) });
 }

@@ -116,4 +116,9 @@ export interface InboundJournal {
   list(filter: { state?: Exclude<InboundState, "pending">; limit: number }): Promise<InboundRecord[]>;
   /** Counts by state. */
   totals(): Promise<Record<InboundState, number>>;
+  /**
+   * Deletes items settled before `before` (ms epoch), pending ones stay; returns how many. A
+   * pruned event is no longer recognised if the homeserver sends it again.
+   */
+  prune(before: number): Promise<number>;
 }

@@ -1,6 +1,5 @@
 import type { Server } from "node:http";
 import type { Logger } from "pino";
-import type { DatabaseSync } from "node:sqlite";
 import type { CourierConfig } from "../config/schema.ts";
 import type { Registration } from "../config/registration.ts";
 import { createAppserviceApp, listen } from "../inbound/AppserviceServer.ts";
@@ -8,11 +7,9 @@ import { MatrixClient } from "../matrix/MatrixClient.ts";
 import { MatrixError } from "../matrix/MatrixError.ts";
 import { Outbox } from "../outbox/Outbox.ts";
 import { COURIER_DEVICE_ID, MatrixTransport } from "../outbox/MatrixTransport.ts";
-import { openSqlite } from "../store/sqlite/SqliteDatabase.ts";
-import { SqliteOutboxStore } from "../store/sqlite/SqliteOutboxStore.ts";
-import { SqliteInboundJournal } from "../store/sqlite/SqliteInboundJournal.ts";
-import { SqlitePluginData } from "../store/sqlite/SqlitePluginData.ts";
-import { WalCheckpointer } from "../store/sqlite/WalCheckpointer.ts";
+import type { InboundJournal } from "../inbound/InboundJournal.ts";
+import type { OutboxStore } from "../store/OutboxStore.ts";
+import type { PluginData } from "../store/PluginStore.ts";
 import { PluginHost, type HandlerRun } from "../plugins/PluginHost.ts";
 import { PowerLevels } from "../plugins/PowerLevels.ts";
 import { Dispatcher } from "../inbound/Dispatcher.ts";
@@ -43,6 +40,25 @@ export interface CourierOptions {
   readonly plugins?: Readonly<Record<string, PluginDefinition>>;
   /** Reports long outbox tasks (backlog replay, drain on stop). @default log lines with counts */
   readonly progress?: (task: string) => ProgressObserver;
+  /** The stores; `createCourier` opens the configured ones. */
+  readonly stores: CourierStores;
+  /** Called at the instants a fault test wants to crash. @default none */
+  readonly hooks?: CourierHooks;
+}
+
+/** The stores a Courier runs on, and how to close them. */
+export interface CourierStores {
+  readonly outbox: OutboxStore;
+  readonly inbound: InboundJournal;
+  readonly pluginData: PluginData;
+  /** Commits what is buffered and closes; `Courier.stop()` calls it last. */
+  close(): Promise<void>;
+}
+
+/** Fault hooks for tests, injected through `createCourier`; production passes none. */
+export interface CourierHooks {
+  /** A transaction was just committed to the inbound journal, before it is answered. */
+  readonly afterJournal?: () => void;
 }
 
 /** How the start-up ping went: both directions between homeserver and appservice. */
@@ -69,11 +85,10 @@ export class Courier {
   readonly metrics: CourierMetrics | undefined;
   readonly dispatcher: Dispatcher;
   readonly #devices: MatrixTransport;
-  readonly #db: DatabaseSync;
-  /** WAL checkpoints in a worker, not inside the commits enqueues wait for (on-disk stores). */
-  readonly #checkpointer: WalCheckpointer | undefined;
-  readonly #outboxStore: SqliteOutboxStore;
-  readonly #journal: SqliteInboundJournal;
+  readonly #stores: CourierStores;
+  readonly #outboxStore: CourierStores["outbox"];
+  readonly #journal: CourierStores["inbound"];
+  readonly #hooks: CourierHooks;
   readonly #plugins: Readonly<Record<string, PluginDefinition>> | undefined;
   readonly #progress: (task: string) => ProgressObserver;
   /** Resolves when stop() begins: ends the backlog report. */
@@ -99,11 +114,10 @@ export class Courier {
     this.log = options.logger ?? createLogger({ level: config.logging.level, pretty: config.logging.pretty });
     this.#progress = options.progress ?? ((task) => logProgress(this.log, task));
     this.botUserId = `@${registration.senderLocalpart}:${config.homeserver.serverName}`;
-    this.#db = openSqlite({ path: config.store.path, synchronous: config.store.synchronous });
-    this.#checkpointer =
-      config.store.path === ":memory:" ? undefined : new WalCheckpointer(this.#db, config.store.path);
-    this.#outboxStore = new SqliteOutboxStore(this.#db);
-    this.#journal = new SqliteInboundJournal(this.#db);
+    this.#stores = options.stores;
+    this.#outboxStore = options.stores.outbox;
+    this.#journal = options.stores.inbound;
+    this.#hooks = options.hooks ?? {};
     this.client = new MatrixClient({
       homeserverUrl: config.homeserver.url,
       accessToken: registration.asToken,
@@ -152,7 +166,7 @@ export class Courier {
       handlerTimeoutMs: config.dispatcher.handlerTimeoutMs,
       maxAttempts: config.dispatcher.maxAttempts,
       onHandlerRun: (run: HandlerRun) => this.metrics?.handlerRan(run),
-      data: new SqlitePluginData(this.#db),
+      data: options.stores.pluginData,
       powerLevels: new PowerLevels((roomId, type) => this.client.getStateEvent(roomId, type)),
     });
     this.dispatcher = new Dispatcher({
@@ -202,8 +216,7 @@ export class Courier {
       journal: this.#journal,
       onJournaled: (journaled) => {
         this.metrics?.transactionJournaled(journaled.counts, journaled.rejected);
-        // Test hook for the inbound crash test: die between the commit and the dispatch.
-        if (process.env.COURIER_FAULT === "kill-after-journal") process.kill(process.pid, "SIGKILL");
+        this.#hooks.afterJournal?.();
         if (this.#recovery.journaled()) this.log.info("the inbound journal accepts transactions again");
         this.dispatcher.offer(journaled);
       },
@@ -316,10 +329,7 @@ export class Courier {
     if (options.drain) await this.#drain(deadlineMs);
     await this.outbox.stop(deadlineMs);
     await this.#server?.close();
-    await this.#outboxStore.close(); // the database is shared: this commits, and closes the key index
-    await this.client.close();
-    await this.#checkpointer?.stop();
-    this.#db.close();
+    await this.#stores.close();
     this.log.info("courier stopped");
   }
 

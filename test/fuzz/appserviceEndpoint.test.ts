@@ -742,7 +742,14 @@ function differences(sent: readonly ExpectedItem[][], rows: readonly ExpectedIte
   });
   for (const key of carriers.keys()) if (!seqOf.has(key)) out.push(`${short(key)} lost`);
   for (const items of sent) {
-    const mine = items.filter((item) => rows[seqOf.get(item.key) ?? -1]?.txnId === item.txnId);
+    // The items this send journaled: under its txnId, and carried by no other send of that txnId
+    // (a reused txnId's earlier send may have journaled some of them first).
+    const others = new Set(
+      sent.filter((o) => o !== items && o[0]?.txnId === items[0]?.txnId).flatMap((o) => o.map((i) => i.key)),
+    );
+    const mine = items.filter(
+      (item) => !others.has(item.key) && rows[seqOf.get(item.key) ?? -1]?.txnId === item.txnId,
+    );
     const seqs = mine.map((item) => seqOf.get(item.key)!);
     if (seqs.some((seq, i) => i > 0 && seq <= seqs[i - 1]!))
       out.push(`${short(items[0]!.txnId)}: items journaled out of order`);

@@ -107,6 +107,7 @@ function faultyInboundJournal(inner: InboundJournal): InboundJournal {
     pending: (after, limit) => inner.pending(after, limit),
     pendingInLane: (lane, after, upTo, limit) => inner.pendingInLane(lane, after, upTo, limit),
     lastSeq: () => inner.lastSeq(),
+    prune: (before) => (interfaceSwitch.broken ? injected() : inner.prune(before)),
     list: (filter) => inner.list(filter),
     totals: () => inner.totals(),
   };

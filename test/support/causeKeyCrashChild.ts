@@ -11,7 +11,7 @@ import { configSchema } from "../../src/config/schema.ts";
 import type { Registration } from "../../src/config/registration.ts";
 import { createLogger } from "../../src/logging/createLogger.ts";
 import { definePlugin, type Bot, type EventContext } from "../../src/plugins/definePlugin.ts";
-import { Courier } from "../../src/runtime/Courier.ts";
+import { createCourier } from "../../src/runtime/createCourier.ts";
 
 export interface CauseKeyChildOptions {
   db: string;
@@ -71,7 +71,7 @@ const config = configSchema.parse({
   logging: { level: "warn" },
   plugins: [{ name: "upgrade", config: {} }],
 });
-const courier = new Courier({
+const courier = createCourier({
   config,
   registration,
   logger: createLogger({ level: "warn", destination: process.stderr }),

@@ -11,7 +11,8 @@ import { createLogger } from "../../src/logging/createLogger.ts";
 import type { Enqueued } from "../../src/outbox/Outbox.ts";
 import type { ProgressObserver } from "../../src/outbox/progress.ts";
 import type { PluginDefinition } from "../../src/plugins/definePlugin.ts";
-import { Courier } from "../../src/runtime/Courier.ts";
+import type { Courier } from "../../src/runtime/Courier.ts";
+import { createCourier } from "../../src/runtime/createCourier.ts";
 import { FakeHomeserver } from "./FakeHomeserver.ts";
 
 export interface DashboardStackOptions {
@@ -98,7 +99,7 @@ export async function startDashboardStack(options: DashboardStackOptions = {}): 
       callback();
     },
   });
-  const courier = new Courier({
+  const courier = createCourier({
     config,
     registration,
     logger: createLogger({ level: "debug", destination }),

@@ -17,6 +17,7 @@ import { FaultProxy } from "../../support/FaultProxy.ts";
 
 export const SERVER_NAME = "localhost";
 const CLI = fileURLToPath(new URL("../../../src/cli/main.ts", import.meta.url));
+const FAULTY = fileURLToPath(new URL("../../support/faultyCourierMain.ts", import.meta.url));
 
 export interface StackOptions {
   /** Synapse rate-limits our ghosts (registration `rate_limited: true`). @default false */
@@ -147,9 +148,16 @@ export class E2eStack {
     });
   }
 
-  /** Runs `courier start` in a child process (so a test can SIGKILL it). Resolves once it listens. */
+  /**
+   * Runs `courier start` in a child process (so a test can SIGKILL it). Resolves once it listens.
+   * With `COURIER_FAULT` in `env`, runs it with that fault hook (test/support/faultyCourierMain.ts).
+   */
   async startCourier(env: Record<string, string> = {}): Promise<CourierProcess> {
-    const child = spawn(process.execPath, [CLI, "start", "--config", this.configPath], {
+    const args =
+      env.COURIER_FAULT === undefined
+        ? [CLI, "start", "--config", this.configPath]
+        : [FAULTY, this.configPath];
+    const child = spawn(process.execPath, args, {
       env: { ...process.env, ...env },
       stdio: ["ignore", "pipe", "pipe"],
     });

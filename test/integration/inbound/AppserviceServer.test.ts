@@ -306,6 +306,7 @@ describe("transactions", () => {
       pending: async () => ({ items: [], readUpTo: 0 }),
       pendingInLane: async () => [],
       lastSeq: async () => 0,
+      prune: async () => 0,
       record: async () => undefined,
       list: async () => [],
       totals: async () => ({ pending: 0, done: 0, dead: 0, rejected: 0 }),

@@ -11,7 +11,8 @@ import type { Registration } from "../../../src/config/registration.ts";
 import { CourierError, NotOurUserError } from "../../../src/errors.ts";
 import { createLogger } from "../../../src/logging/createLogger.ts";
 import { definePlugin } from "../../../src/plugins/definePlugin.ts";
-import { Courier } from "../../../src/runtime/Courier.ts";
+import type { Courier } from "../../../src/runtime/Courier.ts";
+import { createCourier } from "../../../src/runtime/createCourier.ts";
 import { FakeHomeserver } from "../../support/FakeHomeserver.ts";
 
 const SERVER = "hs.test";
@@ -109,7 +110,7 @@ describe("Courier security", () => {
         });
       },
     });
-    courier = new Courier({
+    courier = createCourier({
       config: loadConfig(configPath, {}),
       registration,
       plugins: { sec: plugin },

@@ -1,0 +1,40 @@
+import type { CourierConfig } from "../config/schema.ts";
+import { openSqlite } from "../store/sqlite/SqliteDatabase.ts";
+import { SqliteInboundJournal } from "../store/sqlite/SqliteInboundJournal.ts";
+import { SqliteOutboxStore } from "../store/sqlite/SqliteOutboxStore.ts";
+import { SqlitePluginData } from "../store/sqlite/SqlitePluginData.ts";
+import { WalCheckpointer } from "../store/sqlite/WalCheckpointer.ts";
+import { Courier, type CourierOptions, type CourierStores } from "./Courier.ts";
+
+export interface CreateCourierOptions extends Omit<CourierOptions, "stores"> {
+  /** @default the SQLite stores of `config.store` (`openSqliteStores`) */
+  readonly stores?: CourierStores;
+}
+
+/**
+ * The composition root: builds a Courier from its config, opening the stores it names unless
+ * they are given. The CLI, embedders and tests build a Courier here, not by hand.
+ */
+export function createCourier(options: CreateCourierOptions): Courier {
+  return new Courier({ ...options, stores: options.stores ?? openSqliteStores(options.config.store) });
+}
+
+/**
+ * The embedded stores: one SQLite file (WAL) shared by the outbox, the inbound journal and the
+ * plugins' data, with its checkpoints in a worker so the commits enqueues wait for stay short.
+ */
+export function openSqliteStores(store: CourierConfig["store"]): CourierStores {
+  const db = openSqlite({ path: store.path, synchronous: store.synchronous });
+  const checkpointer = store.path === ":memory:" ? undefined : new WalCheckpointer(db, store.path);
+  const outbox = new SqliteOutboxStore(db);
+  return {
+    outbox,
+    inbound: new SqliteInboundJournal(db),
+    pluginData: new SqlitePluginData(db),
+    async close() {
+      await outbox.close(); // the database is shared: this commits, and closes the key index
+      await checkpointer?.stop();
+      db.close();
+    },
+  };
+}

@@ -1,6 +1,7 @@
 // Crash, inbound: the framework dies right after journaling a transaction, before dispatching
 // it. After a restart the handler runs and exactly one reply appears.
 import { E2eStack, eventually, type User } from "./support/E2eStack.ts";
+import { synapseAppservice } from "./support/transactionLog.ts";
 
 describe("inbound crash against Synapse", () => {
   let stack: E2eStack;
@@ -31,11 +32,22 @@ describe("inbound crash against Synapse", () => {
       );
       return replies.length > 0 ? replies : undefined;
     });
-    await new Promise((r) => setTimeout(r, 3000)); // Synapse's retry of the same transaction lands meanwhile
-    const replies = (await stack.messages(alice.accessToken, roomId)).filter(
-      (m) => m.sender === stack.botUserId,
-    );
-    expect(replies.map((m) => m.content.body)).toEqual(["exactly once"]);
+    // Synapse resends the transaction the killed process journaled but never answered: wait until
+    // it has its 200 (Synapse deletes a transaction once acknowledged, and is back to "up")...
+    await eventually("Synapse's resend of the transaction to be acknowledged", 60_000, async () => {
+      const seen = synapseAppservice(stack);
+      return seen.state !== "down" && seen.pendingTxnIds.length === 0 ? true : undefined;
+    });
+    // ...and until a later command's echo is there: anything the resend was handled into ran
+    // before it (the room's events run in order) and was sent before it (one room lane, in order).
+    await stack.say(alice, roomId, "!echo marker");
+    const replies = await eventually("the marker's echo", 30_000, async () => {
+      const fromBot = (await stack.messages(alice.accessToken, roomId)).filter(
+        (m) => m.sender === stack.botUserId,
+      );
+      return fromBot.some((m) => m.content.body === "marker") ? fromBot : undefined;
+    });
+    expect(replies.map((m) => m.content.body)).toEqual(["exactly once", "marker"]);
     await courier.kill("SIGTERM");
   }, 120_000);
 });

@@ -52,8 +52,15 @@ describe("notify and ping with a real Synapse", () => {
       return found.length > 0 ? found : undefined;
     });
     expect(notices[0]!.content).toMatchObject({ msgtype: "m.notice" });
-    await new Promise((r) => setTimeout(r, 2000));
-    const bodies = (await fromBot()).map((m) => m.content.body);
+    // Then another delivery, once posted: each delivery is journaled before its 202, and the
+    // bot's sends to the room leave in order, so a second notice of the retried one (or one of
+    // the unsigned) would be before it.
+    const markerAuth = { ...auth, "idempotency-key": "marker-1" };
+    expect((await post("/generic", { title: "marker", body: "last" }, markerAuth)).status).toBe(202);
+    const bodies = await eventually("the marker notice", 30_000, async () => {
+      const all = (await fromBot()).map((m) => m.content.body);
+      return all.includes("marker: last") ? all : undefined;
+    });
     expect(bodies.filter((b) => b === "deploy: v1.2.3 is live")).toHaveLength(1);
     expect(bodies.some((b) => String(b).includes("unsigned"))).toBe(false);
   }, 90_000);

@@ -6,12 +6,14 @@
 // 2. The framework is down while a user keeps talking: Synapse stores what it could not push and,
 //    once the framework is back (its start-up ping makes Synapse retry at once), pushes the
 //    backlog. Every command is handled once, in order per room.
-import type { ProxiedRequest } from "../support/FaultProxy.ts";
-import { E2eStack, eventually, SERVER_NAME, type CourierProcess, type User } from "./support/E2eStack.ts";
+//
+// "Once" is checked only after a marker sent last (by the ghost of each room, or echoed by the
+// bot) has arrived in every room: a duplicate is sent before it, in the same room lane.
+import { E2eStack, eventually, type CourierProcess, type User } from "./support/E2eStack.ts";
+import { BURST_PLUGIN, GhostBurst } from "./support/ghostBurst.ts";
+import { synapseAppservice } from "./support/transactionLog.ts";
 
-const BURST_PLUGIN = new URL("./support/burstPlugin.ts", import.meta.url).pathname;
 const CAP_MS = 2_000;
-const isRoomSend = (r: ProxiedRequest) => r.method === "PUT" && r.path.includes("/send/m.room.message/");
 
 /** The JSON log lines of a courier process with this `msg`. */
 function logged(courier: CourierProcess, msg: string): Array<Record<string, unknown>> {
@@ -36,7 +38,7 @@ describe("long outages against Synapse", () => {
     stack = await E2eStack.start({
       faultProxies: { seed: 0x0a7 },
       config: {
-        plugins: [{ name: "burst", module: BURST_PLUGIN }, { name: "echo" }],
+        plugins: [BURST_PLUGIN, { name: "echo" }],
         logging: { level: "debug" },
         outbox: { retry: { baseMs: 100, capMs: CAP_MS }, rate: { perSecond: 1000, burst: 1000 } },
       },
@@ -52,47 +54,32 @@ describe("long outages against Synapse", () => {
     const ROOMS = 3;
     const PER_ROOM = 60;
     const DOWN_MS = 20_000;
-    const proxy = stack.toSynapse!;
     courier = await stack.startCourier();
-    const rooms: string[] = [];
-    for (let r = 0; r < ROOMS; r++) rooms.push(await stack.roomWithBot(alice, { preset: "public_chat" }));
-    const ghost = (r: number) => `@courier_out${r}:${SERVER_NAME}`;
-    let confirmed = 0;
-    proxy.on("upstream", ({ request, status }) => {
-      if (isRoomSend(request) && status === 200) confirmed++;
+    const burst = await GhostBurst.start(stack, alice, {
+      rooms: ROOMS,
+      perRoom: PER_ROOM,
+      ghostPrefix: "out",
+      latencyMs: 150,
     });
-    proxy.setFaults({ latencyRate: 1, latencyMs: 150, match: isRoomSend });
-    for (const [r, roomId] of rooms.entries())
-      await stack.say(alice, roomId, `!burst ${PER_ROOM} ${ghost(r)}`);
-    await eventually("the burst to be under way", 60_000, async () => (confirmed >= 30 ? true : undefined));
+    const confirmedAtStop = await burst.underWay(30);
 
-    const confirmedAtStop = confirmed;
     await stack.synapse.stop();
     const retriesBefore = logged(courier, "request will be retried").length;
+    // Paces the scenario, proves nothing: the outage lasts long enough to back off to the cap.
     await new Promise((r) => setTimeout(r, DOWN_MS));
     const duringOutage = logged(courier, "request will be retried").slice(retriesBefore);
     await stack.synapse.resume();
-    proxy.clearFaults();
+    stack.toSynapse!.clearFaults();
 
-    const numbers = async () => {
-      const out: unknown[][] = [];
-      for (const [r, roomId] of rooms.entries()) {
-        const messages = await stack.messages(alice.accessToken, roomId);
-        out.push(messages.filter((m) => m.sender === ghost(r)).map((m) => m.content.n));
-      }
-      return out;
-    };
-    await eventually("every message", 120_000, async () =>
-      (await numbers()).every((ns) => new Set(ns).size === PER_ROOM) ? true : undefined,
-    );
-    await new Promise((r) => setTimeout(r, 2_000));
+    await burst.allArrived();
+    const numbers = await burst.settled();
     const delays = duringOutage.map((l) => Number(l.delay));
     process.stderr.write(
       `outage, Synapse down ${DOWN_MS} ms: ${confirmedAtStop} of ${ROOMS * PER_ROOM} sends confirmed before, ${delays.length} retries while down, ` +
         `longest delay ${Math.max(...delays)} ms (cap ${CAP_MS})\n`,
     );
     expect(confirmedAtStop).toBeLessThan(ROOMS * PER_ROOM);
-    for (const ns of await numbers()) expect(ns).toEqual(Array.from({ length: PER_ROOM }, (_, i) => i));
+    burst.expectEachOnceInOrder(numbers);
     // Backed off to the cap, never beyond it, and kept trying (no lane gave up).
     expect(delays.length).toBeGreaterThan(0);
     expect(Math.max(...delays)).toBeLessThanOrEqual(CAP_MS);
@@ -123,13 +110,32 @@ describe("long outages against Synapse", () => {
       ),
     );
 
+  /**
+   * Alice says `!echo <label>-marker<room>` in each room, last, and waits until Synapse has pushed
+   * everything it had for us (every transaction acknowledged) and each marker is echoed. Synapse
+   * pushes in order, a room's events run in order and the bot's sends to a room leave in order: a
+   * command handled twice (a transaction resent, a journal replayed) is echoed before the marker.
+   * Resolves with what the rooms show then, markers included (last).
+   */
+  const afterMarkers = async (rooms: string[], label: string) => {
+    const marker = (r: number) => `${label}-marker${r}`;
+    for (const [r, roomId] of rooms.entries()) await stack.say(alice, roomId, `!echo ${marker(r)}`);
+    await eventually("Synapse to have every transaction acknowledged", 120_000, async () => {
+      const seen = synapseAppservice(stack);
+      return seen.state !== "down" && seen.pendingTxnIds.length === 0 ? true : undefined;
+    });
+    return eventually("every marker's echo", 120_000, async () => {
+      const now = await commandsAndEchoes(rooms);
+      return now.every((room, r) => room.echoes.includes(marker(r))) ? now : undefined;
+    });
+  };
+
   const expectEachEchoedOnceInOrder = async (rooms: string[], perRoom: number) => {
     await eventually("every echo", 180_000, async () =>
       (await commandsAndEchoes(rooms)).every((r) => new Set(r.echoes).size === perRoom) ? true : undefined,
     );
-    await new Promise((r) => setTimeout(r, 2_000)); // a late duplicate would show up now
-    for (const { commands, echoes } of await commandsAndEchoes(rooms)) {
-      expect(commands).toHaveLength(perRoom);
+    for (const { commands, echoes } of await afterMarkers(rooms, "down")) {
+      expect(commands).toHaveLength(perRoom + 1);
       expect(echoes).toEqual(commands);
     }
   };
@@ -143,8 +149,11 @@ describe("long outages against Synapse", () => {
     await courier.kill("SIGKILL");
 
     await talk(rooms, PER_ROOM, "down");
-    // Synapse finds us down, stores the events and backs off (2 s, 4 s, 8 s …).
-    await new Promise((r) => setTimeout(r, 8_000));
+    // Synapse finds us down, stores the events in transactions and backs off (2 s, 4 s, 8 s …).
+    await eventually("Synapse to mark the appservice down, with transactions kept", 60_000, async () => {
+      const seen = synapseAppservice(stack);
+      return seen.state === "down" && seen.pendingTxnIds.length > 0 ? true : undefined;
+    });
 
     courier = await stack.startCourier();
     await expectEachEchoedOnceInOrder(rooms, PER_ROOM);
@@ -177,8 +186,7 @@ describe("long outages against Synapse", () => {
         ? true
         : undefined,
     );
-    await new Promise((r) => setTimeout(r, 2_000));
-    for (const { commands, echoes } of await commandsAndEchoes(rooms)) expect(echoes).toEqual(commands);
+    for (const { commands, echoes } of await afterMarkers(rooms, "stalled")) expect(echoes).toEqual(commands);
     const sizes = logged(courier, "transaction journaled")
       .slice(journaledBefore)
       .map((l) => Number(l.events));

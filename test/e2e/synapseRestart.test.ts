@@ -7,13 +7,15 @@
 //   database (event_txn_id_device_id) and answers with the first event: nothing duplicated.
 // - off (the control, proving the test can see the problem): the resent heads become new events;
 //   every duplicate is the head repeated, nothing is missing or reordered.
+//
+// Duplicates are counted once a marker each ghost sends last has arrived: a resent head leaves
+// before it, in the same room lane.
 import type { ProxiedRequest } from "../support/FaultProxy.ts";
-import { E2eStack, eventually, SERVER_NAME, type CourierProcess, type User } from "./support/E2eStack.ts";
+import { E2eStack, eventually, type CourierProcess, type User } from "./support/E2eStack.ts";
+import { BURST_PLUGIN, GhostBurst, isRoomSend } from "./support/ghostBurst.ts";
 
 const ROOMS = 4;
 const PER_ROOM = 60;
-const BURST_PLUGIN = new URL("./support/burstPlugin.ts", import.meta.url).pathname;
-const isRoomSend = (r: ProxiedRequest) => r.method === "PUT" && r.path.includes("/send/m.room.message/");
 const roomOf = (r: ProxiedRequest) => decodeURIComponent(r.path.split("/")[5] ?? "");
 
 describe.each([
@@ -28,7 +30,7 @@ describe.each([
     stack = await E2eStack.start({
       faultProxies: { seed: 0x5e5 },
       config: {
-        plugins: [{ name: "burst", module: BURST_PLUGIN }],
+        plugins: [BURST_PLUGIN],
         outbox: {
           ghostDevices,
           rate: { perSecond: 1000, burst: 1000 },
@@ -47,19 +49,15 @@ describe.each([
   test(`${ROOMS} rooms x ${PER_ROOM} ghost messages: ${outcome}; nothing missing, order kept`, async () => {
     const proxy = stack.toSynapse!;
     courier = await stack.startCourier();
-    const rooms: string[] = [];
-    for (let r = 0; r < ROOMS; r++) rooms.push(await stack.roomWithBot(alice, { preset: "public_chat" }));
-    const ghost = (r: number) => `@courier_r${r}:${SERVER_NAME}`;
-
-    let confirmed = 0;
-    proxy.on("upstream", ({ request, status }) => {
-      if (isRoomSend(request) && status === 200) confirmed++;
-    });
     // Slow enough that the crash falls mid-burst.
-    proxy.setFaults({ latencyRate: 1, latencyMs: 150, match: isRoomSend });
-    for (const [r, roomId] of rooms.entries())
-      await stack.say(alice, roomId, `!burst ${PER_ROOM} ${ghost(r)}`);
-    await eventually("the burst to be under way", 60_000, async () => (confirmed >= 40 ? true : undefined));
+    const burst = await GhostBurst.start(stack, alice, {
+      rooms: ROOMS,
+      perRoom: PER_ROOM,
+      ghostPrefix: "r",
+      latencyMs: 150,
+    });
+    const { rooms } = burst;
+    await burst.underWay(40);
 
     // From now on Synapse processes each send but its answer never arrives.
     const unconfirmedRooms = new Set<string>();
@@ -73,19 +71,8 @@ describe.each([
     await stack.synapse.restart({ signal: "SIGKILL" });
     proxy.clearFaults();
 
-    const numbers = async () => {
-      const out: unknown[][] = [];
-      for (const [r, roomId] of rooms.entries()) {
-        const messages = await stack.messages(alice.accessToken, roomId);
-        out.push(messages.filter((m) => m.sender === ghost(r)).map((m) => m.content.n));
-      }
-      return out;
-    };
-    await eventually("every message to arrive", 180_000, async () =>
-      (await numbers()).every((ns) => new Set(ns).size === PER_ROOM) ? true : undefined,
-    );
-    await new Promise((r) => setTimeout(r, 3000)); // a late duplicate would show up now
-    const seen = await numbers();
+    await burst.allArrived(180_000);
+    const seen = await burst.settled();
     const expected = Array.from({ length: PER_ROOM }, (_, i) => i);
     const duplicates = seen.reduce((sum, ns) => sum + ns.length - PER_ROOM, 0);
     process.stderr.write(

@@ -1,12 +1,18 @@
 // The remind plugin on a whole Courier against the fake homeserver: a reminder is answered,
 // listed, cancelled, delivered once; one due while the framework is down is delivered once when
 // it comes back (a new process on the same database).
+//
+// "Sent once" is checked only once the schedule has run more slots after the send (the slot it
+// saved in the store has moved on) and a message journaled after those slots, in the same room
+// lane, has arrived: a second send by any of those runs would have arrived before it.
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import { DatabaseSync } from "node:sqlite";
 import { startDashboardStack, type DashboardStack } from "../../support/dashboardStack.ts";
 
 const ROOM = "!remind:fake.test";
+const CHECK_EVERY_MS = 100;
 let n = 0;
 const command = (body: string) => ({
   type: "m.room.message",
@@ -34,8 +40,37 @@ describe("remind plugin", () => {
     startDashboardStack({
       adminToken: null,
       storePath: path.join(dir, "courier.sqlite"),
-      shippedPlugins: [{ name: "remind", config: { checkEvery: 100 } }],
+      shippedPlugins: [{ name: "remind", config: { checkEvery: CHECK_EVERY_MS } }],
     });
+
+  /** The last slot the plugin's "due" schedule ran, as the scheduler saved it (0 before any). */
+  const savedSlot = (): number => {
+    const db = new DatabaseSync(path.join(dir, "courier.sqlite"), { readOnly: true });
+    try {
+      const row = db
+        .prepare("SELECT last_slot FROM plugin_schedules WHERE plugin = 'remind' AND name = 'due'")
+        .get() as { last_slot: number } | undefined;
+      return row?.last_slot ?? 0;
+    } finally {
+      db.close();
+    }
+  };
+
+  /**
+   * Waits until the schedule has run `slots` more slots, then until a marker the bot sends to the
+   * room after them has arrived: whatever those runs sent is journaled before the marker, in the
+   * same room lane (one request in flight, in order), so it has arrived too.
+   */
+  const afterMoreSlots = async (slots: number) => {
+    const from = savedSlot();
+    await stack!.hs.waitFor(
+      () => savedSlot() >= from + slots * CHECK_EVERY_MS,
+      10_000,
+      `${slots} more slots of the schedule`,
+    );
+    await stack!.say(ROOM, "marker");
+    await stack!.hs.waitFor(() => bodies(stack!).includes("marker"), 10_000, "the marker");
+  };
 
   test("set, list, cancel, and a due reminder is sent once", async () => {
     stack = await start();
@@ -61,7 +96,7 @@ describe("remind plugin", () => {
       10_000,
       "the reminder",
     );
-    await new Promise((r) => setTimeout(r, 600)); // several more slots: nothing is sent again
+    await afterMoreSlots(3);
     expect(bodies(stack).filter((b) => b.includes("reminder: stretch"))).toEqual([
       "@alice:fake.test: reminder: stretch",
     ]);
@@ -74,6 +109,8 @@ describe("remind plugin", () => {
     await stack.hs.waitFor(() => bodies(stack!).length === 1, 10_000, "the answer");
     await stack.stop();
     stack = undefined;
+    // Paces the scenario, proves nothing: the reminder (due 2 s after the command) falls due
+    // while no framework runs.
     await new Promise((r) => setTimeout(r, 2_500));
 
     stack = await start();
@@ -84,9 +121,9 @@ describe("remind plugin", () => {
     );
     await stack.stop();
 
-    // And a third start sends nothing more.
+    // And a third start sends nothing more: only the marker arrives.
     stack = await start();
-    await new Promise((r) => setTimeout(r, 800));
-    expect(bodies(stack)).toEqual([]);
+    await afterMoreSlots(3);
+    expect(bodies(stack)).toEqual(["marker"]);
   }, 30_000);
 });

@@ -49,8 +49,18 @@ describe("shipped plugins: echo, ping, welcome", () => {
     await stack.hs.waitFor(() => bodies().length === 3, 10_000, "three answers");
     // The homeserver resends the same transaction (it did not see our 200): nothing new.
     expect((await stack.hs.pushTransaction("shipped-1", transaction)).status).toBe(200);
-    await new Promise((r) => setTimeout(r, 300));
-    const answers = bodies();
+    // Then a later command in the same room, once answered: anything the resend was handled into
+    // ran before it (a room's events run in order) and was sent before its answer (one room
+    // lane, in order).
+    const marker = {
+      ...base("@ann:fake.test"),
+      type: "m.room.message",
+      content: { msgtype: "m.text", body: "!echo marker" },
+    };
+    expect((await stack.hs.pushTransaction("shipped-marker", { events: [marker] })).status).toBe(200);
+    await stack.hs.waitFor(() => bodies().includes("> marker"), 10_000, "the marker's echo");
+    const answers = bodies().slice(0, -1);
+    expect(bodies().at(-1)).toBe("> marker");
     expect(answers).toHaveLength(3);
     expect(answers).toContain("> hi there");
     expect(answers).toContain("Welcome, Bob!");

@@ -296,7 +296,7 @@ export class Dispatcher {
       if (!head.outcome) {
         if (!head.begun) {
           head.attempts++;
-          head.begun = this.#ledger.begin([item.seq]);
+          head.begun = this.#ledger.begin(item.seq);
         }
         try {
           await head.begun;

@@ -22,9 +22,9 @@ export class InboundLedger {
     this.#journal = journal;
   }
 
-  /** Counts one begun dispatch of each item; resolves once committed. */
-  begin(seqs: readonly number[]): Promise<void> {
-    this.#begun.push(...seqs);
+  /** Counts one more begun dispatch of an item; resolves once committed. */
+  begin(seq: number): Promise<void> {
+    this.#begun.push(seq);
     return this.#wait();
   }
 

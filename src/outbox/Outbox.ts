@@ -374,6 +374,7 @@ export class Outbox extends EventEmitter<OutboxEvents> {
       const attempts = lane.attempts;
       lane.advance();
       this.#counters.dead++;
+      if (this.#dropped.size > 0) this.#dropped.delete(row.txnId); // dropped while on the wire
       this.#log.warn({ txnId: row.txnId, lane: lane.key, attempts, ...reason }, "request dead-lettered");
       this.#settlements.record({
         seq: row.seq,

@@ -1,7 +1,7 @@
 // One writer per store: while the service runs it holds the store's writer lock, and
 // `courier outbox drop/retry` go through its admin API; while it is down, the CLI takes the lock
 // for its command, and a service cannot start meanwhile.
-import { execFile } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -118,8 +118,16 @@ test("while the service is down the CLI writes the store under its lock; a servi
 
   // A `courier outbox` command holding the lock (as outboxCommands takes it): no service starts.
   const lock = WriterLock.take(storePath);
-  expect(() => openSqliteStores(storeConfig(storePath))).toThrow(StoreLockedError);
-  expect(() => openSqliteStores(storeConfig(storePath))).toThrow(
+  // (A starting service waits 2 s for the command to finish, then refuses.)
+  const refusal = (() => {
+    try {
+      openSqliteStores(storeConfig(storePath));
+    } catch (error) {
+      return error;
+    }
+  })();
+  expect(refusal).toBeInstanceOf(StoreLockedError);
+  expect((refusal as Error).message).toMatch(
     /Another process writes this store .*courier outbox drop\/retry/,
   );
   // And another CLI command takes the held lock for a running service, which it cannot reach without a token.
@@ -134,3 +142,28 @@ test("while the service is down the CLI writes the store under its lock; a servi
   expect(await stores.outbox.get(dead[1]!.txnId)).toMatchObject({ state: "pending" });
   await stores.close();
 }, 60_000);
+
+test("a starting service waits briefly for a courier outbox command that holds the lock, then starts", async () => {
+  const storePath = path.join(dir, "courier.sqlite");
+  // Another process takes the lock as a CLI command does, and lets it go 300 ms later.
+  const lockModule = fileURLToPath(new URL("../../../src/store/sqlite/WriterLock.ts", import.meta.url));
+  const child = spawn(process.execPath, [
+    "--input-type=module",
+    "-e",
+    `import { WriterLock } from ${JSON.stringify(lockModule)};
+     const lock = WriterLock.take(process.argv[1]);
+     process.stdout.write("locked\\n");
+     setTimeout(() => lock.release(), 300);`,
+    storePath,
+  ]);
+  const exited = new Promise((resolve) => child.once("exit", resolve));
+  await new Promise<void>((resolve, reject) => {
+    child.stdout.on("data", (chunk: Buffer) => chunk.toString().includes("locked") && resolve());
+    child.once("exit", (code) => reject(new Error(`the lock holder exited early (${code})`)));
+  });
+  expect(WriterLock.tryTake(storePath)).toBeUndefined(); // held by the other process
+  const stores = openSqliteStores(storeConfig(storePath)); // waits for it, up to 2 s
+  expect(await stores.outbox.totals()).toMatchObject({ pending: 0 });
+  await stores.close();
+  await exited;
+}, 30_000);

@@ -22,8 +22,16 @@ const TOKEN = "bench-as-token";
 interface RunResult {
   opsPerS: number;
   latency: number[];
+  /** CPU (user + system) this process spent per message during the run, in µs. */
+  cpuUsPerMsg: number;
   enqueue?: number[];
 }
+
+/** CPU µs per message since `start` (a process.cpuUsage() taken when the run began). */
+const cpuPerMessage = (start: NodeJS.CpuUsage): number => {
+  const { user, system } = process.cpuUsage(start);
+  return (user + system) / MESSAGES;
+};
 
 const content = (n: number) => ({ msgtype: "m.text", body: `benchmark message number ${n}` });
 const hs = await startFakeHomeserver(TOKEN);
@@ -37,6 +45,7 @@ async function baselineRun(run: number): Promise<RunResult> {
   const headers = { authorization: `Bearer ${TOKEN}`, "content-type": "application/json" };
   const latency: number[] = [];
   let next = 0;
+  const cpu = process.cpuUsage();
   const start = performance.now();
   await Promise.all(
     Array.from({ length: CONCURRENCY }, async () => {
@@ -57,7 +66,7 @@ async function baselineRun(run: number): Promise<RunResult> {
     }),
   );
   const elapsed = performance.now() - start;
-  return { opsPerS: (MESSAGES / elapsed) * 1000, latency };
+  return { opsPerS: (MESSAGES / elapsed) * 1000, latency, cpuUsPerMsg: cpuPerMessage(cpu) };
 }
 
 async function outboxRun(run: number): Promise<RunResult> {
@@ -79,6 +88,7 @@ async function outboxRun(run: number): Promise<RunResult> {
   const enqueue: number[] = [];
   outbox.on("sent", (_row, _eventId, ms) => latency.push(ms));
   await outbox.start();
+  const cpu = process.cpuUsage();
   const start = performance.now();
   // One producer per room, each awaiting its own enqueue: how plugin handlers use the outbox.
   await Promise.all(
@@ -100,6 +110,7 @@ async function outboxRun(run: number): Promise<RunResult> {
   );
   await outbox.onIdle();
   const elapsed = performance.now() - start;
+  const cpuUsPerMsg = cpuPerMessage(cpu);
   const { totals } = await outbox.stats();
   if (totals.sent !== MESSAGES) throw new Error(`outbox sent ${totals.sent} of ${MESSAGES}`);
   await outbox.stop();
@@ -107,7 +118,7 @@ async function outboxRun(run: number): Promise<RunResult> {
   await store.close();
   db.close();
   rmSync(dir, { recursive: true, force: true });
-  return { opsPerS: (MESSAGES / elapsed) * 1000, latency, enqueue };
+  return { opsPerS: (MESSAGES / elapsed) * 1000, latency, cpuUsPerMsg, enqueue };
 }
 
 // Warm both paths (JIT, connections), then alternate so machine noise hits both alike.
@@ -133,11 +144,14 @@ report({
   p50_ms: round(percentile(box.latency, 50)),
   p99_ms: round(percentile(box.latency, 99)),
   rss_mb: rssMb(),
+  // The process that runs the outbox (the fake homeserver runs in another one): median of the runs.
+  cpu_us_per_msg: round(median(outboxes.map((o) => o.cpuUsPerMsg)), 1),
   baseline: {
     name: "undici-request-loop",
     ops_per_s: Math.round(base.opsPerS),
     p50_ms: round(percentile(base.latency, 50)),
     p99_ms: round(percentile(base.latency, 99)),
+    cpu_us_per_msg: round(median(baselines.map((b) => b.cpuUsPerMsg)), 1),
   },
   // Each pair ran back to back, so a pair's ratio is what noise spares best; the median of them.
   ratio: round(median(ratios), 3),

@@ -56,7 +56,9 @@ program
 
 const outbox = program
   .command("outbox")
-  .description("inspect and act on the outbound journal (works while the service runs)");
+  .description(
+    "inspect and act on the outbound journal (reads work beside the running service; retry and drop go through its admin API)",
+  );
 outbox
   .command("stats")
   .description("pending per lane with the oldest age; sent and dead totals")

@@ -1,20 +1,48 @@
-// `courier outbox …`: look at and act on the journal, also while the service runs (SQLite WAL
-// lets this process read and write beside it).
+// `courier outbox …`: look at and act on the journal. Reads go to the file, also while the
+// service runs (SQLite WAL readers). Changes have one writer: while the service runs (it holds
+// the store's writer lock), they go through its admin API; while it is down, this process takes
+// the lock for the command, so a service starting meanwhile waits or refuses.
 import { loadConfig } from "../config/loadConfig.ts";
+import type { CourierConfig } from "../config/schema.ts";
 import { SqliteOutboxStore } from "../store/sqlite/SqliteOutboxStore.ts";
+import { WriterLock } from "../store/sqlite/WriterLock.ts";
 import type { OutboxRow, OutboxState } from "../store/OutboxStore.ts";
 import type { ProgressObserver } from "../outbox/progress.ts";
 import type { TxnId } from "../ids.ts";
+import { ServiceApi } from "./ServiceApi.ts";
 
 const say = (line: string) => process.stdout.write(`${line}\n`);
 
+const openStore = (config: CourierConfig) =>
+  new SqliteOutboxStore({ path: config.store.path, synchronous: config.store.synchronous });
+
 async function withStore<T>(configPath: string, work: (store: SqliteOutboxStore) => Promise<T>): Promise<T> {
-  const config = loadConfig(configPath);
-  const store = new SqliteOutboxStore({ path: config.store.path, synchronous: config.store.synchronous });
+  const store = openStore(loadConfig(configPath));
   try {
     return await work(store);
   } finally {
     await store.close();
+  }
+}
+
+/**
+ * Runs a change as the store's only writer: `direct` under the writer lock when no service holds
+ * it, `viaService` through the running service's admin API otherwise. Both get a store to read.
+ */
+async function asWriter<T>(
+  configPath: string,
+  direct: (store: SqliteOutboxStore) => Promise<T>,
+  viaService: (api: ServiceApi, store: SqliteOutboxStore) => Promise<T>,
+): Promise<T> {
+  const config = loadConfig(configPath);
+  const lock = config.store.path === ":memory:" ? undefined : WriterLock.tryTake(config.store.path);
+  const store = openStore(config);
+  try {
+    if (lock || config.store.path === ":memory:") return await direct(store);
+    return await viaService(ServiceApi.of(config, configPath), store);
+  } finally {
+    await store.close();
+    lock?.release();
   }
 }
 
@@ -59,8 +87,9 @@ export async function outboxList(
 }
 
 /**
- * Puts dead letters back in their lanes; the running service picks them up within its rescan
- * interval. With `waitMs`, follows them (progress) until none is pending or the time is up.
+ * Puts dead letters back in their lanes: through the running service, which sends them at once,
+ * or in the file while it is down. With `waitMs`, follows them (progress) until none is pending or
+ * the time is up.
  */
 export async function outboxRetry(
   configPath: string,
@@ -71,19 +100,31 @@ export async function outboxRetry(
     progress?: (task: string) => ProgressObserver;
   },
 ): Promise<number> {
-  return withStore(configPath, async (store) => {
-    // Dropped rows are not dead: --all-dead leaves them alone.
-    const ids = target.allDead
+  // Dropped rows are not dead: --all-dead leaves them alone.
+  const deadOnes = async (store: SqliteOutboxStore) =>
+    target.allDead
       ? (await store.list({ state: "dead", limit: Number.MAX_SAFE_INTEGER })).map((row) => row.txnId)
       : [target.txnId as TxnId];
-    const changed = await store.requeue(ids);
+  const retried = async (store: SqliteOutboxStore, ids: readonly TxnId[], changed: number) => {
     say(`${changed} request${changed === 1 ? "" : "s"} put back to pending`);
     if (target.waitMs !== undefined && changed > 0) {
       const left = await follow(store, ids, target.waitMs, target.progress?.("bulk retry"));
       say(left === 0 ? "all of them settled" : `${left} still pending after the wait`);
     }
     return changed;
-  });
+  };
+  return asWriter(
+    configPath,
+    async (store) => {
+      const ids = await deadOnes(store);
+      return retried(store, ids, await store.requeue(ids));
+    },
+    async (api, store) => {
+      const ids = await deadOnes(store);
+      const changed = target.allDead ? await api.retryAllDead() : await api.retry(target.txnId as TxnId);
+      return retried(store, ids, changed);
+    },
+  );
 }
 
 /** Polls the journal until none of `ids` is pending or `waitMs` passed; returns how many are left. */
@@ -114,15 +155,15 @@ async function follow(
 /**
  * Takes requests out of the queue for good (state `dropped`, kept as a record). Shows them first
  * and asks, unless `yes`; without a terminal to ask on, refuses. Returns how many were dropped.
- * A running service re-reads a held row before sending it, so a dropped row is not sent unless it
- * was already on its way.
+ * While the service runs, it drops them (admin API), so a row it holds is not sent unless it was
+ * already on its way.
  */
 export async function outboxDrop(
   configPath: string,
   txnIds: readonly string[],
   options: { yes: boolean; confirm: (question: string) => Promise<boolean> },
 ): Promise<number> {
-  return withStore(configPath, async (store) => {
+  const ask = async (store: SqliteOutboxStore, drop: (ids: TxnId[]) => Promise<number>) => {
     const rows = (await Promise.all(txnIds.map((id) => store.get(id as TxnId)))).filter(
       (row): row is OutboxRow => row !== undefined && (row.state === "pending" || row.state === "dead"),
     );
@@ -136,8 +177,13 @@ export async function outboxDrop(
       say("nothing dropped");
       return 0;
     }
-    const dropped = await store.drop(rows.map((row) => row.txnId));
+    const dropped = await drop(rows.map((row) => row.txnId));
     say(`${dropped} request${dropped === 1 ? "" : "s"} dropped`);
     return dropped;
-  });
+  };
+  return asWriter(
+    configPath,
+    (store) => ask(store, (ids) => store.drop(ids)),
+    (api, store) => ask(store, (ids) => api.drop(ids)),
+  );
 }

@@ -18,9 +18,6 @@ import type { Enqueued, OutboxEvents, OutboxItem, OutboxStats } from "./types.ts
 // The outbox's types live in types.ts; importable from here too, as they always were.
 export type { Delivery, Enqueued, OutboxEvents, OutboxItem, OutboxStats } from "./types.ts";
 
-/** How often a sending outbox asks the store whether another process wrote (a drop). */
-const VERSION_CHECK_MS = 50;
-
 /** Requests a lane sends in a row, when other lanes wait for a queue slot, before it gives its slot up. */
 const LANE_TURN = 8;
 
@@ -52,13 +49,11 @@ export class Outbox extends EventEmitter<OutboxEvents> {
   #started = false;
   #rescanning: Promise<void> = Promise.resolve();
   /**
-   * Bumped when another process committed to the store (an operator dropped a row): a held row
-   * stamped with an older epoch is re-read before it is sent.
+   * Dropped by an operator while a lane held them at its head (waiting for a retry or a token) or
+   * while a load that may return them was under way: skipped when they come up. Usually empty;
+   * the send path only checks its size.
    */
-  #epoch = 0;
-  #externalVersion = 0;
-  #versionCheckedAt = Number.NEGATIVE_INFINITY;
-  readonly #stamps = new WeakMap<OutboxRow, number>();
+  readonly #dropped = new Set<string>();
   #stopped = false;
   #counters = { sent: 0, retried: 0, dead: 0, rateLimited: 0 };
 
@@ -130,16 +125,57 @@ export class Outbox extends EventEmitter<OutboxEvents> {
     this.#started = true;
     this.#stopped = false;
     this.#settlements.start();
-    this.#externalVersion = this.#store.externalVersion?.() ?? 0;
     const lanes = await this.#store.pendingLanes();
     this.#log.info({ lanes: lanes.length }, "outbox started");
     for (const key of lanes) this.#pump(this.#laneFor(key, false));
   }
 
   /**
-   * Picks up rows put back to pending behind the outbox's back (operator retry of dead letters),
-   * also in a lane that is still sending: those rows are older than its head, so they go next.
-   * Rescans run one at a time, so two of them never adopt the same row.
+   * Takes requests out of the queue for good (state `dropped`, kept as a record); returns how many
+   * pending or dead ones it dropped. A request this outbox holds is not sent unless it is already
+   * on the wire; its waiters reject with a DeadLetterError (COURIER_DROPPED). Does I/O.
+   */
+  async drop(txnIds: readonly TxnId[]): Promise<number> {
+    const dropped = await this.#store.drop(txnIds);
+    const ids = new Set<TxnId>(txnIds);
+    const mayBeOnTheWire = new Set<TxnId>();
+    for (const lane of [...this.#lanes.values()]) {
+      // A busy lane's head may be on the wire: too late to hold it; skipped if it comes up again.
+      const head = lane.busy ? lane.rows[0] : undefined;
+      if (head && ids.has(head.txnId)) {
+        mayBeOnTheWire.add(head.txnId);
+        this.#dropped.add(head.txnId);
+      }
+      lane.rows = lane.rows.filter((row) => row === head || !ids.has(row.txnId));
+      // A load under way may have read them before the drop committed.
+      if (lane.loading) for (const id of ids) this.#dropped.add(id);
+      this.#pump(lane);
+    }
+    for (const id of ids) if (!mayBeOnTheWire.has(id)) this.#notDelivered(id);
+    return dropped;
+  }
+
+  /**
+   * Puts dead letters back to pending (operator retry; `"all-dead"`: every one of them, not the
+   * dropped) and sends them at once; returns how many it put back. Does I/O.
+   */
+  async retry(txnIds: readonly TxnId[] | "all-dead"): Promise<number> {
+    const requeued = await this.#store.requeue(txnIds);
+    if (requeued > 0) {
+      await this.rescan().catch((error: unknown) => {
+        this.#log.error(
+          { err: error },
+          "could not load the requeued requests; they are sent at the next start",
+        );
+      });
+    }
+    return requeued;
+  }
+
+  /**
+   * Picks up rows put back to pending by an operator (retry of dead letters), also in a lane that
+   * is still sending: those rows are older than its head, so they go next. Rescans run one at a
+   * time, so two of them never adopt the same row.
    */
   rescan(): Promise<void> {
     this.#rescanning = this.#rescanning.catch(() => {}).then(() => this.#rescan());
@@ -160,7 +196,6 @@ export class Outbox extends EventEmitter<OutboxEvents> {
       const older = fromStore(await this.#store.loadLane(key, 0, this.#window)).filter(
         (row) => row.seq < head,
       );
-      this.#stamp(older);
       lane.adopt(older);
       lane.complete = false;
       this.#pump(lane);
@@ -189,6 +224,7 @@ export class Outbox extends EventEmitter<OutboxEvents> {
       this.#log.error({ err: error }, "could not commit the last outcomes; they are replayed next start");
     });
     this.#lanes.clear();
+    this.#dropped.clear();
     // Nobody is left to settle these; the rows stay journaled for the next start.
     this.#deliveries.failAll(() => new OutboxStoppedError());
     this.#log.info(this.#counters, "outbox stopped");
@@ -225,8 +261,7 @@ export class Outbox extends EventEmitter<OutboxEvents> {
     if (!this.#started) return;
     // A lane missing from memory has no pending rows (start() loaded them all), so it is complete.
     const lane = this.#laneFor(row.lane, true);
-    // Only a row the lane holds needs a freshness stamp; one left in the store is stamped when loaded.
-    if (lane.offer(row, this.#window, this.#stalledLaneMs)) this.#stamp([row]);
+    lane.offer(row, this.#window, this.#stalledLaneMs);
     this.#pump(lane);
   }
 
@@ -259,8 +294,8 @@ export class Outbox extends EventEmitter<OutboxEvents> {
     lane.loading = true;
     this.#store.loadLane(lane.key, lane.lastSeq, this.#window).then(
       (loaded) => {
-        const rows = fromStore(loaded);
-        this.#stamp(rows);
+        let rows = fromStore(loaded);
+        if (this.#dropped.size > 0) rows = rows.filter((row) => !this.#dropped.delete(row.txnId));
         // Settled here, not yet in the store: pending there, but delivered.
         lane.loaded(this.#settlements.pendingOf(rows), this.#window);
         this.#pump(lane);
@@ -274,31 +309,9 @@ export class Outbox extends EventEmitter<OutboxEvents> {
     );
   }
 
-  #stamp(rows: readonly OutboxRow[]): void {
-    for (const row of rows) this.#stamps.set(row, this.#epoch);
-  }
-
-  /** True when no other process wrote to the store since the row was loaded (no I/O). */
-  #isFresh(row: OutboxRow): boolean {
-    // Asking costs a few µs, a real share of a send: at most every 50 ms. A drop committed in
-    // between is like one committed while the request was on the wire: too late to hold it.
-    const now = performance.now();
-    if (now - this.#versionCheckedAt >= VERSION_CHECK_MS) {
-      this.#versionCheckedAt = now;
-      const version = this.#store.externalVersion?.() ?? 0;
-      if (version !== this.#externalVersion) {
-        this.#externalVersion = version;
-        this.#epoch++;
-      }
-    }
-    return (this.#stamps.get(row) ?? -1) >= this.#epoch;
-  }
-
-  /** False when another process took the row out of the queue (dropped) since it was loaded. */
-  async #stillPending(row: OutboxRow): Promise<boolean> {
-    const current = await this.#store.get(row.txnId);
-    this.#stamps.set(row, this.#epoch);
-    return current?.state === "pending";
+  /** A dropped request will not be sent: its waiters reject. No I/O. */
+  #notDelivered(txnId: TxnId): void {
+    this.#deliveries.failed(txnId, deadLetterOf({ txnId, error: DROPPED }));
   }
 
   /**
@@ -320,10 +333,10 @@ export class Outbox extends EventEmitter<OutboxEvents> {
 
   /** Sends the lane's head once; false when it failed and will be retried later. */
   async #attempt(lane: OutboxLane, row: OutboxRow): Promise<boolean> {
-    if (!this.#isFresh(row) && !(await this.#stillPending(row))) {
+    if (this.#dropped.size > 0 && this.#dropped.delete(row.txnId)) {
       lane.advance();
       this.#log.info({ txnId: row.txnId, lane: lane.key }, "request dropped by an operator; not sent");
-      this.#deliveries.failed(row.txnId, deadLetterOf({ txnId: row.txnId, error: DROPPED }));
+      this.#notDelivered(row.txnId);
       return true;
     }
     if (lane.attempts === 0) lane.headStartedAt = performance.now();
@@ -337,6 +350,7 @@ export class Outbox extends EventEmitter<OutboxEvents> {
     const id = typeof eventId === "string" ? eventId : undefined;
     const attempts = lane.attempts + 1;
     lane.advance();
+    if (this.#dropped.size > 0) this.#dropped.delete(row.txnId); // dropped while on the wire
     this.#counters.sent++;
     this.#settlements.record({
       seq: row.seq,
@@ -360,6 +374,7 @@ export class Outbox extends EventEmitter<OutboxEvents> {
       const attempts = lane.attempts;
       lane.advance();
       this.#counters.dead++;
+      if (this.#dropped.size > 0) this.#dropped.delete(row.txnId); // dropped while on the wire
       this.#log.warn({ txnId: row.txnId, lane: lane.key, attempts, ...reason }, "request dead-lettered");
       this.#settlements.record({
         seq: row.seq,

@@ -25,7 +25,6 @@ import { RecoveryPinger } from "./RecoveryPinger.ts";
 import { followOutbox, logProgress, type ProgressObserver } from "../outbox/progress.ts";
 
 const PRUNE_INTERVAL_MS = 3_600_000;
-const RESCAN_INTERVAL_MS = 10_000;
 /** A backlog at start of at least this many requests gets a progress report while it is replayed. */
 const BACKLOG_PROGRESS_MIN = 100;
 
@@ -99,7 +98,6 @@ export class Courier {
   #ping: PingReport | undefined;
   readonly #registered = new Set<string>();
   #pruneTimer: NodeJS.Timeout | undefined;
-  #rescanTimer: NodeJS.Timeout | undefined;
   /** Pings the homeserver after a refused transaction, so it resends as soon as the store heals. */
   readonly #recovery = new RecoveryPinger({ ping: () => this.pingHomeserver() });
   readonly #ownNamespace: (userId: string) => boolean;
@@ -259,11 +257,6 @@ export class Courier {
     await this.#ensureBotDevice();
     await this.#prune();
     this.#pruneTimer = setInterval(() => void this.#prune(), PRUNE_INTERVAL_MS).unref();
-    // Dead letters put back by `courier outbox retry` (another process) are found by a rescan.
-    this.#rescanTimer = setInterval(
-      () => void this.outbox.rescan().catch(() => {}),
-      RESCAN_INTERVAL_MS,
-    ).unref();
   }
 
   /** Drops what the retention period no longer needs, so the file does not grow forever. */
@@ -322,7 +315,6 @@ export class Courier {
     this.#accepting = false;
     this.#stopped();
     clearInterval(this.#pruneTimer);
-    clearInterval(this.#rescanTimer);
     this.#recovery.stop();
     await this.dispatcher.stop(deadlineMs);
     await this.host.stop();

@@ -4,6 +4,7 @@ import { SqliteInboundJournal } from "../store/sqlite/SqliteInboundJournal.ts";
 import { SqliteOutboxStore } from "../store/sqlite/SqliteOutboxStore.ts";
 import { SqlitePluginData } from "../store/sqlite/SqlitePluginData.ts";
 import { WalCheckpointer } from "../store/sqlite/WalCheckpointer.ts";
+import { WriterLock } from "../store/sqlite/WriterLock.ts";
 import { Courier, type CourierOptions, type CourierStores } from "./Courier.ts";
 
 export interface CreateCourierOptions extends Omit<CourierOptions, "stores"> {
@@ -19,12 +20,24 @@ export function createCourier(options: CreateCourierOptions): Courier {
   return new Courier({ ...options, stores: options.stores ?? openSqliteStores(options.config.store) });
 }
 
+/** How long a starting service waits for a `courier outbox` command that holds the store's lock. */
+const LOCK_WAIT_MS = 2000;
+
 /**
  * The embedded stores: one SQLite file (WAL) shared by the outbox, the inbound journal and the
  * plugins' data, with its checkpoints in a worker so the commits enqueues wait for stay short.
+ * Their process is the store's only writer: it holds the writer lock (WriterLock) until `close()`,
+ * and throws StoreLockedError when another process holds it for longer than a command takes.
  */
 export function openSqliteStores(store: CourierConfig["store"]): CourierStores {
-  const db = openSqlite({ path: store.path, synchronous: store.synchronous });
+  const lock = store.path === ":memory:" ? undefined : WriterLock.take(store.path, LOCK_WAIT_MS);
+  let db;
+  try {
+    db = openSqlite({ path: store.path, synchronous: store.synchronous });
+  } catch (error) {
+    lock?.release();
+    throw error;
+  }
   const checkpointer = store.path === ":memory:" ? undefined : new WalCheckpointer(db, store.path);
   const outbox = new SqliteOutboxStore(db);
   return {
@@ -35,6 +48,7 @@ export function openSqliteStores(store: CourierConfig["store"]): CourierStores {
       await outbox.close(); // the database is shared: this commits, and closes the key index
       await checkpointer?.stop();
       db.close();
+      lock?.release();
     },
   };
 }

@@ -92,15 +92,10 @@ export interface OutboxStore {
   /**
    * Marks pending or dead rows dropped (kept as a record, so their txnIds are never sent again);
    * returns how many changed. A row already on its way may still be accepted: it then ends up
-   * `sent`, which is the truth.
+   * `sent`, which is the truth. While an outbox runs on the store, drop through `Outbox.drop`, so
+   * the rows it holds in memory are not sent either.
    */
   drop(txnIds: readonly TxnId[]): Promise<number>;
-  /**
-   * A number that changes whenever another process commits to the store (the CLI dropping a
-   * row): the outbox re-reads a row it holds before sending it. Synchronous and cheap.
-   * @default absent: nobody else writes
-   */
-  externalVersion?(): number;
   /** Deletes rows settled before `before` (ms epoch); returns how many. */
   prune(before: number): Promise<number>;
   /** Commits anything buffered. */

@@ -46,7 +46,6 @@ export class AdminDashboard {
         sessions: this.#sessions,
         state: () => this.state(),
         inbound: () => this.inbound(),
-        store: this.#options.store,
         outbox: this.#options.outbox,
         log: this.#options.logger,
       }),

@@ -5,7 +5,6 @@ import { secretMatches } from "../../http/auth.ts";
 import { CourierError, InboundRequestError } from "../../errors.ts";
 import type { TxnId } from "../../ids.ts";
 import type { Outbox } from "../../outbox/Outbox.ts";
-import type { OutboxStore } from "../../store/OutboxStore.ts";
 import { readCredentials, requestOrigin, SESSION_COOKIE, type AdminCredentials } from "./adminAuth.ts";
 import type { AdminSessions } from "./AdminSessions.ts";
 import type { AdminState, InboundPanel } from "./adminState.ts";
@@ -19,8 +18,8 @@ export interface AdminRouterOptions {
   readonly state: () => Promise<AdminState>;
   /** The inbound panel alone (totals, rejected and dead items). Does I/O. */
   readonly inbound: () => Promise<InboundPanel>;
-  readonly store: Pick<OutboxStore, "requeue">;
-  readonly outbox: Pick<Outbox, "rescan">;
+  /** Retries and drops go through the outbox, the store's only writer. */
+  readonly outbox: Pick<Outbox, "retry" | "drop">;
   readonly log: Logger;
 }
 
@@ -61,6 +60,13 @@ const refuse = {
       404,
       `${txnId} is not a dead letter (unknown, or already retried).`,
     ),
+  notDroppable: (txnId: string) =>
+    new InboundRequestError(
+      "COURIER_ADMIN_NOT_DROPPABLE",
+      "M_NOT_FOUND",
+      404,
+      `${txnId} is neither pending nor dead (unknown, already sent, or already dropped).`,
+    ),
   unrecognized: (method: string, path: string) =>
     new InboundRequestError(
       "COURIER_ADMIN_UNRECOGNIZED",
@@ -77,6 +83,8 @@ const refuse = {
 };
 
 const FORM_LIMIT_BYTES = 4096;
+/** A batch drop: a few thousand txnIds. */
+const JSON_LIMIT_BYTES = 256 * 1024;
 
 /**
  * The operator dashboard as an express Router, to be mounted under `/admin`. Everything but the
@@ -166,20 +174,41 @@ export function createAdminRouter(options: AdminRouterOptions): Router {
     res.status(200).json(await options.inbound());
   });
 
+  // Retries and drops, from the dashboard or `courier outbox retry/drop` while the service runs.
   router.post("/api/dead/retry", sameOrigin, async (_req, res) => {
-    const requeued = await options.store.requeue("all-dead");
-    log.info({ requeued }, "every dead letter requeued from the dashboard");
-    await sendNow();
+    const requeued = await options.outbox.retry("all-dead");
+    log.info({ requeued }, "every dead letter requeued by an operator");
     res.status(200).json({ requeued });
   });
 
   router.post("/api/dead/:txnId/retry", sameOrigin, async (req, res) => {
     const txnId = req.params.txnId as string;
-    const requeued = await options.store.requeue([txnId as TxnId]);
+    const requeued = await options.outbox.retry([txnId as TxnId]);
     if (requeued === 0) throw refuse.notDead(txnId);
-    log.info({ txnId }, "dead letter requeued from the dashboard");
-    await sendNow();
+    log.info({ txnId }, "dead letter requeued by an operator");
     res.status(200).json({ requeued });
+  });
+
+  router.post(
+    "/api/pending/drop",
+    sameOrigin,
+    express.json({ limit: JSON_LIMIT_BYTES }),
+    async (req, res) => {
+      const txnIds = (req.body as { txnIds?: unknown } | undefined)?.txnIds;
+      if (!Array.isArray(txnIds) || !txnIds.every((id) => typeof id === "string" && id !== ""))
+        throw refuse.badRequest(400, 'Expected a JSON body {"txnIds": ["…", …]}.');
+      const dropped = await options.outbox.drop(txnIds as TxnId[]);
+      log.info({ txnIds, dropped }, "requests dropped by an operator");
+      res.status(200).json({ dropped });
+    },
+  );
+
+  router.post("/api/pending/:txnId/drop", sameOrigin, async (req, res) => {
+    const txnId = req.params.txnId as string;
+    const dropped = await options.outbox.drop([txnId as TxnId]);
+    if (dropped === 0) throw refuse.notDroppable(txnId);
+    log.info({ txnId }, "request dropped by an operator");
+    res.status(200).json({ dropped });
   });
 
   router.post("/logout", sameOrigin, (req, res) => {
@@ -208,15 +237,6 @@ export function createAdminRouter(options: AdminRouterOptions): Router {
     }
     answerRefusal(res, log, refusal, where);
   });
-
-  // The requeued rows are sent at once, not at the runtime's next periodic rescan.
-  async function sendNow(): Promise<void> {
-    try {
-      await options.outbox.rescan();
-    } catch (error) {
-      log.warn({ err: error }, "rescan after a dashboard retry failed; the periodic rescan will send it");
-    }
-  }
 
   return router;
 }

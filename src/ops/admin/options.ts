@@ -15,10 +15,10 @@ export interface AdminDashboardOptions {
   readonly token: string;
   /** How long a browser login lasts. @default 43200000 (12 hours) */
   readonly sessionTtlMs?: number;
-  /** Its events feed the throughput chart; its stats fill the lanes; `rescan` sends a retried row at once. */
+  /** Its events feed the throughput chart; its stats fill the lanes; retries and drops go through it. */
   readonly outbox: Outbox;
-  /** The outbox's store: recent sends and dead letters (`list`), the retry button (`requeue`). */
-  readonly store: Pick<OutboxStore, "list" | "requeue">;
+  /** The outbox's store: recent sends and dead letters (`list`). Read only. */
+  readonly store: Pick<OutboxStore, "list">;
   /** The inbound journal: items by state, rejected and dead items with their reasons. Read only. */
   readonly inbound: Pick<InboundJournal, "list" | "totals">;
   /** The plugins and their status. No I/O. */

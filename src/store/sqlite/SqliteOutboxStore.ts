@@ -43,9 +43,8 @@ export class SqliteOutboxStore implements OutboxStore {
   readonly #settleDead: StatementSync;
   readonly #allPending: StatementSync;
   readonly #pendingBySeqs: StatementSync;
-  /** Built at the first need, and again after another process committed (data_version). */
+  /** Built at the first need, and again after an operator's requeue or drop. */
   #pending: PendingByLane | undefined;
-  #pendingVersion = 0;
   /**
    * Rows the transaction under way inserted: for `#pending` once it commits, and the last is the
    * key index's new mark.
@@ -66,7 +65,6 @@ export class SqliteOutboxStore implements OutboxStore {
   #overdueFlushed = false;
   readonly #laneIds = new Map<string, number>();
   readonly #laneId: StatementSync;
-  readonly #dataVersion: StatementSync;
   readonly #addLane: StatementSync;
   #settleTimer: NodeJS.Timeout | undefined;
 
@@ -84,7 +82,6 @@ export class SqliteOutboxStore implements OutboxStore {
     this.#commit = this.#db.prepare("COMMIT");
     this.#maxSeq = this.#db.prepare("SELECT max(seq) AS seq FROM outbox");
     this.#laneId = this.#db.prepare("SELECT id FROM outbox_lanes WHERE name = ?");
-    this.#dataVersion = this.#db.prepare("PRAGMA data_version");
     this.#addLane = this.#db.prepare("INSERT INTO outbox_lanes (name) VALUES (?) RETURNING id");
     this.#settleSent = this.#db.prepare(
       "UPDATE outbox SET state = 'sent', event_id = ?, attempts = ?, settled_at = ? WHERE seq = ? AND state IN ('pending', 'dropped')",
@@ -142,7 +139,7 @@ export class SqliteOutboxStore implements OutboxStore {
       const seqs = pending.after(laneId, after, wanted);
       const found = this.#pendingBySeqs.all(JSON.stringify(seqs)) as unknown as RawRow[];
       if (found.length < seqs.length) {
-        // Dropped or deleted by another process.
+        // Listed but no longer pending (the list is one writer's view; a guard, not a path).
         const still = new Set(found.map((raw) => raw.seq));
         for (const seq of seqs) if (!still.has(seq)) pending.remove(laneId, seq);
       }
@@ -210,11 +207,6 @@ export class SqliteOutboxStore implements OutboxStore {
     return this.#transaction(() =>
       this.#seqsOf(txnIds).reduce((n, seq) => n + Number(one.run(now, seq).changes), 0),
     );
-  }
-
-  externalVersion(): number {
-    // SQLite bumps data_version when another connection commits; our own commits leave it alone.
-    return (this.#dataVersion.get() as { data_version: number }).data_version;
   }
 
   async prune(before: number): Promise<number> {
@@ -375,8 +367,7 @@ export class SqliteOutboxStore implements OutboxStore {
 
   /** Each lane's pending seqs; rows whose settlement is still buffered are not pending. */
   #pendingByLane(): PendingByLane {
-    const version = this.externalVersion();
-    if (this.#pending === undefined || version !== this.#pendingVersion) {
+    if (this.#pending === undefined) {
       const settling = new Set([...this.#settlements.values()].map((s) => s.seq));
       this.#pending = new PendingByLane();
       for (const lane of this.#allPending.all() as Array<{ lane_id: number; seqs: string }>) {
@@ -386,7 +377,6 @@ export class SqliteOutboxStore implements OutboxStore {
           settling.size === 0 ? seqs : seqs.filter((seq) => !settling.has(seq)),
         );
       }
-      this.#pendingVersion = version;
     }
     return this.#pending;
   }

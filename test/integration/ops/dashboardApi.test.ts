@@ -402,7 +402,7 @@ describe("dashboard JSON API", () => {
     expect((await call(stack, "POST", "/admin/api/inbound", bearer(stack))).status).toBe(404);
   }, 30_000);
 
-  test("retry puts a dead letter back and sends it at once (not at the next periodic rescan)", async () => {
+  test("retry puts a dead letter back and sends it at once (the outbox picks it up before the answer)", async () => {
     const stack = await start();
     const { hs } = stack;
     hs.refuseRoom(BANNED);
@@ -436,5 +436,48 @@ describe("dashboard JSON API", () => {
     expect((await call(stack, "POST", `/admin/api/dead/${dead.txnId}/retry`, bearer(stack))).status).toBe(
       404,
     );
+  }, 30_000);
+
+  test("drop takes held requests out of the running service's queue: they are never sent; same auth and CSRF rules as retry", async () => {
+    const stack = await start();
+    const { hs } = stack;
+    const ROOM = "!held:fake.test";
+    hs.pause();
+    const sent = [];
+    for (let i = 0; i < 4; i++) sent.push(await stack.say(ROOM, `m${i}`));
+    await hs.waitFor(() => hs.pausedRequests === 1, 10_000, "m0 on the wire");
+    const path = `/admin/api/pending/${encodeURIComponent(sent[1]!.txnId)}/drop`;
+    const batch = "/admin/api/pending/drop";
+    const json = { "content-type": "application/json" };
+    const body = JSON.stringify({ txnIds: [sent[2]!.txnId, "no-such-txn"] });
+    // Refused without credentials, with the cookie from another origin, and for a bad body.
+    expect((await call(stack, "POST", path)).status).toBe(401);
+    expect((await call(stack, "POST", batch, json, body)).status).toBe(401);
+    const cookie = await login(stack);
+    const evil = { cookie, origin: "http://evil.example" };
+    expect((await call(stack, "POST", path, evil)).json).toMatchObject({ errcode: "M_FORBIDDEN" });
+    expect((await call(stack, "POST", batch, { ...evil, ...json }, body)).status).toBe(403);
+    expect((await call(stack, "POST", batch, { ...bearer(stack), ...json }, "{}")).status).toBe(400);
+    expect((await call(stack, "POST", "/admin/api/pending/no-such-txn/drop", bearer(stack))).status).toBe(
+      404,
+    );
+    expect(await stack.courier.outbox.stats()).toMatchObject({ totals: { pending: 4 } });
+
+    // One by the page (cookie, own origin), two at once by a script (bearer): the unknown one is not counted.
+    expect(await call(stack, "POST", path, { cookie, ...origin(stack) })).toMatchObject({
+      status: 200,
+      json: { dropped: 1 },
+    });
+    expect(await call(stack, "POST", batch, { ...bearer(stack), ...json }, body)).toMatchObject({
+      status: 200,
+      json: { dropped: 1 },
+    });
+    await expect(sent[1]!.delivered()).rejects.toMatchObject({ errcode: "COURIER_DROPPED" });
+    hs.resume();
+    await expect(sent[3]!.delivered()).resolves.toBeDefined();
+    await stack.courier.outbox.onIdle();
+    expect(hs.roomEvents(ROOM).map((e) => e.content.body)).toEqual(["m0", "m3"]);
+    expect((await call(stack, "POST", path, bearer(stack))).status).toBe(404); // already dropped
+    expect(stack.logs()).toContain("requests dropped by an operator");
   }, 30_000);
 });

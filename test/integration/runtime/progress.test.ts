@@ -72,9 +72,9 @@ test("stop with drain lets pending requests leave first, reporting progress", as
   await stack.hs.stop();
 }, 60_000);
 
-test("courier outbox retry --all-dead --wait follows the running service's resends, with progress lines", async () => {
+test("courier outbox retry --all-dead --wait goes through the running service's admin API and follows its resends, with progress lines", async () => {
   const storePath = path.join(dir, "courier.sqlite");
-  const stack = await startDashboardStack({ adminToken: null, storePath });
+  const stack = await startDashboardStack({ storePath });
   stacks.push(stack);
   const BANNED = "!banned:fake.test";
   stack.hs.refuseRoom(BANNED);
@@ -82,22 +82,32 @@ test("courier outbox retry --all-dead --wait follows the running service's resen
   for (const s of sent) await expect(s.delivered()).rejects.toThrow();
   stack.hs.allowRoom(BANNED);
   const config = path.join(dir, "config.yaml");
-  writeFileSync(
-    config,
-    `homeserver:\n  url: ${stack.hs.url}\n  serverName: fake.test\nstore:\n  path: ${storePath}\n`,
-  );
+  const port = new URL(stack.url).port;
+  const base = `homeserver:\n  url: ${stack.hs.url}\n  serverName: fake.test\nappservice:\n  bind: { host: 127.0.0.1, port: ${port} }\nstore:\n  path: ${storePath}\n`;
   const cli = fileURLToPath(new URL("../../../src/cli/main.ts", import.meta.url));
-  // The service finds rows put back by another process at its next rescan (every 10 s).
-  const { stdout, stderr } = await promisify(execFile)(process.execPath, [
-    cli,
-    "outbox",
-    "retry",
-    "--all-dead",
-    "--wait",
-    "40",
-    "--config",
-    config,
-  ]);
+  const retry = () =>
+    promisify(execFile)(process.execPath, [
+      cli,
+      "outbox",
+      "retry",
+      "--all-dead",
+      "--wait",
+      "40",
+      "--config",
+      config,
+    ]);
+  // The service holds the store: without the admin token the CLI cannot go through it, and says how to fix it.
+  writeFileSync(config, base);
+  const refused = await retry().then(
+    () => undefined,
+    (error: { code: number; stderr: string }) => error,
+  );
+  expect(refused?.code).toBe(1);
+  expect(refused?.stderr).toMatch(/service is running on this store.*admin\.token.*or stop the service/s);
+  expect((await stack.courier.outbox.stats()).totals).toMatchObject({ dead: 3 }); // nothing changed
+
+  writeFileSync(config, `${base}admin:\n  token: ${stack.adminToken}\n`);
+  const { stdout, stderr } = await retry();
   expect(stdout).toContain("3 requests put back to pending");
   expect(stdout).toContain("all of them settled");
   // Not a terminal: progress as JSON log lines with counts.
@@ -108,6 +118,7 @@ test("courier outbox retry --all-dead --wait follows the running service's resen
   expect(lines[0]).toMatchObject({ task: "bulk retry", total: 3 });
   expect(lines.at(-1)).toMatchObject({ task: "bulk retry", msg: "bulk retry: finished" });
   expect(stack.hs.roomEvents(BANNED)).toHaveLength(3);
+  expect(stack.logs()).toContain("every dead letter requeued by an operator");
 }, 90_000);
 
 async function waitUntil(check: () => boolean, timeoutMs = 10_000): Promise<void> {

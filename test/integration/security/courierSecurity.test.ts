@@ -192,9 +192,10 @@ describe("Courier security", () => {
     expect(await res.json()).toMatchObject({ errcode: "M_MISSING_TOKEN" });
   });
 
-  test("the database, its txn key index and their -wal and -shm files are readable by their owner only", () => {
+  test("the database, its txn key index, their -wal and -shm files and the writer lock are readable by their owner only", () => {
     const db = courier.config.store.path;
     const files = [db, `${db}-txnkeys`].flatMap((file) => [file, `${file}-wal`, `${file}-shm`]);
+    files.push(`${db}-lock`);
     for (const file of files) {
       expect({ file: path.basename(file), mode: (statSync(file).mode & 0o777).toString(8) }).toEqual({
         file: path.basename(file),

@@ -1,6 +1,3 @@
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import path from "node:path";
 import { Outbox, type OutboxItem } from "../../../src/outbox/Outbox.ts";
 import type { OutboxTransport } from "../../../src/outbox/options.ts";
 import { SqliteOutboxStore } from "../../../src/store/sqlite/SqliteOutboxStore.ts";
@@ -126,7 +123,7 @@ describe("Outbox", () => {
     await expect(entries[1]!.delivered()).rejects.toThrow(/not in room/);
   });
 
-  test("a dead letter put back to pending (operator retry) is sent after a rescan", async () => {
+  test("a dead letter put back to pending (operator retry) is sent at once", async () => {
     const { outbox, transport, store } = setup();
     let refuse = true;
     transport.answer = async () => {
@@ -138,8 +135,7 @@ describe("Outbox", () => {
     await expect(entry.delivered()).rejects.toBeInstanceOf(DeadLetterError);
     await outbox.onIdle();
     refuse = false;
-    expect(await store.requeue("all-dead")).toBe(1);
-    await outbox.rescan();
+    expect(await outbox.retry("all-dead")).toBe(1);
     await outbox.onIdle();
     expect(await store.get(entry.txnId)).toMatchObject({ state: "sent", eventId: "$late" });
     expect(transport.requests).toHaveLength(2);
@@ -170,11 +166,8 @@ describe("Outbox", () => {
     expect(await store.get(dead.txnId)).toMatchObject({ state: "sent" });
   });
 
-  test("a row dropped by another process (the CLI) is not sent, even when the lane already holds it", async () => {
-    const dir = mkdtempSync(path.join(tmpdir(), "courier-drop-"));
-    const file = path.join(dir, "outbox.sqlite");
-    const { outbox, transport } = setup({ store: new SqliteOutboxStore({ path: file }) });
-    const cli = new SqliteOutboxStore({ path: file });
+  test("a request dropped through the outbox is not sent, even when its lane already holds it", async () => {
+    const { outbox, transport, store } = setup();
     const room = ROOMS[0]!;
     let release: () => void = () => {};
     transport.answer = async (req, n) => {
@@ -186,17 +179,35 @@ describe("Outbox", () => {
     for (let n = 0; n < 3; n++) entries.push(await outbox.enqueue(msg(room, n)));
     await new Promise((r) => setImmediate(r));
     expect(transport.requests).toHaveLength(1); // m0 in flight, m1 and m2 held in the lane
-    expect(await cli.drop([entries[1]!.txnId])).toBe(1);
-    // The outbox asks the store about other writers at most every 50 ms.
-    await new Promise((r) => setTimeout(r, 60));
+    expect(await outbox.drop([entries[1]!.txnId])).toBe(1);
     release();
     await outbox.onIdle();
     expect(transport.bodiesFor(room).map((b) => JSON.parse(b).body)).toEqual(["m0", "m2"]);
     await expect(entries[1]!.delivered()).rejects.toMatchObject({ errcode: "COURIER_DROPPED" });
-    expect(await cli.get(entries[1]!.txnId)).toMatchObject({ state: "dropped" });
-    await outbox.stop();
-    await cli.close();
-    rmSync(dir, { recursive: true, force: true });
+    expect(await store.get(entries[1]!.txnId)).toMatchObject({ state: "dropped" });
+    expect(await outbox.drop([entries[1]!.txnId])).toBe(0); // already dropped
+  });
+
+  test("a head dropped while it waits for its retry is not sent again; one the homeserver took stays sent", async () => {
+    const { outbox, transport, store } = setup();
+    const [first, second] = [ROOMS[0]!, ROOMS[1]!];
+    const entries: Array<Awaited<ReturnType<typeof outbox.enqueue>>> = [];
+    transport.answer = async (req) => {
+      const dropped = entries.find((e) => req.path.includes(encodeURIComponent(e.txnId)));
+      // Dropped while on the wire: the first fails (retried later), the second is accepted.
+      if (dropped) expect(await outbox.drop([dropped.txnId])).toBe(1);
+      if (req.path.includes(encodeURIComponent(first)))
+        throw new MatrixError(502, { errcode: "M_UNKNOWN", error: "bad gateway" });
+      return { event_id: "$taken" };
+    };
+    entries.push(await outbox.enqueue(msg(first, 0)), await outbox.enqueue(msg(second, 1)));
+    await outbox.start();
+    await outbox.onIdle();
+    expect(transport.bodiesFor(first)).toHaveLength(1);
+    await expect(entries[0]!.delivered()).rejects.toMatchObject({ errcode: "COURIER_DROPPED" });
+    expect(await store.get(entries[0]!.txnId)).toMatchObject({ state: "dropped" });
+    await expect(entries[1]!.delivered()).resolves.toMatchObject({ eventId: "$taken" });
+    expect(await store.get(entries[1]!.txnId)).toMatchObject({ state: "sent" });
   });
 
   test("a 429 pauses only that sender, for retry_after_ms", async () => {

@@ -139,7 +139,7 @@ describe("SqliteOutboxStore", () => {
     await reopened.close();
   });
 
-  test("a lane's windows follow inserts, settlements, and what another process changes", async () => {
+  test("a lane's windows follow inserts, settlements, and an operator's drops and requeues", async () => {
     const path = join(dir, "db.sqlite");
     const store = new SqliteOutboxStore({ path });
     const lane = "room:!a:x";
@@ -161,14 +161,12 @@ describe("SqliteOutboxStore", () => {
     expect(await txnIds(0)).toEqual(["t1", "t2", "t3", "t4", "t5", "t6"]);
     expect(await txnIds(3, 2)).toEqual(["t3", "t4"]);
 
-    // Another process (the CLI) drops one row and puts a dead one back.
+    // An operator (through the service, or the CLI while it is down) drops one row and puts a dead one back.
     const dead = { errcode: "M_FORBIDDEN", status: 403, reason: "no" };
     await store.settle([{ seq: 2, txnId: "t1" as TxnId, lane, state: "dead", error: dead, attempts: 1 }]);
     expect(await txnIds(0)).toEqual(["t2", "t3", "t4", "t5", "t6"]);
-    const cli = new SqliteOutboxStore({ path });
-    expect(await cli.drop(["t4" as TxnId])).toBe(1);
-    expect(await cli.requeue(["t1" as TxnId])).toBe(1);
-    await cli.close();
+    expect(await store.drop(["t4" as TxnId])).toBe(1);
+    expect(await store.requeue(["t1" as TxnId])).toBe(1);
     expect(await txnIds(0)).toEqual(["t1", "t2", "t3", "t5", "t6"]);
     // A window of 3 is 3 pending rows, whatever was dropped in between.
     expect(await txnIds(3, 3)).toEqual(["t3", "t5", "t6"]);

@@ -83,7 +83,7 @@ export class JournalUnavailableError extends CourierError {
       "COURIER_JOURNAL_UNAVAILABLE",
       "M_UNKNOWN",
       503,
-      `The outbox journal could not commit the request (${causeText(cause)}); nothing was journaled or sent. Retry once the store is writable again.`,
+      `The outbox store could not commit the request (${causeText(cause)}); nothing was journaled or sent. Retry once the store is writable again.`,
       { cause },
     );
   }

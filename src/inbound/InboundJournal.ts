@@ -1,4 +1,5 @@
 /**
+ * The inbound journal (the outbox has a store, `OutboxStore`: "journal" names this one only).
  * What the homeserver pushed, journaled before it is acknowledged. One transaction becomes one
  * row per item (a room event, an ephemeral event, a to-device message, device-list changes, OTK
  * counts); the dispatcher runs them through the plugins in `seq` order per lane.

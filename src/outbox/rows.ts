@@ -15,7 +15,7 @@ import { chunkToDevice, type ToDeviceChunkLimits } from "./chunkToDevice.ts";
 import { withMessageIds } from "./toDeviceIds.ts";
 import type { OutboxItem } from "./types.ts";
 
-// Row building: from an item to the rows the outbox journals. Pure functions: the same item and
+// Row building: from an item to the rows the outbox stores. Pure functions: the same item and
 // settings always give the same rows, byte for byte, which is what makes a replay deduplicate.
 
 /** What row building needs to know of the outbox; fixed when the outbox is made. */

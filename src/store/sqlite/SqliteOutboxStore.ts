@@ -26,7 +26,7 @@ const SETTLE_DELAY_MS = 50;
 const MAX_INSERT_WAIT_MS = 1;
 
 /**
- * The outbox journal on node:sqlite. Group commit: the inserts that arrive in the same turn of
+ * The outbox store on node:sqlite. Group commit: the inserts that arrive in the same turn of
  * the event loop go into one transaction, flushed on `setImmediate` (or earlier, once per turn,
  * when they have waited 1 ms), so a burst costs one commit instead of one per message.
  * Settlements ride along with the next insert commit, or are committed on their own after

@@ -9,7 +9,7 @@ const COMMIT_INTERVAL_MS = 1000;
 const SLOW_COMMIT_MS = 10;
 
 /**
- * Which journal row holds each txn key, in a file of its own beside the journal
+ * Which outbox row holds each txn key, in a file of its own beside the store file
  * (`<journal>-txnkeys`). Why not a UNIQUE index in the journal: txn keys are random, so each
  * group commit wrote about one index page per row, and more as the journal grew
  * (docs/decisions/0004-txn-key-index-file.md).
@@ -96,7 +96,7 @@ export class TxnKeyIndex {
       this.#db.exec("BEGIN IMMEDIATE");
     } catch (error) {
       throw new Error(
-        "Another process is writing this outbox journal (its txn key index is locked); run one courier per store.path.",
+        "Another process is writing this outbox store (its txn key index is locked); run one courier per store.path.",
         { cause: error },
       );
     }

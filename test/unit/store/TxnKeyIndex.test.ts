@@ -112,7 +112,7 @@ describe("the txn key index beside the journal", () => {
     const reader = new SqliteOutboxStore({ path });
     expect(await reader.get("a3" as TxnId)).toMatchObject({ seq: 4, state: "pending" });
     expect(await reader.drop(["a4" as TxnId])).toBe(1);
-    await expect(reader.insert([row("b")])).rejects.toThrow(/Another process is writing this outbox journal/);
+    await expect(reader.insert([row("b")])).rejects.toThrow(/Another process is writing this outbox store/);
     await reader.close();
     await writer.close();
   });

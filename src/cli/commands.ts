@@ -1,6 +1,7 @@
 import { loadConfig } from "../config/loadConfig.ts";
 import { checkTokens, loadRegistration, writeRegistration } from "../config/registration.ts";
 import { writeStarterConfig } from "../config/initConfig.ts";
+import { readableByOthers } from "../config/files.ts";
 import type { CourierHooks } from "../runtime/Courier.ts";
 import { createCourier } from "../runtime/createCourier.ts";
 import { createLogger } from "../logging/createLogger.ts";
@@ -30,8 +31,16 @@ export async function runStart(path: string, options: { hooks?: CourierHooks } =
   // Everything is checked before the store is touched: a bad config changes nothing.
   const config = loadConfig(path);
   const registration = loadRegistration(config.appservice.registration);
-  checkTokens(config, registration);
+  checkTokens(config, registration, path);
   const logger = createLogger({ level: config.logging.level, pretty: config.logging.pretty });
+  // Both hold tokens (the registration's, the config's admin/metrics/webhook ones): a warning, not
+  // a refusal, since a shared group may be deliberate.
+  for (const { file, mode } of readableByOthers([path, config.appservice.registration])) {
+    logger.warn(
+      { file, mode },
+      `${file} is mode ${mode}: group or others can read it, and it holds tokens; run chmod 600 ${file}`,
+    );
+  }
   const courier = createCourier({
     config,
     registration,

@@ -7,6 +7,7 @@ import {
   readFileSync,
   renameSync,
   rmSync,
+  statSync,
   writeSync,
 } from "node:fs";
 import { randomBytes } from "node:crypto";
@@ -67,6 +68,24 @@ function aliasOffset(doc: Document.Parsed, message: string): number {
     },
   });
   return offset ?? 0;
+}
+
+/**
+ * The files among `files` that group or others may read (a mode bit in 0044), with that mode as
+ * four octal digits. A file that cannot be stat'ed is skipped (reading it reports that).
+ */
+export function readableByOthers(files: readonly string[]): Array<{ file: string; mode: string }> {
+  const found: Array<{ file: string; mode: string }> = [];
+  for (const file of files) {
+    let mode: number;
+    try {
+      mode = statSync(file).mode;
+    } catch {
+      continue;
+    }
+    if ((mode & 0o044) !== 0) found.push({ file, mode: (mode & 0o7777).toString(8).padStart(4, "0") });
+  }
+  return found;
 }
 
 /**

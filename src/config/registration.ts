@@ -240,9 +240,10 @@ export function loadRegistration(path: string): Registration {
 
 /**
  * Refuses to start on a config and registration that disagree: tokens pinned in the config that
- * differ, one token for both directions, another id or bot user. Messages never quote a token.
+ * differ, one token for both directions, another id or bot user; and an admin or metrics token
+ * that is the hs_token or the as_token (reported at `configFile`). Messages never quote a token.
  */
-export function checkTokens(config: CourierConfig, registration: Registration): void {
+export function checkTokens(config: CourierConfig, registration: Registration, configFile = "config"): void {
   const file = config.appservice.registration;
   const { asToken, hsToken, id, senderLocalpart } = config.appservice;
   const problems: ConfigProblem[] = [];
@@ -260,6 +261,23 @@ export function checkTokens(config: CourierConfig, registration: Registration): 
   }
   if (registration.asToken === registration.hsToken) {
     problems.push({ file, key: "hs_token", message: `is the same as as_token; ${REGISTER}` });
+  }
+  // A token of the operator surfaces that is also an appservice token would let whoever holds
+  // it (a dashboard user, a scraper) pose as the homeserver or act as the appservice.
+  const surfaces = [
+    ["admin.token", config.admin.token, "COURIER_ADMIN_TOKEN"],
+    ["metrics.token", config.metrics.token, "COURIER_METRICS_TOKEN"],
+  ] as const;
+  for (const [key, value, variable] of surfaces) {
+    if (value === undefined) continue;
+    const same =
+      value === registration.hsToken ? "hs_token" : value === registration.asToken ? "as_token" : undefined;
+    if (same === undefined) continue;
+    problems.push({
+      file: configFile,
+      key,
+      message: `is the registration's ${same} (set here or by ${variable}); give it a token of its own`,
+    });
   }
   const rewrite = "run `courier register` to rewrite the registration, then restart the homeserver";
   if (registration.id !== id) {

@@ -39,6 +39,8 @@ export interface PluginHostOptions {
   readonly clock?: SchedulerClock;
   /** Told about every try of a handler (metrics). Synchronous. @default does nothing */
   readonly onHandlerRun?: (run: HandlerRun) => void;
+  /** The appservice's tokens: a webhook secret equal to one fails its plugin's load. @default none */
+  readonly reservedSecrets?: readonly string[];
 }
 
 /** Defaults of the options the configuration sets too: `config/schema.ts` reads them here. */
@@ -67,6 +69,7 @@ export class PluginHost {
       ...HANDLER_DEFAULTS,
       retryBaseMs: 200,
       onHandlerRun: () => {},
+      reservedSecrets: [],
       ...options,
     };
     this.#powerLevels = options.powerLevels;
@@ -112,6 +115,7 @@ export class PluginHost {
     this.#plugins.push(plugin);
     return loadPlugin(plugin, definition, rawConfig, {
       botUserId: this.#options.botUserId,
+      reservedSecrets: this.#options.reservedSecrets,
       data: this.#options.data,
       addSchedule: (owner, name, schedule, handler) => {
         this.#everyHandlers.set(`${owner.name}\u0000${name}`, { plugin: owner, handler });

@@ -63,6 +63,8 @@ export interface LoadPluginOptions {
    * during `setup`; may throw, which fails the plugin's load.
    */
   readonly addSchedule: (plugin: LoadedPlugin, name: string, schedule: Schedule, handler: AnyHandler) => void;
+  /** The appservice's hs_token and as_token: no webhook secret may be one of them. @default none */
+  readonly reservedSecrets?: readonly string[];
 }
 
 const FILTER_FIELDS = ["type", "roomId", "sender", "msgtype", "membership"] as const;
@@ -170,7 +172,9 @@ function botFor(plugin: LoadedPlugin, options: LoadPluginOptions): Bot<unknown> 
     onEphemeral: (type, handler, handlerOptions) =>
       onItems("ephemeral", type, handler as AnyHandler, handlerOptions),
     webhook: (method, path, handler, webhookOptions) =>
-      plugin.webhooks.push(checkWebhook(plugin, method, path, handler, webhookOptions)),
+      plugin.webhooks.push(
+        checkWebhook(plugin, method, path, handler, webhookOptions, options.reservedSecrets),
+      ),
     claimUsers: (pattern) => plugin.userClaims.push(pattern),
     claimAliases: (pattern, create) => plugin.aliasClaims.push({ pattern, create }),
     store: options.data.forPlugin(plugin.name),
@@ -195,7 +199,8 @@ function botFor(plugin: LoadedPlugin, options: LoadPluginOptions): Bot<unknown> 
 
 /**
  * A webhook route as registered, refused when its method or path is not one we serve, it is
- * registered twice, or it has no secret (from its options or the plugin config's `secret`).
+ * registered twice, or it has no secret (from its options or the plugin config's `secret`) or
+ * one of the appservice's tokens as its secret.
  */
 function checkWebhook(
   plugin: LoadedPlugin,
@@ -203,6 +208,7 @@ function checkWebhook(
   path: string,
   handler: WebhookHandler,
   options: WebhookOptions = {},
+  reservedSecrets: readonly string[] = [],
 ): Webhook {
   const route = `${method} /plugins/${plugin.name}${path}`;
   if (!WEBHOOK_METHODS.includes(method)) {
@@ -230,6 +236,12 @@ function checkWebhook(
     throw new PluginError(
       plugin.name,
       `webhook ${route} has no secret: give it one (options.secret or the plugin config's "secret"); a webhook must be protected`,
+    );
+  }
+  if (reservedSecrets.includes(secret)) {
+    throw new PluginError(
+      plugin.name,
+      `webhook ${route}: its secret is the registration's hs_token or as_token; give the webhook a secret of its own`,
     );
   }
   const scheme =

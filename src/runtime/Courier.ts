@@ -165,6 +165,7 @@ export class Courier {
       maxAttempts: config.dispatcher.maxAttempts,
       onHandlerRun: (run: HandlerRun) => this.metrics?.handlerRan(run),
       data: options.stores.pluginData,
+      reservedSecrets: [this.registration.hsToken, this.registration.asToken],
       powerLevels: new PowerLevels((roomId, type) => this.client.getStateEvent(roomId, type)),
     });
     this.dispatcher = new Dispatcher({
@@ -229,9 +230,14 @@ export class Courier {
       maxBodyBytes: this.config.appservice.maxBodyBytes,
       allowQueryToken: this.config.appservice.allowQueryToken,
       logger: this.log.child({ component: "appservice" }),
+      // /ready has no auth: states only, never a ping diagnosis or a plugin's error text (those
+      // are on the admin API's state, behind the admin token).
       readiness: () => ({
         ready: this.#accepting,
-        checks: { ping: this.#ping, plugins: this.host.status() },
+        checks: {
+          ping: this.#ping === undefined ? "pending" : this.#ping.ok ? "ok" : "failed",
+          plugins: Object.fromEntries(this.host.status().map((p) => [p.name, p.status])),
+        },
       }),
       accepting: () => this.#accepting,
       // Plugin webhooks under /plugins/<name>/ (the plugins are loaded by now); the dashboard.

@@ -1,6 +1,6 @@
 // The `courier` command as a user runs it: a child process, real files.
-import { execFile } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { execFile, spawn } from "node:child_process";
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -243,6 +243,60 @@ describe("courier CLI", () => {
     expect(doctor.stdout).toMatch(/^PASS {2}registration: /m);
     expect(doctor.stdout).toMatch(/^FAIL {2}homeserver: /m);
     expect(doctor.stdout).toMatch(/^SKIP {2}as_token: needs the homeserver$/m);
+  }, 60_000);
+
+  test("start warns when config.yaml or registration.yaml is readable by group or others (both hold tokens)", async () => {
+    expect((await run(["init"], dir)).code).toBe(0);
+    expect((await run(["register"], dir)).code).toBe(0);
+    const config = path.join(dir, "config.yaml");
+    // No homeserver here (port 9), and any free port for the listener.
+    writeFileSync(
+      config,
+      readFileSync(config, "utf8").replace(":8008", ":9").replace("port: 9000", "port: 0"),
+    );
+    chmodSync(config, 0o644);
+    chmodSync(path.join(dir, "registration.yaml"), 0o640);
+    const child = spawn(process.execPath, [CLI, "start"], { cwd: dir, stdio: ["ignore", "pipe", "pipe"] });
+    let output = "";
+    const warned = (file: string) =>
+      output
+        .split("\n")
+        .some(
+          (line) =>
+            line.includes('"level":40') && line.includes(`${file} is mode`) && line.includes("chmod 600"),
+        );
+    await new Promise<void>((resolve) => {
+      const check = () => {
+        if (warned("config.yaml") && warned("registration.yaml")) resolve();
+      };
+      child.stdout.on("data", (chunk: Buffer) => ((output += chunk.toString()), check()));
+      child.stderr.on("data", (chunk: Buffer) => ((output += chunk.toString()), check()));
+      child.on("exit", () => resolve());
+      setTimeout(resolve, 20_000).unref();
+    });
+    child.kill("SIGKILL");
+    expect(output).toMatch(/config\.yaml is mode 0644: group or others can read it, and it holds tokens/);
+    expect(output).toMatch(
+      /registration\.yaml is mode 0640: group or others can read it, and it holds tokens/,
+    );
+
+    // At 0600 (as init and register write them) there is no such warning.
+    chmodSync(config, 0o600);
+    chmodSync(path.join(dir, "registration.yaml"), 0o600);
+    output = "";
+    const quiet = spawn(process.execPath, [CLI, "start"], { cwd: dir, stdio: ["ignore", "pipe", "pipe"] });
+    await new Promise<void>((resolve) => {
+      quiet.stdout.on("data", (chunk: Buffer) => {
+        output += chunk.toString();
+        if (output.includes("courier started")) resolve();
+      });
+      quiet.stderr.on("data", (chunk: Buffer) => (output += chunk.toString()));
+      quiet.on("exit", () => resolve());
+      setTimeout(resolve, 20_000).unref();
+    });
+    quiet.kill("SIGKILL");
+    expect(output).toContain("courier started");
+    expect(output).not.toContain("group or others can read it");
   }, 60_000);
 
   test("--help on every command exits 0 and shows its usage; the top-level help documents the exit codes", async () => {

@@ -1,6 +1,7 @@
 import { DatabaseSync } from "node:sqlite";
-import { chmodSync, existsSync, mkdirSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, statSync } from "node:fs";
 import { dirname } from "node:path";
+import { CourierError } from "../../errors.ts";
 import { txnKey } from "./txnKey.ts";
 
 /** How hard a commit waits for the disk. NORMAL in WAL survives a process crash; FULL a power cut. */
@@ -163,7 +164,7 @@ const MIGRATIONS: readonly string[] = [
  */
 export function openSqlite(options: SqliteOptions): DatabaseSync {
   const onDisk = options.path !== ":memory:";
-  if (onDisk) mkdirSync(dirname(options.path), { recursive: true, mode: 0o700 });
+  if (onDisk) privateFolder(dirname(options.path));
   const db = new DatabaseSync(options.path);
   if (onDisk) restrictToOwner(options.path);
   db.exec(
@@ -171,6 +172,45 @@ export function openSqlite(options: SqliteOptions): DatabaseSync {
   );
   migrate(db);
   return db;
+}
+
+/** A store's folder that group or others can enter and that courier cannot make private. */
+export class StoreFolderError extends CourierError {
+  readonly folder: string;
+  constructor(folder: string, message: string, cause?: unknown) {
+    super("COURIER_STORE_FOLDER", "M_UNKNOWN", 500, message, { cause });
+    this.folder = folder;
+  }
+}
+
+/**
+ * Creates a store's folder, private to its owner (0700). `mkdirSync`'s mode only applies to a
+ * folder it creates, so an existing one that group or others can enter is narrowed here; one
+ * that is not ours (or cannot be narrowed) is refused, with what to do, before any file is made.
+ */
+export function privateFolder(folder: string): void {
+  mkdirSync(folder, { recursive: true, mode: 0o700 });
+  const stat = statSync(folder);
+  if ((stat.mode & 0o077) === 0) return;
+  const mode = (stat.mode & 0o7777).toString(8).padStart(4, "0");
+  const fix = `give the store a folder of its own (store.path), or run chmod 700 on it as its owner`;
+  const uid = process.getuid?.();
+  if (uid !== undefined && stat.uid !== uid) {
+    throw new StoreFolderError(
+      folder,
+      `the store's folder ${folder} is mode ${mode} and owned by uid ${stat.uid}, not by this process (uid ${uid}): courier will not narrow another user's folder to 0700; ${fix}`,
+    );
+  }
+  try {
+    chmodSync(folder, 0o700);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code ?? (error as Error).message;
+    throw new StoreFolderError(
+      folder,
+      `the store's folder ${folder} is mode ${mode} and cannot be narrowed to 0700 (${code}); ${fix}`,
+      error,
+    );
+  }
 }
 
 /**

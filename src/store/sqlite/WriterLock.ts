@@ -1,8 +1,7 @@
-import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { CourierError } from "../../errors.ts";
-import { restrictToOwner } from "./SqliteDatabase.ts";
+import { privateFolder, restrictToOwner } from "./SqliteDatabase.ts";
 
 /** Another process holds the store's writer lock (a running service, or a CLI command changing it). */
 export class StoreLockedError extends CourierError {
@@ -37,7 +36,7 @@ export class WriterLock {
   /** Takes the lock of the store at `storePath`, waiting at most `waitMs`; throws StoreLockedError. */
   static take(storePath: string, waitMs = 0): WriterLock {
     const path = `${storePath}-lock`;
-    mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+    privateFolder(dirname(path));
     const db = new DatabaseSync(path);
     try {
       db.exec(`PRAGMA busy_timeout = ${Math.max(0, Math.floor(waitMs))}`);

@@ -19,6 +19,7 @@ const SERVER = "hs.test";
 const AS_TOKEN = "as_token_security_0123456789abcdef";
 const HS_TOKEN = "hs_token_security_0123456789abcdef";
 const WEBHOOK_SECRET = "webhook_secret_0123456789abcdef";
+const ADMIN_TOKEN = "admin_token_security_0123456789abcdef";
 
 type Outcome = "ok" | unknown;
 const outcome = (work: () => Promise<unknown>): Promise<Outcome> =>
@@ -54,9 +55,15 @@ describe("Courier security", () => {
         "  bind: { host: 127.0.0.1, port: 0 }",
         "store:",
         "  path: ./data/courier.sqlite",
+        "admin:",
+        `  token: ${ADMIN_TOKEN}`,
         "plugins:",
         "  - name: sec",
         `    config: { secret: ${WEBHOOK_SECRET} }`,
+        // Webhook secrets that are the appservice's tokens: from the plugin config, from the code.
+        "  - name: reuseconfig",
+        `    config: { secret: ${AS_TOKEN} }`,
+        "  - name: reusecode",
         "",
       ].join("\n"),
     );
@@ -110,10 +117,22 @@ describe("Courier security", () => {
         });
       },
     });
+    const reuseconfig = definePlugin({
+      name: "reuseconfig",
+      setup(bot) {
+        bot.webhook("POST", "/alert", async () => {});
+      },
+    });
+    const reusecode = definePlugin({
+      name: "reusecode",
+      setup(bot) {
+        bot.webhook("PUT", "/deploy", async () => {}, { secret: HS_TOKEN });
+      },
+    });
     courier = createCourier({
       config: loadConfig(configPath, {}),
       registration,
-      plugins: { sec: plugin },
+      plugins: { sec: plugin, reuseconfig, reusecode },
       logger: createLogger({
         level: "debug",
         destination: new Writable({
@@ -205,6 +224,54 @@ describe("Courier security", () => {
     expect(statSync(path.dirname(db)).mode & 0o077).toBe(0);
   });
 
+  test("a webhook whose secret is the hs_token or the as_token fails its plugin's load, naming the route", async () => {
+    const status = courier.host.status();
+    expect(status).toEqual([
+      { name: "sec", status: "running" },
+      {
+        name: "reuseconfig",
+        status: "failed",
+        error: `plugin "reuseconfig": webhook POST /plugins/reuseconfig/alert: its secret is the registration's hs_token or as_token; give the webhook a secret of its own`,
+      },
+      {
+        name: "reusecode",
+        status: "failed",
+        error: `plugin "reusecode": webhook PUT /plugins/reusecode/deploy: its secret is the registration's hs_token or as_token; give the webhook a secret of its own`,
+      },
+    ]);
+    // Not mounted: the token opens nothing.
+    const hook = await fetch(`http://127.0.0.1:${courier.port}/plugins/reusecode/deploy`, {
+      method: "PUT",
+      headers: { authorization: `Bearer ${HS_TOKEN}` },
+      body: "{}",
+    });
+    expect(hook.status).not.toBe(200);
+  });
+
+  test("/ready (no auth) says ready or not per component, never an error text; the details are on the admin API", async () => {
+    const ready = await fetch(`http://127.0.0.1:${courier.port}/ready`);
+    const text = await ready.text();
+    expect(JSON.parse(text)).toEqual({
+      ready: true,
+      checks: {
+        ping: expect.stringMatching(/^(ok|failed)$/),
+        plugins: { sec: "running", reuseconfig: "failed", reusecode: "failed" },
+      },
+    });
+    expect(text).not.toContain("hs_token");
+    expect(text).not.toContain("webhook");
+    expect(text).not.toContain("diagnosis");
+    const state = await fetch(`http://127.0.0.1:${courier.port}/admin/api/state`, {
+      headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
+    });
+    expect(state.status).toBe(200);
+    const body = (await state.json()) as { plugins: Array<{ name: string; error?: string }> };
+    expect(body.plugins.find((p) => p.name === "reusecode")?.error).toContain(
+      "webhook PUT /plugins/reusecode/deploy",
+    );
+    expect((await fetch(`http://127.0.0.1:${courier.port}/admin/api/state`)).status).toBe(401);
+  });
+
   test("no token or secret reached the log", async () => {
     // A webhook refused, with the secret in the query string: must not be logged either.
     const hook = await fetch(`http://127.0.0.1:${courier.port}/plugins/sec/hook?secret=${WEBHOOK_SECRET}`, {
@@ -215,6 +282,6 @@ describe("Courier security", () => {
     expect(hook.status).toBe(403);
     expect(logLines.length).toBeGreaterThan(5);
     const log = logLines.join("\n");
-    for (const secret of [AS_TOKEN, HS_TOKEN, WEBHOOK_SECRET]) expect(log).not.toContain(secret);
+    for (const secret of [AS_TOKEN, HS_TOKEN, WEBHOOK_SECRET, ADMIN_TOKEN]) expect(log).not.toContain(secret);
   });
 });

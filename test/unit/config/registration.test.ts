@@ -242,6 +242,28 @@ describe("checkTokens", () => {
     expect(message).not.toContain("as_other_");
   });
 
+  test("refuses an admin.token or metrics.token equal to the hs_token or the as_token, naming the key", () => {
+    const surfaces = (admin: string | undefined, metrics: string | undefined): CourierConfig => ({
+      ...config,
+      admin: { ...config.admin, token: admin },
+      metrics: { ...config.metrics, token: metrics },
+    });
+    const message = messageOf(() =>
+      checkTokens(surfaces(GOOD_HS, GOOD_AS), registration, "/etc/courier/config.yaml"),
+    );
+    expect(message.split("\n")).toEqual([
+      "/etc/courier/config.yaml: admin.token: is the registration's hs_token (set here or by COURIER_ADMIN_TOKEN); give it a token of its own",
+      "/etc/courier/config.yaml: metrics.token: is the registration's as_token (set here or by COURIER_METRICS_TOKEN); give it a token of its own",
+    ]);
+    expect(message).not.toContain(GOOD_AS);
+    expect(message).not.toContain(GOOD_HS);
+    expect(messageOf(() => checkTokens(surfaces(GOOD_AS, GOOD_HS), registration))).toContain(
+      "config: admin.token: is the registration's as_token",
+    );
+    const own = "admin_0123456789abcdef0123456789abcdef";
+    expect(() => checkTokens(surfaces(own, `${own}x`), registration)).not.toThrow();
+  });
+
   test("a hs_token mismatch is reported too", () => {
     expect(messageOf(() => checkTokens(withAppservice({ hsToken: GOOD_AS }), registration))).toContain(
       "hs_token: differs from appservice.hsToken",

@@ -1,11 +1,23 @@
 // The files that hold tokens or journaled traffic are private to their owner (0600): the
 // registration (as_token, hs_token), the config written by `courier init`, and the database with
 // its -wal and -shm files, whatever the umask and whatever modes an older version left behind.
-import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  chownSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { DatabaseSync } from "node:sqlite";
-import { openSqlite } from "../../../src/store/sqlite/SqliteDatabase.ts";
+import { openSqlite, StoreFolderError } from "../../../src/store/sqlite/SqliteDatabase.ts";
+import { WriterLock } from "../../../src/store/sqlite/WriterLock.ts";
 import { writeRegistration } from "../../../src/config/registration.ts";
 import { loadConfig } from "../../../src/config/loadConfig.ts";
 
@@ -34,6 +46,50 @@ test("a new database, its -wal and -shm are 0600 and its folder 0700, even with 
     "700",
   ]);
   db.close();
+});
+
+test("an existing data folder at 0755 is narrowed to 0700 when the store is opened (mkdirSync leaves it as it is)", () => {
+  const folder = path.join(dir, "data");
+  mkdirSync(folder, { mode: 0o755 });
+  chmodSync(folder, 0o755);
+  const file = path.join(folder, "courier.sqlite");
+  const lock = WriterLock.take(file);
+  expect(mode(folder)).toBe("700");
+  chmodSync(folder, 0o755);
+  const db = openSqlite({ path: file });
+  expect(mode(folder)).toBe("700");
+  db.close();
+  lock.release();
+});
+
+test("a data folder group or others can enter that is not ours is refused with what to do, and nothing is created in it", () => {
+  // Not ours: as root, a folder chowned to another uid; otherwise a folder root owns (/tmp).
+  const uid = process.getuid!();
+  let folder = "/tmp";
+  if (uid === 0) {
+    folder = path.join(dir, "theirs");
+    mkdirSync(folder);
+    chmodSync(folder, 0o755);
+    chownSync(folder, 4242, 4242);
+  }
+  if (statSync(folder).uid === uid) throw new Error(`test setup: ${folder} is ours`);
+  const before = readdirSync(folder);
+  const file = path.join(folder, "courier.sqlite");
+  for (const open of [() => openSqlite({ path: file }), () => WriterLock.take(file)]) {
+    let error: unknown;
+    try {
+      open();
+    } catch (caught) {
+      error = caught;
+    }
+    expect(error).toBeInstanceOf(StoreFolderError);
+    expect((error as Error).message).toContain(`the store's folder ${folder} is mode `);
+    expect((error as Error).message).toContain("courier will not narrow another user's folder to 0700");
+    expect((error as Error).message).toMatch(/store\.path/);
+  }
+  expect(readdirSync(folder)).toEqual(before);
+  expect(existsSync(file)).toBe(false);
+  if (uid === 0) expect(mode(folder)).toBe("755");
 });
 
 test("a database and WAL files an older version left world-readable are narrowed to 0600", () => {

@@ -151,6 +151,9 @@ export type WebhookMethod = "GET" | "POST" | "PUT" | "PATCH" | "DELETE";
  * How a webhook proves the request comes from who holds the secret.
  * - `bearer`: `Authorization: Bearer <secret>`.
  * - `hmac-sha256`: GitHub's `X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the raw body>`.
+ *   The signature does not cover the delivery id, so the same signed body again within the route's
+ *   `replayWindowMs` (a day by default) is answered as the delivery that first brought it
+ *   (202, its id) and the handler does not run again, whatever delivery id it carries.
  */
 export type WebhookScheme = "bearer" | "hmac-sha256";
 
@@ -185,6 +188,14 @@ export interface WebhookOptions {
    * an id given to the request on arrival. @default the headers only
    */
   readonly deliveryId?: (request: WebhookRequest) => string | undefined;
+  /**
+   * `hmac-sha256` only: how long, in ms, the route remembers a signed body it ran. The same body
+   * again within it is a replay (the delivery id is not signed): answered 202 with the first
+   * delivery's id, its handler not run again. After it, the same body runs as a new delivery.
+   * Kept in the plugin's store, so it holds across restarts. A positive number, else the plugin
+   * fails to load. @default the plugin config's `replayWindowMs`, else a day (86400000)
+   */
+  readonly replayWindowMs?: number;
 }
 
 /**

@@ -12,6 +12,7 @@ import type {
   WebhookScheme,
 } from "./definePlugin.ts";
 import type { WebhookRoute } from "./webhookRouter.ts";
+import { replayWindowMs, WEBHOOK_REPLAY_WINDOW_MS } from "./webhookReplay.ts";
 import { parseSchedule, type Schedule } from "./schedule.ts";
 import type { PluginData } from "../store/PluginStore.ts";
 
@@ -200,7 +201,7 @@ function botFor(plugin: LoadedPlugin, options: LoadPluginOptions): Bot<unknown> 
 /**
  * A webhook route as registered, refused when its method or path is not one we serve, it is
  * registered twice, or it has no secret (from its options or the plugin config's `secret`) or
- * one of the appservice's tokens as its secret.
+ * one of the appservice's tokens as its secret, or (HMAC) its replay window is not a positive number.
  */
 function checkWebhook(
   plugin: LoadedPlugin,
@@ -252,10 +253,23 @@ function checkWebhook(
       `webhook ${route}: scheme must be "bearer" or "hmac-sha256", got ${JSON.stringify(scheme)}`,
     );
   }
+  // Only an HMAC route remembers bodies: a bearer route's delivery id is as trusted as its body.
+  const replayWindow =
+    scheme === "hmac-sha256" ? replayWindowMs(options.replayWindowMs, config) : WEBHOOK_REPLAY_WINDOW_MS;
+  if (typeof replayWindow === "string")
+    throw new PluginError(plugin.name, `webhook ${route}: ${replayWindow}`);
   if (secret.length < SHORT_SECRET) {
     plugin.log.warn({ route }, `the secret of webhook ${route} is shorter than ${SHORT_SECRET} characters`);
   }
-  return { method, path, secret, scheme, deliveryId: options.deliveryId, handler };
+  return {
+    method,
+    path,
+    secret,
+    scheme,
+    deliveryId: options.deliveryId,
+    replayWindowMs: replayWindow,
+    handler,
+  };
 }
 
 /**

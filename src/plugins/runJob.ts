@@ -7,6 +7,7 @@ import { lazyChildLogger } from "../logging/lazyChildLogger.ts";
 import type { PluginData } from "../store/PluginStore.ts";
 import type { LoadedPlugin, Webhook } from "./loadPlugin.ts";
 import type { Job } from "./routeEvent.ts";
+import { signedBodyHash } from "./webhookReplay.ts";
 
 /** One try of one handler on one item. */
 export interface HandlerRun {
@@ -32,6 +33,11 @@ export interface JobRunnerOptions {
   readonly onHandlerRun: (run: HandlerRun) => void;
   /** Aborted when the host stops: aborts running handlers' signals, and no retry starts after it. */
   readonly stopping: AbortSignal;
+  /**
+   * The time of an HMAC webhook's replay window: the host's `clock` option (it reaches here with
+   * the host's options). @default the system clock
+   */
+  readonly clock?: { now(): number };
 }
 
 /**
@@ -77,7 +83,14 @@ export async function runJob(
 
 /**
  * Runs one webhook delivery once, under its cause (`<plugin>/webhook:<METHOD> <path>:<delivery id>`):
- * the sender retries, not us. Resolves when the handler did; rejects when it fails or times out.
+ * the sender retries, not us. Resolves with the delivery id to answer when the handler did;
+ * rejects when it fails or times out.
+ *
+ * An HMAC route first claims the signed body for its `replayWindowMs` (a day by default): the
+ * same body already run under another delivery id inside the window is a replay
+ * (the delivery id is not signed), and resolves with that first delivery's id without running
+ * the handler. The same delivery id runs again as before (its sends collapse onto its txnIds);
+ * a handler that fails gives its claim up, so the sender's retry runs whatever its id.
  */
 export async function runWebhook(
   plugin: LoadedPlugin,
@@ -85,21 +98,52 @@ export async function runWebhook(
   request: WebhookRequest,
   deliveryId: string,
   options: JobRunnerOptions,
-): Promise<void> {
+): Promise<string> {
   const label = `${route.method} ${route.path}`;
   const log = plugin.log.child({ webhook: label, deliveryId });
-  await runOnce(
-    `${plugin.name}/webhook:${label}:${deliveryId}`,
-    plugin,
-    log,
-    (ctx) =>
-      (route.handler as unknown as (c: unknown, r: WebhookRequest) => unknown)(
-        { ...ctx, request, deliveryId },
-        request,
-      ),
-    options,
-  );
+  const signed = route.scheme === "hmac-sha256" ? signedBodyHash(request.rawBody) : undefined;
+  if (signed !== undefined) {
+    const now = (options.clock ?? Date).now();
+    const first = await options.data.claimWebhookBody(
+      plugin.name,
+      label,
+      signed,
+      deliveryId,
+      now,
+      route.replayWindowMs,
+    );
+    if (first !== undefined) {
+      log.info(
+        { firstDeliveryId: first },
+        "signed body already run under another delivery id; not run again",
+      );
+      return first;
+    }
+  }
+  try {
+    await runOnce(
+      `${plugin.name}/webhook:${label}:${deliveryId}`,
+      plugin,
+      log,
+      (ctx) =>
+        (route.handler as unknown as (c: unknown, r: WebhookRequest) => unknown)(
+          { ...ctx, request, deliveryId },
+          request,
+        ),
+      options,
+    );
+  } catch (error) {
+    if (signed !== undefined) {
+      await options.data
+        .releaseWebhookBody(plugin.name, label, signed, deliveryId)
+        .catch((releaseError: unknown) => {
+          log.warn({ err: releaseError }, "could not give up the claim of a failed delivery's signed body");
+        });
+    }
+    throw error;
+  }
   log.debug("webhook handled");
+  return deliveryId;
 }
 
 /**

@@ -17,6 +17,8 @@ export interface WebhookRoute {
   readonly secret: string;
   readonly scheme: WebhookScheme;
   readonly deliveryId: ((request: WebhookRequest) => string | undefined) | undefined;
+  /** How long a signed body is remembered (`hmac-sha256` routes), in ms. */
+  readonly replayWindowMs: number;
 }
 
 export interface WebhookRouterOptions<R extends WebhookRoute> {
@@ -24,8 +26,12 @@ export interface WebhookRouterOptions<R extends WebhookRoute> {
   readonly log: Logger;
   /** False when the plugin is disabled or the framework stops: requests are answered 503. */
   readonly accepting: () => boolean;
-  /** Runs the handler; resolves once its sends are journaled, rejects when it fails or times out. */
-  readonly run: (route: R, request: WebhookRequest, deliveryId: string) => Promise<void>;
+  /**
+   * Runs the handler; resolves once its sends are journaled, rejects when it fails or times out.
+   * May resolve with another delivery id to answer: the one this request repeats (a replayed
+   * signed body), whose handler is not run again.
+   */
+  readonly run: (route: R, request: WebhookRequest, deliveryId: string) => Promise<string | void>;
 }
 
 /** Every refusal of a webhook, defined once: stable code, Matrix errcode, status, message. */
@@ -94,7 +100,8 @@ const JSON_TYPE = /^application\/(?:[\w.+-]*\+)?json\s*(?:;|$)/i;
  * An express Router serving one plugin's webhooks (mount it under `/plugins/<name>`). Per
  * request: check the method's credentials (bearer before reading the body, HMAC over the raw
  * body), read up to 1 MiB, parse JSON, pick the delivery id, run the handler, answer
- * 202 `{delivery_id}` once it resolves or 500 `{errcode, error, delivery_id}` when it fails.
+ * 202 `{delivery_id}` once it resolves (the first delivery's id when `run` says the request
+ * repeats one) or 500 `{errcode, error, delivery_id}` when it fails.
  * Every answer is JSON.
  */
 export function createWebhookRouter<R extends WebhookRoute>(options: WebhookRouterOptions<R>): Router {
@@ -139,13 +146,14 @@ export function createWebhookRouter<R extends WebhookRoute>(options: WebhookRout
       // from a new one then, unless the sender resends it with `Idempotency-Key: <delivery_id>`.
       const deliveryId = custom ?? randomUUID();
       res.locals.deliveryId = deliveryId;
+      let answered: string;
       try {
-        await options.run(route, request, deliveryId);
+        answered = (await options.run(route, request, deliveryId)) ?? deliveryId;
       } catch (error) {
         if (error instanceof CourierError && error.status >= 400 && error.status < 500) throw error;
         throw refuse.failed(error);
       }
-      res.status(202).json({ delivery_id: deliveryId });
+      res.status(202).json({ delivery_id: answered });
     };
     const path = route.path;
     const method = route.method.toLowerCase() as "get" | "post" | "put" | "patch" | "delete";

@@ -22,4 +22,21 @@ export interface PluginData {
   /** The last slot (ms epoch) the schedule ran for; undefined before its first run. */
   lastSlot(plugin: string, schedule: string): Promise<number | undefined>;
   saveSlot(plugin: string, schedule: string, slot: number): Promise<void>;
+  /**
+   * Claims a signed webhook body (`hash`, on `route`: `POST /github`) for `deliveryId` at `now`
+   * (ms epoch). Resolves the id of another delivery that claimed it on that route less than
+   * `windowMs` ago: the body is a replay of that one. Else resolves undefined and the claim is
+   * `deliveryId`'s (a claim of the same delivery is kept as it was, its time too). The route's
+   * claims `windowMs` old or older are dropped.
+   */
+  claimWebhookBody(
+    plugin: string,
+    route: string,
+    hash: string,
+    deliveryId: string,
+    now: number,
+    windowMs: number,
+  ): Promise<string | undefined>;
+  /** Drops `deliveryId`'s claim of the body (its handler failed: a retry must run); another's stays. */
+  releaseWebhookBody(plugin: string, route: string, hash: string, deliveryId: string): Promise<void>;
 }

@@ -2,6 +2,19 @@ import type { DatabaseSync, StatementSync } from "node:sqlite";
 import type { PluginData, PluginStore } from "../PluginStore.ts";
 import { openOrShare, type SqliteOptions } from "./SqliteDatabase.ts";
 
+/**
+ * Keys the framework keeps in a plugin's key-value space for it: claims of signed webhook bodies
+ * (`<prefix>webhook-body:<METHOD> <path>:<sha256 of the body>`). The plugin's store neither lists nor takes them.
+ */
+const RESERVED = "\u0000courier:";
+const WEBHOOK_BODY = `${RESERVED}webhook-body:`;
+
+function refuseReserved(key: string): void {
+  if (key.startsWith(RESERVED)) {
+    throw new TypeError(`Keys starting with ${JSON.stringify(RESERVED)} are the framework's, got "${key}"`);
+  }
+}
+
 /** Plugins' key-value spaces and schedule slots in the framework's SQLite file. */
 export class SqlitePluginData implements PluginData {
   readonly #db: DatabaseSync;
@@ -12,6 +25,9 @@ export class SqlitePluginData implements PluginData {
   readonly #list: StatementSync;
   readonly #lastSlot: StatementSync;
   readonly #saveSlot: StatementSync;
+  readonly #pruneClaims: StatementSync;
+  readonly #claim: StatementSync;
+  readonly #release: StatementSync;
 
   constructor(source: SqliteOptions | DatabaseSync) {
     ({ db: this.#db, owned: this.#owned } = openOrShare(source));
@@ -30,26 +46,40 @@ export class SqlitePluginData implements PluginData {
       `INSERT INTO plugin_schedules (plugin, name, last_slot) VALUES (?, ?, ?)
        ON CONFLICT (plugin, name) DO UPDATE SET last_slot = excluded.last_slot`,
     );
+    // A claim's time is its updated_at (the caller's clock); a range on the key, so the index serves it.
+    this.#pruneClaims = this.#db.prepare(
+      "DELETE FROM plugin_kv WHERE plugin = ? AND key >= ? AND key < ? AND updated_at <= ?",
+    );
+    this.#claim = this.#db.prepare(
+      "INSERT INTO plugin_kv (plugin, key, value, updated_at) VALUES (?, ?, ?, ?) ON CONFLICT (plugin, key) DO NOTHING",
+    );
+    this.#release = this.#db.prepare(
+      "DELETE FROM plugin_kv WHERE plugin = ? AND key = ? AND json_extract(value, '$.deliveryId') = ?",
+    );
   }
 
   forPlugin(plugin: string): PluginStore {
     return {
       get: async <T>(key: string) => {
+        refuseReserved(key);
         const row = this.#get.get(plugin, key) as { value: string } | undefined;
         return row === undefined ? undefined : (JSON.parse(row.value) as T);
       },
       set: async (key, value) => {
+        refuseReserved(key);
         const json = JSON.stringify(value);
         if (json === undefined)
           throw new TypeError(`Expected a JSON value for key "${key}", got ${typeof value}`);
         this.#set.run(plugin, key, json, Date.now());
       },
-      delete: async (key) => Number(this.#delete.run(plugin, key).changes) > 0,
+      delete: async (key) => {
+        refuseReserved(key);
+        return Number(this.#delete.run(plugin, key).changes) > 0;
+      },
       list: async <T>(prefix = "") =>
-        (this.#list.all(plugin, prefix) as Array<{ key: string; value: string }>).map((row) => ({
-          key: row.key,
-          value: JSON.parse(row.value) as T,
-        })),
+        (this.#list.all(plugin, prefix) as Array<{ key: string; value: string }>)
+          .filter((row) => !row.key.startsWith(RESERVED))
+          .map((row) => ({ key: row.key, value: JSON.parse(row.value) as T })),
     };
   }
 
@@ -60,6 +90,29 @@ export class SqlitePluginData implements PluginData {
 
   async saveSlot(plugin: string, schedule: string, slot: number): Promise<void> {
     this.#saveSlot.run(plugin, schedule, slot);
+  }
+
+  async claimWebhookBody(
+    plugin: string,
+    route: string,
+    hash: string,
+    deliveryId: string,
+    now: number,
+    windowMs: number,
+  ): Promise<string | undefined> {
+    // Synchronous from here to the end: no other request of this process runs in between.
+    // A route has no ":" (loadPlugin checks its path), so `<route>:` to `<route>;` is its keys only.
+    const routeKeys = `${WEBHOOK_BODY}${route}:`;
+    this.#pruneClaims.run(plugin, routeKeys, `${WEBHOOK_BODY}${route};`, now - windowMs);
+    const key = `${routeKeys}${hash}`;
+    this.#claim.run(plugin, key, JSON.stringify({ deliveryId }), now);
+    const row = this.#get.get(plugin, key) as { value: string };
+    const first = (JSON.parse(row.value) as { deliveryId: string }).deliveryId;
+    return first === deliveryId ? undefined : first;
+  }
+
+  async releaseWebhookBody(plugin: string, route: string, hash: string, deliveryId: string): Promise<void> {
+    this.#release.run(plugin, `${WEBHOOK_BODY}${route}:${hash}`, deliveryId);
   }
 
   close(): void {

@@ -26,7 +26,7 @@ const start = async (
 };
 
 describe("bot.webhook", () => {
-  test("a route without a secret, with a bad path, or registered twice makes the plugin fail to load", async () => {
+  test("a route without a secret, with a bad path, registered twice, or with a bad replay window makes the plugin fail to load", async () => {
     const harness = await pluginHarness();
     stacks.push(harness);
     const { host } = harness;
@@ -53,10 +53,19 @@ describe("bot.webhook", () => {
         {},
       ),
     ).toBe(false);
+    expect(
+      await host.load(
+        plugin("window", (bot) =>
+          bot.webhook("POST", "/x", () => {}, { secret: SECRET, scheme: "hmac-sha256", replayWindowMs: 0 }),
+        ),
+        {},
+      ),
+    ).toBe(false);
     expect(host.status().map((s) => s.error)).toEqual([
       expect.stringContaining("has no secret"),
       expect.stringContaining("must be literal"),
       expect.stringContaining("registered twice"),
+      expect.stringContaining("replayWindowMs must be a positive number of milliseconds, got 0"),
     ]);
   });
 

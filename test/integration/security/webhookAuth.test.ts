@@ -3,9 +3,14 @@
 // Matrix error, the handler never runs, nothing is sent; one plugin's secret opens no other
 // plugin's routes. (The happy paths and the basic refusals are in ../plugins/.)
 import { createHmac } from "node:crypto";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { DatabaseSync } from "node:sqlite";
+import { join } from "node:path";
 import fc from "fast-check";
 import { pino } from "pino";
 import { request } from "undici";
+import { z } from "zod";
 import {
   createAppserviceApp,
   listen,
@@ -102,6 +107,7 @@ async function post(path: string, headers: Record<string, string | string[]>, bo
 }
 
 const sign = (body: string | Buffer, secret = HMAC_SECRET) => hubSignature(body, secret);
+type Send = (room: string, content: object) => Promise<unknown>;
 
 describe("refused, the handler never runs, nothing is sent", () => {
   const bearerCases: Array<[string, number, string, Record<string, string | string[]>, string]> = [
@@ -277,4 +283,229 @@ test("random Authorization and signature headers never run a handler (fuzzed)", 
     }),
     fuzzParameters("webhook credentials", { numRuns: 60, timeLimitMs: 10_000 }),
   );
+});
+
+// GitHub's signature covers the body only; X-GitHub-Delivery is not signed. An HMAC route so
+// keeps a SHA-256 of each signed body it ran (in the plugin store, for `replayWindowMs`, a day by
+// default): the same body again inside the window is answered as a delivery it already has
+// (202, the first delivery's id) and its handler does not run again, whatever delivery id it
+// carries. Each host here is a restartable stack over one store file and a clock we drive.
+describe("a captured signed body replayed with another delivery id runs nothing", () => {
+  const DAY = 24 * 60 * 60 * 1000;
+  const REPLAYED = '{"action":"opened","issue":{"number":7,"title":"replay me"}}';
+
+  interface Stack {
+    readonly ran: string[];
+    readonly data: SqlitePluginData;
+    post(headers: Record<string, string>, body?: string, path?: string): ReturnType<typeof post>;
+    stop(): Promise<void>;
+  }
+
+  /** A plugin host serving "gh" (an HMAC route, an optional window from its config) over `dataPath`. */
+  async function stack(dataPath: string, now: () => number, config: object = {}): Promise<Stack> {
+    const ranHere: string[] = [];
+    const box = new Outbox({
+      store: new SqliteOutboxStore({ path: ":memory:" }),
+      transport: { send: async () => ({ event_id: "$x" }) },
+      appserviceId: "replay",
+      botUserId: userId(BOT),
+    });
+    const data = new SqlitePluginData({ path: dataPath });
+    const replayHost = new PluginHost({
+      outbox: box,
+      data,
+      logger: pino({ level: "silent" }),
+      botUserId: BOT,
+      isOwnUser: (id) => id === BOT,
+      intent: () => {
+        throw new Error("not used");
+      },
+      clock: {
+        now,
+        setTimeout: (fn, ms) => setTimeout(fn, ms).unref(),
+        clearTimeout: (t) => clearTimeout(t as NodeJS.Timeout),
+      },
+    });
+    const gh = definePlugin({
+      name: "gh",
+      config: z.object({ replayWindowMs: z.number().optional() }),
+      setup(bot) {
+        const handler = (route: string) => async (ctx: { deliveryId: string; send: Send }) => {
+          ranHere.push(`${route} ${ctx.deliveryId}`);
+          await ctx.send(ROOM, { msgtype: "m.notice", body: route });
+        };
+        bot.webhook("POST", "/github", handler("github"), { secret: HMAC_SECRET, scheme: "hmac-sha256" });
+        bot.webhook("POST", "/other", handler("other"), {
+          secret: HMAC_SECRET,
+          scheme: "hmac-sha256",
+          replayWindowMs: 60 * 60 * 1000,
+        });
+        bot.webhook("POST", "/bearer", handler("bearer"), { secret: BEARER_SECRET });
+        bot.webhook(
+          "POST",
+          "/flaky",
+          async (ctx) => {
+            ranHere.push(`flaky ${ctx.deliveryId}`);
+            if (ranHere.length === 1) throw new Error("the first try fails");
+          },
+          { secret: HMAC_SECRET, scheme: "hmac-sha256" },
+        );
+      },
+    });
+    expect(await replayHost.load(gh, config)).toBe(true);
+    const app = createAppserviceApp({
+      hsToken: "hs_token_webhook_replay_0123456789",
+      journal: new SqliteInboundJournal({ path: ":memory:" }),
+      logger: pino({ level: "silent" }),
+      routes: (a) => replayHost.mountWebhooks(a),
+    });
+    await replayHost.start();
+    await box.start();
+    const served = await listen(app, { port: 0 });
+    const url = `http://127.0.0.1:${served.port}`;
+    return {
+      ran: ranHere,
+      data,
+      async post(headers, body = REPLAYED, path = "/github") {
+        const res = await request(`${url}/plugins/gh${path}`, {
+          method: "POST",
+          headers: { "content-type": "application/json", ...headers },
+          body,
+        });
+        return { status: res.statusCode, json: JSON.parse(await res.body.text()) as Record<string, unknown> };
+      },
+      async stop() {
+        await replayHost.stop();
+        await box.stop(1000);
+        await served.close(1000);
+        data.close();
+      },
+    };
+  }
+
+  let folder: string;
+  let time = Date.UTC(2026, 11, 4, 12);
+  const now = () => time;
+  const running: Stack[] = [];
+  const open = async (config?: object) => {
+    const s = await stack(join(folder, "courier.db"), now, config);
+    running.push(s);
+    return s;
+  };
+  beforeEach(() => {
+    folder = mkdtempSync(join(tmpdir(), "courier-replay-"));
+    time = Date.UTC(2026, 11, 4, 12);
+  });
+  afterEach(async () => {
+    await Promise.all(running.splice(0).map((s) => s.stop()));
+    rmSync(folder, { recursive: true, force: true });
+  });
+  const signed = (delivery?: string, body = REPLAYED) => ({
+    "x-hub-signature-256": sign(body),
+    ...(delivery === undefined ? {} : { "x-github-delivery": delivery }),
+  });
+
+  test("the same signed body with a new delivery id, or none, runs the handler once (202, the first delivery's id)", async () => {
+    const s = await open();
+    expect(await s.post(signed("d-1"))).toEqual({ status: 202, json: { delivery_id: "d-1" } });
+    time += 60_000;
+    expect(await s.post(signed("d-2"))).toEqual({ status: 202, json: { delivery_id: "d-1" } });
+    expect(await s.post(signed())).toEqual({ status: 202, json: { delivery_id: "d-1" } });
+    expect(await s.post(signed("d-1"))).toEqual({ status: 202, json: { delivery_id: "d-1" } });
+    expect(s.ran).toEqual(["github d-1", "github d-1"]); // the same delivery again runs as before
+    // Another body, or the same body on another route, is another delivery.
+    const other = REPLAYED.replace("7", "8");
+    expect(await s.post(signed("d-3", other), other)).toEqual({ status: 202, json: { delivery_id: "d-3" } });
+    expect((await s.post(signed("d-4"), REPLAYED, "/other")).json).toEqual({ delivery_id: "d-4" });
+    expect(s.ran.slice(2)).toEqual(["github d-3", "other d-4"]);
+    // The claims are the framework's: the plugin's own store neither lists nor takes them.
+    expect(await s.data.forPlugin("gh").list()).toEqual([]);
+    await expect(s.data.forPlugin("gh").get("\u0000courier:webhook-body:x")).rejects.toThrow(TypeError);
+  });
+
+  test("a delivery whose handler failed gives its claim up: the retry runs, whatever its delivery id", async () => {
+    const s = await open();
+    expect((await s.post(signed("f-1"), REPLAYED, "/flaky")).status).toBe(500);
+    expect(await s.post(signed("f-2"), REPLAYED, "/flaky")).toEqual({
+      status: 202,
+      json: { delivery_id: "f-2" },
+    });
+    expect(await s.post(signed("f-3"), REPLAYED, "/flaky")).toEqual({
+      status: 202,
+      json: { delivery_id: "f-2" },
+    });
+    expect(s.ran).toEqual(["flaky f-1", "flaky f-2"]);
+  });
+
+  test("a body first seen without a delivery id answers its replays with the id given on arrival", async () => {
+    const s = await open();
+    const first = await s.post(signed());
+    expect(first.status).toBe(202);
+    expect(await s.post(signed())).toEqual(first);
+    expect(await s.post(signed("d-9"))).toEqual(first);
+    expect(s.ran).toEqual([`github ${String(first.json.delivery_id)}`]);
+  });
+
+  test("after the window (a day, the route's replayWindowMs, or the plugin config's) the same body runs again", async () => {
+    const s = await open();
+    await s.post(signed("d-1"));
+    time += DAY - 1;
+    expect((await s.post(signed("d-2"))).json).toEqual({ delivery_id: "d-1" });
+    time += 1;
+    expect((await s.post(signed("d-3"))).json).toEqual({ delivery_id: "d-3" });
+    time += DAY - 1;
+    expect((await s.post(signed("d-4"))).json).toEqual({ delivery_id: "d-3" });
+    expect(s.ran).toEqual(["github d-1", "github d-3"]);
+    // The route's own window (an hour on /other).
+    await s.post(signed("o-1"), REPLAYED, "/other");
+    time += 60 * 60 * 1000 - 1;
+    expect((await s.post(signed("o-2"), REPLAYED, "/other")).json).toEqual({ delivery_id: "o-1" });
+    time += 1;
+    expect((await s.post(signed("o-3"), REPLAYED, "/other")).json).toEqual({ delivery_id: "o-3" });
+    expect(s.ran.slice(2)).toEqual(["other o-1", "other o-3"]);
+    await s.stop();
+    running.splice(0);
+
+    const short = await open({ replayWindowMs: 1000 });
+    time += DAY;
+    await short.post(signed("x-1"), REPLAYED, "/other");
+    time += 2000;
+    await short.post(signed("e-1"));
+    // /github's short window prunes its own claims, not /other's (an hour).
+    expect((await short.post(signed("x-2"), REPLAYED, "/other")).json).toEqual({ delivery_id: "x-1" });
+    time += 999;
+    expect((await short.post(signed("e-2"))).json).toEqual({ delivery_id: "e-1" });
+    time += 1;
+    expect((await short.post(signed("e-3"))).json).toEqual({ delivery_id: "e-3" });
+    expect(short.ran).toEqual(["other x-1", "github e-1", "github e-3"]);
+    // Claims older than the window are pruned as new bodies come: only e-3's is left of /github's.
+    const db = new DatabaseSync(join(folder, "courier.db"));
+    const keys = db.prepare("SELECT key FROM plugin_kv").all() as Array<{ key: string }>;
+    expect(keys.filter((row) => row.key.includes("POST /github:"))).toHaveLength(1);
+    db.close();
+  });
+
+  test("a restart of the plugin host on the same store still deduplicates", async () => {
+    const before = await open();
+    expect((await before.post(signed("d-1"))).json).toEqual({ delivery_id: "d-1" });
+    await before.stop();
+    running.splice(0);
+    time += 60 * 60 * 1000;
+    const after = await open();
+    expect(await after.post(signed("d-2"))).toEqual({ status: 202, json: { delivery_id: "d-1" } });
+    expect(await after.post(signed())).toEqual({ status: 202, json: { delivery_id: "d-1" } });
+    expect(after.ran).toEqual([]);
+  });
+
+  test("a bearer route is unchanged: the same body with another delivery id runs again", async () => {
+    const s = await open();
+    const auth = { authorization: `Bearer ${BEARER_SECRET}` };
+    expect((await s.post({ ...auth, "idempotency-key": "b-1" }, REPLAYED, "/bearer")).json).toEqual({
+      delivery_id: "b-1",
+    });
+    expect((await s.post({ ...auth, "idempotency-key": "b-2" }, REPLAYED, "/bearer")).json).toEqual({
+      delivery_id: "b-2",
+    });
+    expect(s.ran).toEqual(["bearer b-1", "bearer b-2"]);
+  });
 });

@@ -1,7 +1,7 @@
 // Crash, inbound: the framework dies right after journaling a transaction, before dispatching
 // it. After a restart the handler runs and exactly one reply appears.
 import { E2eStack, eventually, type User } from "./support/E2eStack.ts";
-import { synapseAppservice } from "./support/transactionLog.ts";
+import { untilSynapseCaughtUp } from "./support/transactionLog.ts";
 
 describe("inbound crash against Synapse", () => {
   let stack: E2eStack;
@@ -34,10 +34,7 @@ describe("inbound crash against Synapse", () => {
     });
     // Synapse resends the transaction the killed process journaled but never answered: wait until
     // it has its 200 (Synapse deletes a transaction once acknowledged, and is back to "up")...
-    await eventually("Synapse's resend of the transaction to be acknowledged", 60_000, async () => {
-      const seen = synapseAppservice(stack);
-      return seen.state !== "down" && seen.pendingTxnIds.length === 0 ? true : undefined;
-    });
+    await untilSynapseCaughtUp(stack, 60_000);
     // ...and until a later command's echo is there: anything the resend was handled into ran
     // before it (the room's events run in order) and was sent before it (one room lane, in order).
     await stack.say(alice, roomId, "!echo marker");

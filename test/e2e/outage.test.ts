@@ -11,7 +11,7 @@
 // bot) has arrived in every room: a duplicate is sent before it, in the same room lane.
 import { E2eStack, eventually, type CourierProcess, type User } from "./support/E2eStack.ts";
 import { BURST_PLUGIN, GhostBurst } from "./support/ghostBurst.ts";
-import { synapseAppservice } from "./support/transactionLog.ts";
+import { synapseAppservice, untilSynapseCaughtUp } from "./support/transactionLog.ts";
 
 const CAP_MS = 2_000;
 
@@ -120,10 +120,7 @@ describe("long outages against Synapse", () => {
   const afterMarkers = async (rooms: string[], label: string) => {
     const marker = (r: number) => `${label}-marker${r}`;
     for (const [r, roomId] of rooms.entries()) await stack.say(alice, roomId, `!echo ${marker(r)}`);
-    await eventually("Synapse to have every transaction acknowledged", 120_000, async () => {
-      const seen = synapseAppservice(stack);
-      return seen.state !== "down" && seen.pendingTxnIds.length === 0 ? true : undefined;
-    });
+    await untilSynapseCaughtUp(stack, 120_000);
     return eventually("every marker's echo", 120_000, async () => {
       const now = await commandsAndEchoes(rooms);
       return now.every((room, r) => room.echoes.includes(marker(r))) ? now : undefined;

@@ -170,3 +170,37 @@ export function synapseAppservice(
     db.close();
   }
 }
+
+/**
+ * Waits until Synapse has every transaction acknowledged and counts the appservice as up. On a
+ * loaded machine Synapse may have backed off for a minute or more (2, 4 … 512 s between tries),
+ * so every few seconds this asks for an appservice ping, which makes Synapse retry at once
+ * (`force_retry` in synapse/rest/client/appservice_ping.py), as an operator would: it speeds the
+ * delivery up and hides nothing, since whatever Synapse resends arrives before the check passes.
+ */
+export async function untilSynapseCaughtUp(
+  stack: E2eStack,
+  timeoutMs: number,
+  asId = "courier",
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let nudged = Date.now();
+  for (let n = 0; ; n++) {
+    const seen = synapseAppservice(stack, asId);
+    if (seen.state !== "down" && seen.pendingTxnIds.length === 0) return;
+    if (Date.now() >= deadline) {
+      throw new Error(
+        `timed out after ${timeoutMs} ms waiting for Synapse to have every transaction acknowledged (state ${seen.state}, pending ${seen.pendingTxnIds.join(", ")})`,
+      );
+    }
+    if (Date.now() - nudged >= 5_000) {
+      nudged = Date.now();
+      await fetch(`${stack.synapse.baseUrl}/_matrix/client/v1/appservice/${encodeURIComponent(asId)}/ping`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${stack.asToken}`, "content-type": "application/json" },
+        body: JSON.stringify({ transaction_id: `test-nudge-${n}` }),
+      }).catch(() => undefined);
+    }
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}

@@ -16,7 +16,6 @@ import { CauseScope } from "./CauseScope.ts";
 import type { Enqueued, OutboxEvents, OutboxItem, OutboxStats } from "./types.ts";
 
 // The outbox's types live in types.ts; importable from here too, as they always were.
-export type { Delivery, Enqueued, OutboxEvents, OutboxItem, OutboxStats } from "./types.ts";
 
 /** Requests a lane sends in a row, when other lanes wait for a queue slot, before it gives its slot up. */
 const LANE_TURN = 8;

@@ -1,6 +1,6 @@
 import type { Logger } from "pino";
 import type { z } from "zod";
-import type { Enqueued } from "../outbox/Outbox.ts";
+import type { Enqueued } from "../outbox/types.ts";
 import type { ToDeviceMessages } from "../matrix/requests.ts";
 import type { EphemeralEvent, MatrixEvent, ToDeviceEvent } from "./events.ts";
 import type { ParsedCommand } from "./parseCommand.ts";

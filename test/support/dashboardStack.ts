@@ -8,7 +8,7 @@ import { configSchema } from "../../src/config/schema.ts";
 import type { Registration } from "../../src/config/registration.ts";
 import { roomId } from "../../src/ids.ts";
 import { createLogger } from "../../src/logging/createLogger.ts";
-import type { Enqueued } from "../../src/outbox/Outbox.ts";
+import type { Enqueued } from "../../src/outbox/types.ts";
 import type { ProgressObserver } from "../../src/outbox/progress.ts";
 import type { PluginDefinition } from "../../src/plugins/definePlugin.ts";
 import type { Courier } from "../../src/runtime/Courier.ts";

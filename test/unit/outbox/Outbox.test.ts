@@ -1,4 +1,5 @@
-import { Outbox, type OutboxItem } from "../../../src/outbox/Outbox.ts";
+import { Outbox } from "../../../src/outbox/Outbox.ts";
+import type { OutboxItem } from "../../../src/outbox/types.ts";
 import type { OutboxTransport } from "../../../src/outbox/options.ts";
 import { SqliteOutboxStore } from "../../../src/store/sqlite/SqliteOutboxStore.ts";
 import { MatrixError, MatrixNetworkError } from "../../../src/matrix/MatrixError.ts";

@@ -156,3 +156,20 @@ export class InboundRequestError extends CourierError {
     super(code, errcode, status, message, options);
   }
 }
+
+/**
+ * A request refused because its client address failed its credentials too often
+ * (`FailureThrottle`): 429 `M_LIMIT_EXCEEDED` with `retry_after_ms`, as the homeserver answers.
+ */
+export class ThrottledRequestError extends InboundRequestError {
+  readonly retryAfterMs: number;
+  constructor(retryAfterMs: number) {
+    super(
+      "COURIER_THROTTLED",
+      "M_LIMIT_EXCEEDED",
+      429,
+      `Too many failed attempts from this address; try again in ${Math.ceil(retryAfterMs / 1000)} s.`,
+    );
+    this.retryAfterMs = retryAfterMs;
+  }
+}

@@ -51,6 +51,7 @@ appservice:
   receiveEphemeral: true
   # maxBodyBytes: 33554432      # 32 MiB: a full Synapse transaction is 100 events x 64 KiB
   # allowQueryToken: false      # accept the deprecated ?access_token= from old homeservers
+  # trustedProxies: []          # reverse proxies whose X-Forwarded-For/-Host/-Proto are believed, e.g. [loopback]
 
 store:
   path: ./data/courier.sqlite

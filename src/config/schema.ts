@@ -1,3 +1,4 @@
+import { isIP } from "node:net";
 import { z } from "zod";
 import { describe } from "./problems.ts";
 import { DISPATCHER_DEFAULTS } from "../inbound/Dispatcher.ts";
@@ -87,6 +88,15 @@ const homeserver = z
   })
   .strict();
 
+/** What express's `trust proxy` accepts: an address, a CIDR range, or one of its named ranges. */
+function isProxyAddress(value: string): boolean {
+  if (["loopback", "linklocal", "uniquelocal"].includes(value)) return true;
+  const [address = "", prefix, ...rest] = value.split("/");
+  const family = isIP(address);
+  if (family === 0 || rest.length > 0) return false;
+  return prefix === undefined || (/^\d{1,3}$/.test(prefix) && Number(prefix) <= (family === 4 ? 32 : 128));
+}
+
 const appservice = z
   .object({
     /** The registration's `id`; must never change once the homeserver knows it. @default "courier" */
@@ -125,6 +135,20 @@ const appservice = z
     hsToken: secret.optional(),
     /** Accept the deprecated `?access_token=` from the homeserver (old Synapse, Conduit). @default false */
     allowQueryToken: z.boolean().default(false),
+    /**
+     * Reverse proxies in front of the listener whose X-Forwarded-For/-Host/-Proto are believed
+     * (client address for throttling, the dashboard's origin check, Secure cookies): addresses,
+     * CIDR ranges, or loopback, linklocal, uniquelocal. @default [] (those headers are ignored)
+     */
+    trustedProxies: z
+      .array(
+        expecting(
+          z.string(),
+          "an IP address, a CIDR range (10.0.0.0/8), or loopback, linklocal, uniquelocal",
+          isProxyAddress,
+        ),
+      )
+      .default([]),
   })
   .strict()
   .transform((section) => ({

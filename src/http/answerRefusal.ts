@@ -1,11 +1,12 @@
 import type { Response } from "express";
 import type { Logger } from "pino";
-import type { InboundRequestError } from "../errors.ts";
+import { ThrottledRequestError, type InboundRequestError } from "../errors.ts";
 
 /**
  * Answers a refused request as Matrix does, `{errcode, error}` (plus `extra` fields), and logs
- * it: as an error when the fault is ours (5xx, with its cause), at debug level otherwise. When
- * an answer has begun already, the connection is cut instead.
+ * it: as an error when the fault is ours (5xx, with its cause), at debug level otherwise. A
+ * throttled request also gets `retry_after_ms` and `Retry-After`. When an answer has begun
+ * already, the connection is cut instead.
  */
 export function answerRefusal(
   res: Response,
@@ -19,6 +20,10 @@ export function answerRefusal(
   if (res.headersSent) {
     res.destroy();
     return;
+  }
+  if (refusal instanceof ThrottledRequestError) {
+    res.set("retry-after", String(Math.ceil(refusal.retryAfterMs / 1000)));
+    extra = { retry_after_ms: refusal.retryAfterMs, ...extra };
   }
   res.status(refusal.status).json({ errcode: refusal.errcode, error: refusal.message, ...extra });
 }

@@ -137,6 +137,7 @@ export function createAppserviceApp(options: AppserviceOptions): AppserviceApp {
   app.set("env", "production");
   // Matrix paths are case-sensitive: /TRANSACTIONS/ is not an endpoint.
   app.set("case sensitive routing", true);
+  app.set("trust proxy", options.trustedProxies?.length ? [...options.trustedProxies] : false);
   app.lastPingAt = () => lastPingAt;
 
   const authenticate = (req: Request, _res: Response, next: NextFunction): void => {

@@ -63,6 +63,12 @@ export interface AppserviceOptions {
    * @default none
    */
   readonly routes?: (app: Express) => void;
+  /**
+   * Reverse proxies whose `X-Forwarded-For`, `-Host` and `-Proto` are believed (express's `trust
+   * proxy`: addresses, CIDR ranges, or `loopback`, `linklocal`, `uniquelocal`). From any other
+   * peer those headers are ignored: the client address is the socket's. @default none
+   */
+  readonly trustedProxies?: readonly string[];
 }
 
 /** Where `listen` binds. */

@@ -19,6 +19,7 @@ import { NotOurUserError } from "../errors.ts";
 import { userId as toUserId } from "../ids.ts";
 import { createLogger } from "../logging/createLogger.ts";
 import { CourierMetrics } from "../ops/metrics/CourierMetrics.ts";
+import { FailureThrottle } from "../http/FailureThrottle.ts";
 import { mountMetrics } from "../ops/metrics/metricsRoute.ts";
 import { AdminDashboard } from "../ops/admin/AdminDashboard.ts";
 import { RecoveryPinger } from "./RecoveryPinger.ts";
@@ -103,6 +104,8 @@ export class Courier {
   readonly #ownNamespace: (userId: string) => boolean;
   /** The operator dashboard under /admin/; undefined when no admin token is configured. */
   readonly #admin: AdminDashboard | undefined;
+  /** Wrong admin and metrics tokens per client address; one for both, so guessing either counts. */
+  readonly #throttle: FailureThrottle;
 
   constructor(options: CourierOptions) {
     const { config, registration } = options;
@@ -175,6 +178,14 @@ export class Courier {
       maxConcurrency: config.dispatcher.maxConcurrency,
       onDead: () => this.metrics?.inboundDead(),
     });
+    const throttleLog = this.log.child({ component: "http" });
+    this.#throttle = new FailureThrottle({
+      onThrottled: (ip, failures, waitMs) =>
+        throttleLog.warn(
+          { ip, failures, waitMs },
+          "wrong tokens from this address: it now waits between tries",
+        ),
+    });
     this.#admin =
       config.admin.token === undefined
         ? undefined
@@ -186,6 +197,7 @@ export class Courier {
             inbound: this.#journal,
             plugins: () => this.host.status(),
             about: () => ({ botUserId: this.botUserId, homeserver: config.homeserver.url, ping: this.#ping }),
+            throttle: this.#throttle,
             logger: this.log.child({ component: "admin" }),
           });
   }
@@ -229,6 +241,7 @@ export class Courier {
       },
       maxBodyBytes: this.config.appservice.maxBodyBytes,
       allowQueryToken: this.config.appservice.allowQueryToken,
+      trustedProxies: this.config.appservice.trustedProxies,
       logger: this.log.child({ component: "appservice" }),
       // /ready has no auth: states only, never a ping diagnosis or a plugin's error text (those
       // are on the admin API's state, behind the admin token).
@@ -244,7 +257,7 @@ export class Courier {
       routes: (app) => {
         this.host.mountWebhooks(app);
         this.#admin?.mount(app);
-        if (this.metrics) mountMetrics(app, this.metrics, this.config.metrics.token);
+        if (this.metrics) mountMetrics(app, this.metrics, this.config.metrics.token, this.#throttle);
       },
     });
     await this.host.start();

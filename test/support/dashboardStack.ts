@@ -24,7 +24,7 @@ export interface DashboardStackOptions {
   readonly shippedPlugins?: ReadonlyArray<{ name: string; config?: Record<string, unknown> }>;
   /** The homeserver's server name. @default "fake.test" */
   readonly serverName?: string;
-  /** More config sections, e.g. `{ metrics: { token } }`. @default none */
+  /** More config sections, e.g. `{ metrics: { token } }`; `appservice` keys are merged into ours. @default none */
   readonly config?: Record<string, unknown>;
   /** Store file. @default ":memory:" */
   readonly storePath?: string;
@@ -79,9 +79,16 @@ export async function startDashboardStack(options: DashboardStackOptions = {}): 
     receiveEphemeral: true,
   };
   const plugins = options.plugins ?? [];
+  const { appservice: moreAppservice, ...moreConfig } = options.config ?? {};
   const config = configSchema.parse({
     homeserver: { url: hs.url, serverName },
-    appservice: { id: "courier", bind: { host: "127.0.0.1", port }, url, senderLocalpart: "bot" },
+    appservice: {
+      id: "courier",
+      bind: { host: "127.0.0.1", port },
+      url,
+      senderLocalpart: "bot",
+      ...(moreAppservice as Record<string, unknown> | undefined),
+    },
     store: { path: options.storePath ?? ":memory:" },
     outbox: { rate: { perSecond: 1000, burst: 1000 }, retry: { baseMs: 50, capMs: 1000 } },
     logging: { level: "debug" },
@@ -90,7 +97,7 @@ export async function startDashboardStack(options: DashboardStackOptions = {}): 
       ...plugins.map((p) => ({ name: p.definition.name, config: p.config ?? {} })),
       ...(options.shippedPlugins ?? []).map((p) => ({ name: p.name, config: p.config ?? {} })),
     ],
-    ...options.config,
+    ...moreConfig,
   });
   const lines: string[] = [];
   const destination = new Writable({

@@ -1,4 +1,5 @@
 import type { Express } from "express";
+import { FailureThrottle } from "../../http/FailureThrottle.ts";
 import { AdminSessions } from "./AdminSessions.ts";
 import { createAdminRouter } from "./adminRouter.ts";
 import { readAdminState, readInboundPanel, type AdminState, type InboundPanel } from "./adminState.ts";
@@ -47,6 +48,7 @@ export class AdminDashboard {
         state: () => this.state(),
         inbound: () => this.inbound(),
         outbox: this.#options.outbox,
+        throttle: this.#options.throttle ?? new FailureThrottle(),
         log: this.#options.logger,
       }),
     );

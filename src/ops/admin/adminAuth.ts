@@ -47,28 +47,26 @@ export function cookieValue(header: string | undefined, name: string): string | 
 
 /**
  * Where a state-changing request comes from, as far as the browser says: "same-origin" when its
- * `Origin` (or, without one, `Referer`) names the host it was sent to, "cross-origin" when it
- * names another or `Sec-Fetch-Site` says cross-site, "unknown" when it says nothing (not a
- * browser, or a very old one). The host is compared against `Host` and `X-Forwarded-Host` (a
- * reverse proxy's): a page on another site cannot set either.
+ * `Origin` (or, without one, `Referer`) names `host`, the host the request was sent to,
+ * "cross-origin" when it names another or `Sec-Fetch-Site` says cross-site, "unknown" when it
+ * says nothing (not a browser, or a very old one). `host` is express's `req.host`: the `Host`
+ * header, or `X-Forwarded-Host` when the request came through a trusted proxy
+ * (`appservice.trustedProxies`); from anyone else that header is ignored, since any script can
+ * set it.
  */
-export function requestOrigin(headers: IncomingHttpHeaders): "same-origin" | "cross-origin" | "unknown" {
+export function requestOrigin(
+  headers: IncomingHttpHeaders,
+  host: string | undefined,
+): "same-origin" | "cross-origin" | "unknown" {
   const site = headers["sec-fetch-site"];
   if (site !== undefined && site !== "same-origin" && site !== "none") return "cross-origin";
   const source = headers.origin ?? headers.referer;
   if (source === undefined || source === "") return "unknown";
-  let host: string;
+  let sourceHost: string;
   try {
-    host = new URL(source).host.toLowerCase();
+    sourceHost = new URL(source).host.toLowerCase();
   } catch {
     return "cross-origin"; // "null" (a sandboxed or privacy-stripped origin) included
   }
-  const forwarded = headers["x-forwarded-host"];
-  const candidates = [
-    headers.host,
-    ...(Array.isArray(forwarded) ? forwarded : (forwarded?.split(",") ?? [])),
-  ];
-  return candidates.some((h) => h !== undefined && h.trim().toLowerCase() === host)
-    ? "same-origin"
-    : "cross-origin";
+  return host !== undefined && host.trim().toLowerCase() === sourceHost ? "same-origin" : "cross-origin";
 }

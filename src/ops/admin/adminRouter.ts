@@ -2,7 +2,9 @@ import express, { type NextFunction, type Request, type Response, type Router } 
 import type { Logger } from "pino";
 import { answerRefusal } from "../../http/answerRefusal.ts";
 import { secretMatches } from "../../http/auth.ts";
-import { CourierError, InboundRequestError } from "../../errors.ts";
+import { CourierError, InboundRequestError, ThrottledRequestError } from "../../errors.ts";
+import { clientAddress } from "../../http/clientAddress.ts";
+import type { FailureThrottle } from "../../http/FailureThrottle.ts";
 import type { TxnId } from "../../ids.ts";
 import type { Outbox } from "../../outbox/Outbox.ts";
 import { readCredentials, requestOrigin, SESSION_COOKIE, type AdminCredentials } from "./adminAuth.ts";
@@ -20,6 +22,8 @@ export interface AdminRouterOptions {
   readonly inbound: () => Promise<InboundPanel>;
   /** Retries and drops go through the outbox, the store's only writer. */
   readonly outbox: Pick<Outbox, "retry" | "drop">;
+  /** Failed tokens per client address: after a few, the address waits before it may try again. */
+  readonly throttle: FailureThrottle;
   readonly log: Logger;
 }
 
@@ -94,7 +98,7 @@ const JSON_LIMIT_BYTES = 256 * 1024;
  * error}` with 401/403; a browser asking for a page gets the login form with the same status.
  */
 export function createAdminRouter(options: AdminRouterOptions): Router {
-  const { sessions, log } = options;
+  const { sessions, throttle, log } = options;
   const router = express.Router({ caseSensitive: true, strict: false });
 
   router.use((_req, res, next) => {
@@ -110,7 +114,7 @@ export function createAdminRouter(options: AdminRouterOptions): Router {
   });
 
   router.post("/login", express.urlencoded({ extended: false, limit: FORM_LIMIT_BYTES }), (req, res) => {
-    if (requestOrigin(req.headers) === "cross-origin") throw refuse.crossOrigin();
+    if (requestOrigin(req.headers, req.host) === "cross-origin") throw refuse.crossOrigin();
     const body = req.body as Record<string, unknown> | undefined;
     const presented = typeof body?.token === "string" ? body.token : "";
     const action = `${req.baseUrl}/login`;
@@ -118,11 +122,21 @@ export function createAdminRouter(options: AdminRouterOptions): Router {
       res.status(401).type("html").send(loginPage(action, "Enter the admin token."));
       return;
     }
+    const address = clientAddress(req);
+    const wait = throttle.waitMs(address);
+    if (wait > 0) {
+      const refusal = new ThrottledRequestError(wait);
+      res.status(429).set("retry-after", String(Math.ceil(wait / 1000)));
+      res.type("html").send(loginPage(action, refusal.message));
+      return;
+    }
     if (!secretMatches(presented, options.token)) {
-      log.warn({ ip: req.ip }, "dashboard login refused: wrong token");
+      throttle.failed(address);
+      log.warn({ ip: address }, "dashboard login refused: wrong token");
       res.status(403).type("html").send(loginPage(action, "That is not the admin token."));
       return;
     }
+    throttle.succeeded(address);
     const session = sessions.create();
     res.append("set-cookie", sessionCookie(req, session.id, session.maxAgeSeconds));
     log.info({ ip: req.ip }, "dashboard login");
@@ -131,7 +145,13 @@ export function createAdminRouter(options: AdminRouterOptions): Router {
 
   // Everything below needs credentials.
   router.use((req, res, next) => {
+    const address = clientAddress(req);
+    // A waiting address is refused before its token is compared: guessing learns nothing.
+    const wait = req.headers.authorization?.trim() ? throttle.waitMs(address) : 0;
+    if (wait > 0) return next(new ThrottledRequestError(wait));
     const credentials = readCredentials(req.headers, options.token, sessions);
+    if (credentials.kind === "bearer") throttle.succeeded(address);
+    if (credentials.kind === "wrong") throttle.failed(address);
     if (credentials.kind === "bearer" || credentials.kind === "session") {
       res.locals.admin = credentials;
       return next();
@@ -151,7 +171,7 @@ export function createAdminRouter(options: AdminRouterOptions): Router {
   // other sites' requests cookie-less; this also covers old browsers and same-site neighbours.
   const sameOrigin = (req: Request, res: Response, next: NextFunction) => {
     const credentials = res.locals.admin as AdminCredentials;
-    if (credentials.kind === "session" && requestOrigin(req.headers) !== "same-origin")
+    if (credentials.kind === "session" && requestOrigin(req.headers, req.host) !== "same-origin")
       return next(refuse.crossOrigin());
     next();
   };
@@ -241,20 +261,18 @@ export function createAdminRouter(options: AdminRouterOptions): Router {
   return router;
 }
 
-/** The session cookie; an empty id with max-age 0 deletes it. Secure when the page came over HTTPS. */
+/**
+ * The session cookie; an empty id with max-age 0 deletes it. Secure when the page came over
+ * HTTPS: `req.secure` believes `X-Forwarded-Proto` only from a trusted proxy.
+ */
 function sessionCookie(req: Request, id: string, maxAgeSeconds: number): string {
-  const https =
-    req.secure ||
-    String(req.headers["x-forwarded-proto"] ?? "")
-      .split(",")[0]
-      ?.trim() === "https";
   return [
     `${SESSION_COOKIE}=${id}`,
     `Path=${req.baseUrl || "/"}`,
     `Max-Age=${maxAgeSeconds}`,
     "HttpOnly",
     "SameSite=Strict",
-    ...(https ? ["Secure"] : []),
+    ...(req.secure ? ["Secure"] : []),
   ].join("; ");
 }
 

@@ -1,4 +1,5 @@
 import type { Logger } from "pino";
+import type { FailureThrottle } from "../../http/FailureThrottle.ts";
 import type { Outbox } from "../../outbox/Outbox.ts";
 import type { InboundJournal } from "../../inbound/InboundJournal.ts";
 import type { OutboxStore } from "../../store/OutboxStore.ts";
@@ -25,6 +26,8 @@ export interface AdminDashboardOptions {
   readonly plugins: () => readonly PluginStatus[];
   /** Shown in the page header (bot user id, homeserver, start-up ping…). No I/O. @default nothing */
   readonly about?: () => Record<string, unknown>;
+  /** Failed tokens per client address (shared with /metrics). @default its own, with the defaults */
+  readonly throttle?: FailureThrottle;
   /** Logins, logouts and retries are logged here; tokens and session ids never are. */
   readonly logger: Logger;
   /** Recent sends listed. @default 25 */

@@ -114,6 +114,8 @@ describe("dashboard authentication", () => {
           errcode: "M_FORBIDDEN",
         });
       }
+      // The right token starts the address's failure count afresh (5 would make it wait).
+      expect((await call(stack, "GET", "/admin/api/state", bearer(stack))).status).toBe(200);
     }
     const page = await call(stack, "GET", "/admin/", bearer(stack));
     expect(page.status).toBe(200);
@@ -170,15 +172,15 @@ describe("dashboard authentication", () => {
     expect(setCookie).toContain("; Max-Age=43200");
     expect(setCookie).not.toContain(stack.adminToken!);
     expect(setCookie).not.toContain("Secure");
-    // Behind a TLS-terminating proxy the cookie is marked Secure.
-    const proxied = await call(
+    // X-Forwarded-Proto from a client that is not a trusted proxy is ignored (see the proxy test).
+    const spoofed = await call(
       stack,
       "POST",
       "/admin/login",
       { ...form, ...origin(stack), "x-forwarded-proto": "https" },
       `token=${encodeURIComponent(stack.adminToken!)}`,
     );
-    expect(String(proxied.headers["set-cookie"])).toMatch(/; Secure$/);
+    expect(String(spoofed.headers["set-cookie"])).not.toContain("Secure");
     const cookie = setCookie.split(";")[0]!;
 
     expect((await call(stack, "GET", "/admin/", { ...html, cookie })).status).toBe(200);
@@ -225,11 +227,11 @@ describe("dashboard authentication", () => {
     }
     expect((await retryAll({ cookie, origin: stack.url, "sec-fetch-site": "same-origin" })).status).toBe(200);
     expect((await retryAll({ cookie, referer: `${stack.url}/admin/` })).status).toBe(200);
-    // Behind a reverse proxy: the browser's origin is the proxy's host.
+    // X-Forwarded-Host from a client that is not a trusted proxy does not make another origin ours.
     expect(
       (await retryAll({ cookie, origin: "https://ops.example.org", "x-forwarded-host": "ops.example.org" }))
         .status,
-    ).toBe(200);
+    ).toBe(403);
     expect((await retryAll(bearer(stack))).status).toBe(200);
     // Logging out from another site is refused too; logging in from another site as well.
     expect(
@@ -244,6 +246,82 @@ describe("dashboard authentication", () => {
     );
     expect(crossLogin).toMatchObject({ status: 403, json: { errcode: "M_FORBIDDEN" } });
     expect(crossLogin.headers["set-cookie"]).toBeUndefined();
+  }, 30_000);
+
+  test("behind a trusted proxy (appservice.trustedProxies), its X-Forwarded-Proto/-Host/-For count", async () => {
+    const stack = await start({ config: { appservice: { trustedProxies: ["loopback"] } } });
+    const proxied = await call(
+      stack,
+      "POST",
+      "/admin/login",
+      {
+        ...form,
+        origin: "https://ops.example.org",
+        "x-forwarded-host": "ops.example.org",
+        "x-forwarded-proto": "https",
+      },
+      `token=${encodeURIComponent(stack.adminToken!)}`,
+    );
+    expect(proxied.status).toBe(303);
+    const setCookie = String(proxied.headers["set-cookie"]);
+    expect(setCookie).toMatch(/; Secure$/);
+    const cookie = setCookie.split(";")[0]!;
+    // The browser's origin is the proxy's host.
+    const retryAll = (headers: Record<string, string>) =>
+      call(stack, "POST", "/admin/api/dead/retry", { cookie, ...headers });
+    expect(
+      (await retryAll({ origin: "https://ops.example.org", "x-forwarded-host": "ops.example.org" })).status,
+    ).toBe(200);
+    expect(
+      (await retryAll({ origin: "https://evil.example", "x-forwarded-host": "ops.example.org" })).status,
+    ).toBe(403);
+    // The client address is the forwarded one: one client's wrong tokens do not make another wait.
+    const wrongFrom = (ip: string) =>
+      call(stack, "GET", "/admin/api/state", { authorization: "Bearer wrong-token", "x-forwarded-for": ip });
+    for (let i = 0; i < 6; i++) await wrongFrom("203.0.113.7");
+    expect((await wrongFrom("203.0.113.7")).status).toBe(429);
+    expect((await wrongFrom("203.0.113.8")).status).toBe(403);
+  }, 30_000);
+
+  test("wrong tokens from one address: after 5, it waits (429 M_LIMIT_EXCEEDED, retry_after_ms), even with the right token; logged once", async () => {
+    const stack = await start();
+    const statuses: number[] = [];
+    for (let i = 0; i < 50; i++) {
+      const res = await call(
+        stack,
+        "POST",
+        "/admin/login",
+        { ...form, ...origin(stack) },
+        `token=wrong-${i}`,
+      );
+      statuses.push(res.status);
+    }
+    expect(statuses.slice(0, 5)).toEqual([403, 403, 403, 403, 403]);
+    expect(statuses.slice(5)).toEqual(Array(45).fill(429));
+    const rightToken = `token=${encodeURIComponent(stack.adminToken!)}`;
+    const waiting = await call(stack, "POST", "/admin/login", { ...form, ...origin(stack) }, rightToken);
+    expect(waiting.status).toBe(429);
+    expect(waiting.text).toContain("Too many failed attempts");
+    expect(Number(waiting.headers["retry-after"])).toBeGreaterThan(0);
+    // The bearer token is throttled by the same count (one address, either way in).
+    const api = await call(stack, "GET", "/admin/api/state", bearer(stack));
+    expect(api).toMatchObject({ status: 429, json: { errcode: "M_LIMIT_EXCEEDED" } });
+    expect(api.json.retry_after_ms).toBeGreaterThan(0);
+    expect(api.json.retry_after_ms).toBeLessThanOrEqual(1000);
+    // Once the wait is over the right token works (tries while waiting are not failures).
+    const deadline = Date.now() + 5000;
+    let status = 429;
+    while (status === 429 && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      status = (await call(stack, "GET", "/admin/api/state", bearer(stack))).status;
+    }
+    expect(status).toBe(200);
+    const throttledLines = stack
+      .logs()
+      .split("\n")
+      .filter((line) => line.includes("it now waits between tries"));
+    expect(throttledLines).toHaveLength(1);
+    expect(throttledLines[0]).toContain('"failures":5');
   }, 30_000);
 
   test("neither the token nor a session id ever reaches the log", async () => {

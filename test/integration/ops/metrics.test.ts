@@ -117,6 +117,18 @@ describe("metrics", () => {
     expect(stack.logs()).not.toContain(token);
   });
 
+  test("wrong metrics tokens from one address: after 5, it waits (429 M_LIMIT_EXCEEDED), the right token too", async () => {
+    const token = "metrics-token-0123456789";
+    stack = await startDashboardStack({ adminToken: null, config: { metrics: { token } } });
+    const statuses: number[] = [];
+    for (let i = 0; i < 8; i++)
+      statuses.push((await scrape(stack, { authorization: `Bearer wrong-${i}` })).status);
+    expect(statuses).toEqual([403, 403, 403, 403, 403, 429, 429, 429]);
+    const waiting = await scrape(stack, { authorization: `Bearer ${token}` });
+    expect(waiting.status).toBe(429);
+    expect(JSON.parse(waiting.text)).toMatchObject({ errcode: "M_LIMIT_EXCEEDED" });
+  });
+
   test("metrics.enabled false: no /metrics", async () => {
     stack = await startDashboardStack({ adminToken: null, config: { metrics: { enabled: false } } });
     expect((await scrape(stack)).status).toBe(404);

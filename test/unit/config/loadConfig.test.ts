@@ -50,6 +50,7 @@ describe("loadConfig", () => {
         namespaces: { users: [], aliases: [], rooms: [] },
         rateLimited: false,
         receiveEphemeral: true,
+        trustedProxies: [],
         maxBodyBytes: 33_554_432,
         allowQueryToken: false,
       },
@@ -141,6 +142,29 @@ plugins:
 `);
     expect(problems(at)).toEqual([
       'config.yaml:7: appservice.namespaces.users[0].regex: expected a valid regular expression, got "@bridge_[a-z:example.org" (Unterminated character class)',
+    ]);
+  });
+
+  test("trustedProxies: addresses, CIDR ranges and express's named ranges; anything else names the entry", () => {
+    const good = file(`${MINIMAL}appservice:
+  trustedProxies: [loopback, 10.0.0.0/8, "::1", "fd00::/8", 192.0.2.1]
+`);
+    expect(loadConfig(good, {}).appservice.trustedProxies).toEqual([
+      "loopback",
+      "10.0.0.0/8",
+      "::1",
+      "fd00::/8",
+      "192.0.2.1",
+    ]);
+    const bad = file(`${MINIMAL}appservice:
+  trustedProxies:
+    - 10.0.0.0/8
+    - proxy.example.org
+    - 10.0.0.0/33
+`);
+    expect(problems(bad)).toEqual([
+      'config.yaml:7: appservice.trustedProxies[1]: expected an IP address, a CIDR range (10.0.0.0/8), or loopback, linklocal, uniquelocal, got "proxy.example.org"',
+      'config.yaml:8: appservice.trustedProxies[2]: expected an IP address, a CIDR range (10.0.0.0/8), or loopback, linklocal, uniquelocal, got "10.0.0.0/33"',
     ]);
   });
 

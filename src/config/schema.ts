@@ -162,6 +162,14 @@ const appservice = z
 
 const store = z
   .object({
+    /**
+     * A PostgreSQL database, `postgres://user:password@host:port/database`, for several instances
+     * sharing the work; unset: the SQLite file of \`path\`. Keep the password in COURIER_STORE_URL
+     * rather than in the file. @default unset
+     */
+    url: expecting(z.string(), "a postgres:// or postgresql:// URL", (v) =>
+      /^postgres(ql)?:\/\/./.test(v),
+    ).optional(),
     /** SQLite file, relative to the config file's folder. @default "./data/courier.sqlite" */
     path: z.string().min(1).default("./data/courier.sqlite"),
     /** NORMAL (WAL) survives a process crash; FULL also a power cut, at a lower commit rate. @default "NORMAL" */

@@ -53,6 +53,8 @@ export interface CourierStores {
   readonly pluginData: PluginData;
   /** Commits what is buffered and closes; `Courier.stop()` calls it last. */
   close(): Promise<void>;
+  /** Settles once the stores can be used (a database's schema migrated); `start()` awaits it first. */
+  readonly ready?: Promise<void>;
 }
 
 /** Fault hooks for tests, injected through `createCourier`; production passes none. */
@@ -213,6 +215,7 @@ export class Courier {
 
   /** Loads the plugins, replays what a previous run left, opens the endpoint, pings the homeserver. */
   async start(): Promise<void> {
+    await this.#stores.ready;
     for (const entry of this.config.plugins) {
       if (!entry.enabled) continue;
       try {

@@ -5,6 +5,10 @@ import { SqliteOutboxStore } from "../store/sqlite/SqliteOutboxStore.ts";
 import { SqlitePluginData } from "../store/sqlite/SqlitePluginData.ts";
 import { WalCheckpointer } from "../store/sqlite/WalCheckpointer.ts";
 import { WriterLock } from "../store/sqlite/WriterLock.ts";
+import { createPool, migratePostgres } from "../store/postgres/PgDatabase.ts";
+import { PgInboundJournal } from "../store/postgres/PgInboundJournal.ts";
+import { PgOutboxStore } from "../store/postgres/PgOutboxStore.ts";
+import { PgPluginData } from "../store/postgres/PgPluginData.ts";
 import { Courier, type CourierOptions, type CourierStores } from "./Courier.ts";
 
 export interface CreateCourierOptions extends Omit<CourierOptions, "stores"> {
@@ -17,7 +21,10 @@ export interface CreateCourierOptions extends Omit<CourierOptions, "stores"> {
  * they are given. The CLI, embedders and tests build a Courier here, not by hand.
  */
 export function createCourier(options: CreateCourierOptions): Courier {
-  return new Courier({ ...options, stores: options.stores ?? openSqliteStores(options.config.store) });
+  const { store } = options.config;
+  const stores =
+    options.stores ?? (store.url === undefined ? openSqliteStores(store) : openPostgresStores(store.url));
+  return new Courier({ ...options, stores });
 }
 
 /** How long a starting service waits for a `courier outbox` command that holds the store's lock. */
@@ -49,6 +56,29 @@ export function openSqliteStores(store: CourierConfig["store"]): CourierStores {
       await checkpointer?.stop();
       db.close();
       lock?.release();
+    },
+  };
+}
+
+/**
+ * The stores on PostgreSQL (`store.url`), for running several instances on one database: one
+ * connection pool shared by the outbox, the inbound journal and the plugins' data. Their schema
+ * is migrated before `ready` settles (under an advisory lock: instances starting together
+ * migrate once).
+ */
+export function openPostgresStores(url: string, onIdleError?: (error: Error) => void): CourierStores {
+  const pool = createPool({ url }, onIdleError);
+  const outbox = new PgOutboxStore(pool);
+  const ready = migratePostgres(pool);
+  ready.catch(() => {}); // awaited by Courier.start(); not an unhandled rejection meanwhile
+  return {
+    outbox,
+    inbound: new PgInboundJournal(pool),
+    pluginData: new PgPluginData(pool),
+    ready,
+    async close() {
+      await outbox.flush();
+      await pool.end();
     },
   };
 }

@@ -14,7 +14,11 @@ import { openOrShare, type SqliteOptions } from "./SqliteDatabase.ts";
 import { PendingByLane } from "./PendingByLane.ts";
 import { TxnKeyIndex } from "./TxnKeyIndex.ts";
 import { txnKey } from "./txnKey.ts";
-import { COLUMNS, toRow, withSettlement, type RawRow } from "./outboxRows.ts";
+import { toRow, withSettlement, type RawRow } from "../outboxRows.ts";
+
+/** The columns of a row, its lane by name. */
+const COLUMNS = `seq, txn_id, (SELECT name FROM outbox_lanes WHERE id = lane_id) AS lane, kind, sender, method, path,
+  body, state, attempts, event_id, error, created_at, settled_at`;
 
 interface PendingInsert {
   readonly rows: readonly NewOutboxRow[];

@@ -1,19 +1,7 @@
 import type { DatabaseSync, StatementSync } from "node:sqlite";
 import type { PluginData, PluginStore } from "../PluginStore.ts";
+import { refuseReserved, RESERVED, WEBHOOK_BODY } from "../reservedKeys.ts";
 import { openOrShare, type SqliteOptions } from "./SqliteDatabase.ts";
-
-/**
- * Keys the framework keeps in a plugin's key-value space for it: claims of signed webhook bodies
- * (`<prefix>webhook-body:<METHOD> <path>:<sha256 of the body>`). The plugin's store neither lists nor takes them.
- */
-const RESERVED = "\u0000courier:";
-const WEBHOOK_BODY = `${RESERVED}webhook-body:`;
-
-function refuseReserved(key: string): void {
-  if (key.startsWith(RESERVED)) {
-    throw new TypeError(`Keys starting with ${JSON.stringify(RESERVED)} are the framework's, got "${key}"`);
-  }
-}
 
 /** Plugins' key-value spaces and schedule slots in the framework's SQLite file. */
 export class SqlitePluginData implements PluginData {

@@ -1,7 +1,7 @@
-import type { TxnId } from "../../ids.ts";
-import type { DeadReason, OutboxKind, OutboxRow, OutboxState, Settlement } from "../OutboxStore.ts";
+import type { TxnId } from "../ids.ts";
+import type { DeadReason, OutboxKind, OutboxRow, OutboxState, Settlement } from "./OutboxStore.ts";
 
-/** A row of the `outbox` table as SQLite returns it (`COLUMNS`). */
+/** A row of the `outbox` table as a store's query returns it (its lane by name, its error as JSON text). */
 export interface RawRow {
   seq: number;
   txn_id: string;
@@ -18,10 +18,6 @@ export interface RawRow {
   created_at: number;
   settled_at: number | null;
 }
-
-/** The columns of a row, its lane by name. */
-export const COLUMNS = `seq, txn_id, (SELECT name FROM outbox_lanes WHERE id = lane_id) AS lane, kind, sender, method, path,
-  body, state, attempts, event_id, error, created_at, settled_at`;
 
 /** A row as the outbox sees it. */
 export function toRow(raw: RawRow): OutboxRow {

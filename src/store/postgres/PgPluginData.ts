@@ -1,0 +1,107 @@
+import type pg from "pg";
+import type { PluginData, PluginStore } from "../PluginStore.ts";
+import { refuseReserved } from "../reservedKeys.ts";
+import { inTransaction } from "./PgDatabase.ts";
+
+/** Plugins' key-value spaces and schedule slots in the framework's PostgreSQL database. */
+export class PgPluginData implements PluginData {
+  readonly #pool: pg.Pool;
+
+  constructor(pool: pg.Pool) {
+    this.#pool = pool;
+  }
+
+  forPlugin(plugin: string): PluginStore {
+    const pool = this.#pool;
+    return {
+      get: async <T>(key: string) => {
+        refuseReserved(key);
+        const { rows } = await pool.query<{ value: string }>(
+          "SELECT value FROM plugin_kv WHERE plugin = $1 AND key = $2",
+          [plugin, key],
+        );
+        return rows[0] === undefined ? undefined : (JSON.parse(rows[0].value) as T);
+      },
+      set: async (key, value) => {
+        refuseReserved(key);
+        const json = JSON.stringify(value);
+        if (json === undefined)
+          throw new TypeError(`Expected a JSON value for key "${key}", got ${typeof value}`);
+        await pool.query(
+          `INSERT INTO plugin_kv (plugin, key, value, updated_at) VALUES ($1, $2, $3, $4)
+           ON CONFLICT (plugin, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at`,
+          [plugin, key, json, Date.now()],
+        );
+      },
+      delete: async (key) => {
+        refuseReserved(key);
+        const result = await pool.query("DELETE FROM plugin_kv WHERE plugin = $1 AND key = $2", [
+          plugin,
+          key,
+        ]);
+        return (result.rowCount ?? 0) > 0;
+      },
+      list: async <T>(prefix = "") => {
+        // left(), not LIKE: a prefix may contain % or _.
+        const { rows } = await pool.query<{ key: string; value: string }>(
+          "SELECT key, value FROM plugin_kv WHERE plugin = $1 AND left(key, length($2)) = $2 ORDER BY key",
+          [plugin, prefix],
+        );
+        return rows.map((row) => ({ key: row.key, value: JSON.parse(row.value) as T }));
+      },
+    };
+  }
+
+  async lastSlot(plugin: string, schedule: string): Promise<number | undefined> {
+    const { rows } = await this.#pool.query<{ last_slot: number }>(
+      "SELECT last_slot FROM plugin_schedules WHERE plugin = $1 AND name = $2",
+      [plugin, schedule],
+    );
+    return rows[0]?.last_slot;
+  }
+
+  async saveSlot(plugin: string, schedule: string, slot: number): Promise<void> {
+    await this.#pool.query(
+      `INSERT INTO plugin_schedules (plugin, name, last_slot) VALUES ($1, $2, $3)
+       ON CONFLICT (plugin, name) DO UPDATE SET last_slot = excluded.last_slot`,
+      [plugin, schedule, slot],
+    );
+  }
+
+  async claimWebhookBody(
+    plugin: string,
+    route: string,
+    hash: string,
+    deliveryId: string,
+    now: number,
+    windowMs: number,
+  ): Promise<string | undefined> {
+    return inTransaction(this.#pool, async (client) => {
+      await client.query("DELETE FROM webhook_claims WHERE plugin = $1 AND route = $2 AND claimed_at <= $3", [
+        plugin,
+        route,
+        now - windowMs,
+      ]);
+      // The claim and the read in one statement: of two instances claiming at once, the second
+      // waits on the first's row and then reads it.
+      const { rows } = await client.query<{ delivery_id: string }>(
+        `WITH claimed AS (
+           INSERT INTO webhook_claims (plugin, route, hash, delivery_id, claimed_at) VALUES ($1, $2, $3, $4, $5)
+           ON CONFLICT (plugin, route, hash) DO NOTHING RETURNING delivery_id)
+         SELECT delivery_id FROM claimed UNION ALL
+         SELECT delivery_id FROM webhook_claims
+         WHERE plugin = $1 AND route = $2 AND hash = $3 AND NOT EXISTS (SELECT 1 FROM claimed)`,
+        [plugin, route, hash, deliveryId, now],
+      );
+      const first = rows[0]!.delivery_id;
+      return first === deliveryId ? undefined : first;
+    });
+  }
+
+  async releaseWebhookBody(plugin: string, route: string, hash: string, deliveryId: string): Promise<void> {
+    await this.#pool.query(
+      "DELETE FROM webhook_claims WHERE plugin = $1 AND route = $2 AND hash = $3 AND delivery_id = $4",
+      [plugin, route, hash, deliveryId],
+    );
+  }
+}

@@ -1,14 +1,16 @@
 // Crash safety, proven: a child process enqueues a burst through the outbox while the fake
 // homeserver answers with 429s, 5xx, resets and lost answers; it is killed with SIGKILL at seeded
 // random moments and restarted on the same database. At the end the homeserver must hold every
-// message exactly once, in enqueue order per room.
+// message exactly once, in enqueue order per room. On both stores: SQLite and PostgreSQL.
 import { spawn, type ChildProcess } from "node:child_process";
 import { DatabaseSync } from "node:sqlite";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import pg from "pg";
 import { FakeHomeserver, mulberry32 } from "../support/FakeHomeserver.ts";
+import { startPostgresCluster, type PostgresCluster } from "../support/postgresCluster.ts";
 
 const CHILD = fileURLToPath(new URL("../support/outboxCrashChild.ts", import.meta.url));
 const COUNT = 2000;
@@ -32,16 +34,37 @@ function spawnChild(options: object): {
   return { child, output: () => output, exited };
 }
 
-describe("outbox crash safety", () => {
+/** Rows in the outbox journal, and distinct txnIds among them. */
+async function journalCounts(db: string): Promise<{ n: number; ids: number }> {
+  const sql = "SELECT COUNT(*)::integer AS n, COUNT(DISTINCT txn_id)::integer AS ids FROM outbox";
+  if (db.startsWith("postgres://")) {
+    const client = new pg.Client(db);
+    await client.connect();
+    const { rows } = await client.query<{ n: number; ids: number }>(sql);
+    await client.end();
+    return { ...rows[0]! };
+  }
+  const journal = new DatabaseSync(db, { readOnly: true });
+  const row = journal.prepare(sql.replaceAll("::integer", "")).get() as { n: number; ids: number };
+  journal.close();
+  return { ...row };
+}
+
+describe.each(["sqlite", "postgres"])("outbox crash safety on %s", (kind) => {
   let hs: FakeHomeserver;
   let dir: string;
+  let cluster: PostgresCluster | undefined;
+  let db: string;
 
   beforeAll(async () => {
     hs = await FakeHomeserver.start({ asToken: TOKEN, seed: SEED });
     dir = mkdtempSync(join(tmpdir(), "courier-crash-"));
+    cluster = kind === "postgres" ? await startPostgresCluster() : undefined;
+    db = cluster ? await cluster.createDatabase() : join(dir, "outbox.sqlite");
   });
   afterAll(async () => {
     await hs.stop();
+    await cluster?.stop();
     rmSync(dir, { recursive: true, force: true });
   });
 
@@ -56,7 +79,7 @@ describe("outbox crash safety", () => {
       delayMs: 1,
     });
     const options = {
-      db: join(dir, "outbox.sqlite"),
+      db,
       homeserverUrl: hs.url,
       asToken: TOKEN,
       count: COUNT,
@@ -68,8 +91,13 @@ describe("outbox crash safety", () => {
     const storedAtKill: number[] = [];
     for (let k = 0; k < KILLS; k++) {
       const run = spawnChild(options);
-      // Node's start-up takes ~150 ms; kill somewhere in the burst after that.
-      await new Promise((r) => setTimeout(r, 300 + Math.floor(random() * 900)));
+      // Kill once this run has delivered a random part more: mid-burst however slow the machine.
+      const before = hs.stats.stored;
+      const target = before + 20 + Math.floor(random() * (COUNT / (KILLS + 2)));
+      const deadline = Date.now() + 30_000;
+      while (hs.stats.stored < target && run.child.exitCode === null && Date.now() < deadline)
+        await new Promise((r) => setTimeout(r, 5));
+      expect({ progressed: hs.stats.stored >= target, output: run.output() }).toMatchObject({ progressed: true });
       run.child.kill("SIGKILL");
       await run.exited;
       storedAtKill.push(hs.stats.stored);
@@ -96,11 +124,6 @@ describe("outbox crash safety", () => {
 
     // The homeserver dedupes a resent txnId, so check the journal itself too: each restart
     // re-enqueued the burst, and keys a kill lost before the index committed them were found again.
-    const journal = new DatabaseSync(options.db, { readOnly: true });
-    expect(journal.prepare("SELECT COUNT(*) AS n, COUNT(DISTINCT txn_id) AS ids FROM outbox").get()).toEqual({
-      n: COUNT,
-      ids: COUNT,
-    });
-    journal.close();
+    expect(await journalCounts(db)).toEqual({ n: COUNT, ids: COUNT });
   }, 120_000);
 });

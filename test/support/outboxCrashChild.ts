@@ -3,10 +3,12 @@
 // part collapses onto the existing rows) and sends what is left. Prints "done" when drained.
 import { MatrixClient } from "../../src/matrix/MatrixClient.ts";
 import { Outbox } from "../../src/outbox/Outbox.ts";
+import { openPostgresStores } from "../../src/runtime/createCourier.ts";
 import { SqliteOutboxStore } from "../../src/store/sqlite/SqliteOutboxStore.ts";
 import { roomId, userId } from "../../src/ids.ts";
 
 export interface CrashChildOptions {
+  /** A SQLite file, or a postgres:// URL. */
   db: string;
   homeserverUrl: string;
   asToken: string;
@@ -20,7 +22,9 @@ export const roomFor = (n: number, rooms: number) => roomId(`!room${n % rooms}:f
 export const senderFor = (n: number, senders: number) => userId(`@ghost_${n % senders}:fake.test`);
 
 const options = JSON.parse(process.argv[2] ?? "{}") as CrashChildOptions;
-const store = new SqliteOutboxStore({ path: options.db });
+const postgres = options.db.startsWith("postgres://") ? openPostgresStores(options.db) : undefined;
+await postgres?.ready;
+const store = postgres?.outbox ?? new SqliteOutboxStore({ path: options.db });
 const client = new MatrixClient({
   homeserverUrl: options.homeserverUrl,
   accessToken: options.asToken,
@@ -58,6 +62,6 @@ for (let i = 0; i < options.count; i += BATCH) {
 process.stdout.write("enqueued\n");
 await outbox.onIdle();
 await outbox.stop();
-await store.close();
+await (postgres ?? (store as SqliteOutboxStore)).close();
 await client.close();
 process.stdout.write("done\n");

@@ -100,6 +100,7 @@ export async function startPostgresCluster(): Promise<PostgresCluster> {
       else server.kill("SIGINT");
       await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 10_000))]);
       if (server.exitCode === null) server.kill("SIGKILL");
+      server.stderr?.destroy(); // the postmaster's children may hold it a little longer
       rmSync(dir, { recursive: true, force: true });
     },
   };

@@ -97,7 +97,9 @@ describe.each(["sqlite", "postgres"])("outbox crash safety on %s", (kind) => {
       const deadline = Date.now() + 30_000;
       while (hs.stats.stored < target && run.child.exitCode === null && Date.now() < deadline)
         await new Promise((r) => setTimeout(r, 5));
-      expect({ progressed: hs.stats.stored >= target, output: run.output() }).toMatchObject({ progressed: true });
+      expect({ progressed: hs.stats.stored >= target, output: run.output() }).toMatchObject({
+        progressed: true,
+      });
       run.child.kill("SIGKILL");
       await run.exited;
       storedAtKill.push(hs.stats.stored);

@@ -98,7 +98,9 @@ export async function startPostgresCluster(): Promise<PostgresCluster> {
       const postmaster = existsSync(pidFile) ? Number(readFileSync(pidFile, "utf8").split("\n")[0]) : 0;
       if (postmaster > 0) process.kill(postmaster, "SIGINT");
       else server.kill("SIGINT");
-      await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 10_000))]);
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([exited, new Promise((resolve) => (timer = setTimeout(resolve, 10_000)))]);
+      clearTimeout(timer);
       if (server.exitCode === null) server.kill("SIGKILL");
       server.stderr?.destroy(); // the postmaster's children may hold it a little longer
       rmSync(dir, { recursive: true, force: true });

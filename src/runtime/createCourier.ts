@@ -5,7 +5,7 @@ import { SqliteOutboxStore } from "../store/sqlite/SqliteOutboxStore.ts";
 import { SqlitePluginData } from "../store/sqlite/SqlitePluginData.ts";
 import { WalCheckpointer } from "../store/sqlite/WalCheckpointer.ts";
 import { WriterLock } from "../store/sqlite/WriterLock.ts";
-import { createPool, migratePostgres } from "../store/postgres/PgDatabase.ts";
+import { createPool, migratePostgres, takeWriterLock } from "../store/postgres/PgDatabase.ts";
 import { PgInboundJournal } from "../store/postgres/PgInboundJournal.ts";
 import { PgOutboxStore } from "../store/postgres/PgOutboxStore.ts";
 import { PgPluginData } from "../store/postgres/PgPluginData.ts";
@@ -61,15 +61,18 @@ export function openSqliteStores(store: CourierConfig["store"]): CourierStores {
 }
 
 /**
- * The stores on PostgreSQL (`store.url`), for running several instances on one database: one
- * connection pool shared by the outbox, the inbound journal and the plugins' data. Their schema
- * is migrated before `ready` settles (under an advisory lock: instances starting together
- * migrate once).
+ * The stores on PostgreSQL (`store.url`): one connection pool shared by the outbox, the inbound
+ * journal and the plugins' data. Before `ready` settles, their schema is migrated (under an
+ * advisory lock: instances starting together migrate once) and the writer lock taken: one
+ * instance per database, as one process per SQLite file, until lanes are leased.
  */
 export function openPostgresStores(url: string, onIdleError?: (error: Error) => void): CourierStores {
   const pool = createPool({ url }, onIdleError);
   const outbox = new PgOutboxStore(pool);
-  const ready = migratePostgres(pool);
+  let lock: { release(): void } | undefined;
+  const ready = migratePostgres(pool).then(async () => {
+    lock = await takeWriterLock(pool);
+  });
   ready.catch(() => {}); // awaited by Courier.start(); not an unhandled rejection meanwhile
   return {
     outbox,
@@ -78,6 +81,7 @@ export function openPostgresStores(url: string, onIdleError?: (error: Error) => 
     ready,
     async close() {
       await outbox.flush();
+      lock?.release();
       await pool.end();
     },
   };

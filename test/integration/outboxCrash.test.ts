@@ -61,12 +61,12 @@ describe.each(["sqlite", "postgres"])("outbox crash safety on %s", (kind) => {
     dir = mkdtempSync(join(tmpdir(), "courier-crash-"));
     cluster = kind === "postgres" ? await startPostgresCluster() : undefined;
     db = cluster ? await cluster.createDatabase() : join(dir, "outbox.sqlite");
-  });
+  }, 60_000);
   afterAll(async () => {
     await hs.stop();
     await cluster?.stop();
     rmSync(dir, { recursive: true, force: true });
-  });
+  }, 30_000);
 
   test(`SIGKILL at ${KILLS} random moments mid-burst: every message once, in order`, async () => {
     hs.setFaults({

@@ -95,3 +95,42 @@ export async function inTransaction<T>(
     client.release(broken);
   }
 }
+
+/** Another instance runs on this database: several instances share the work only once lanes are leased. */
+export class DatabaseInUseError extends CourierError {
+  constructor() {
+    super(
+      "COURIER_STORE_LOCKED",
+      "M_UNKNOWN",
+      503,
+      "Another courier runs on this PostgreSQL database (it holds the writer lock): run one instance per database for now; instances sharing one database need the lane leases that are not built yet.",
+    );
+  }
+}
+
+/** The writer lock's advisory lock id: "write" in ASCII. */
+const WRITER_LOCK = 0x7772697465;
+
+/**
+ * Takes the one-writer lock of the database on a connection of its own, held until `release`
+ * (and released by the server when the process dies, with its connection). Throws
+ * DatabaseInUseError when another instance holds it.
+ */
+export async function takeWriterLock(pool: pg.Pool): Promise<{ release(): void }> {
+  const client = await pool.connect();
+  const { rows } = await client.query<{ locked: boolean }>("SELECT pg_try_advisory_lock($1) AS locked", [
+    WRITER_LOCK,
+  ]);
+  if (!rows[0]!.locked) {
+    client.release();
+    throw new DatabaseInUseError();
+  }
+  // Closing the connection drops the session's advisory lock.
+  let held = true;
+  return {
+    release: () => {
+      if (held) client.release(true);
+      held = false;
+    },
+  };
+}

@@ -58,6 +58,7 @@ store:
   # NORMAL survives a crash of this process; FULL also a power cut, at a lower commit rate.
   synchronous: NORMAL
   # retentionDays: 7            # how long sent requests and handled transactions are kept
+  # url: postgres://courier@127.0.0.1/courier   # PostgreSQL instead of the file (docs/scaling.md); password in COURIER_STORE_URL
 
 outbox:
   # maxConcurrency: 32          # rooms sending at the same time

@@ -322,6 +322,16 @@ describe("environment overrides", () => {
     expect(config.store.path).toBe(path.join(dir, "db", "x.sqlite"));
   });
 
+  test("store.url chooses PostgreSQL, from the file or COURIER_STORE_URL; anything but a postgres URL names the key", () => {
+    expect(loadConfig(file(MINIMAL), {}).store.url).toBeUndefined();
+    const fromEnv = loadConfig(file(MINIMAL), { COURIER_STORE_URL: "postgres://courier:pw@db/courier" });
+    expect(fromEnv.store.url).toBe("postgres://courier:pw@db/courier");
+    const bad = file(`${MINIMAL}store:\n  url: mysql://db/courier\n`);
+    expect(problems(bad)).toEqual([
+      'config.yaml:5: store.url: expected a postgres:// or postgresql:// URL, got "mysql://db/courier"',
+    ]);
+  });
+
   test("a bad value names the variable instead of a line; a misspelt variable is reported", () => {
     const at = file(`${MINIMAL}outbox:\n  rate: { perSecond: 5 }\n`);
     expect(

@@ -45,6 +45,7 @@ export class Outbox extends EventEmitter<OutboxEvents> {
   readonly #settlements: Settlements;
   readonly #timers = new Set<NodeJS.Timeout>();
   readonly #idleWaiters: Array<() => void> = [];
+  readonly #ownership: OutboxOptions["ownership"];
   #started = false;
   #rescanning: Promise<void> = Promise.resolve();
   /**
@@ -79,6 +80,7 @@ export class Outbox extends EventEmitter<OutboxEvents> {
     this.#stalledLaneMs = options.stalledLaneMs ?? 100;
     this.#log = options.logger ?? pino({ level: "silent" });
     this.#random = options.random ?? Math.random;
+    this.#ownership = options.ownership;
     this.#deliveries = new Deliveries(this.#store);
     this.#settlements = new Settlements(this.#store, this.#log, this.#random);
   }
@@ -124,7 +126,16 @@ export class Outbox extends EventEmitter<OutboxEvents> {
     this.#started = true;
     this.#stopped = false;
     this.#settlements.start();
-    const lanes = await this.#store.pendingLanes();
+    await this.#ownership?.start({
+      owned: (lanes) => {
+        for (const key of lanes) if (!this.#lanes.has(key)) this.#pump(this.#laneFor(key, false));
+      },
+      grew: (lanes) => {
+        for (const key of lanes) if (this.#ownership!.owns(key)) this.#grew(key);
+      },
+    });
+    const ownership = this.#ownership;
+    const lanes = (await this.#store.pendingLanes()).filter((key) => ownership?.owns(key) ?? true);
     this.#log.info({ lanes: lanes.length }, "outbox started");
     for (const key of lanes) this.#pump(this.#laneFor(key, false));
   }
@@ -209,6 +220,7 @@ export class Outbox extends EventEmitter<OutboxEvents> {
     this.#stopped = true;
     this.#started = false;
     this.#settlements.stop();
+    const stopping = this.#ownership?.stop();
     for (const timer of this.#timers) clearTimeout(timer);
     this.#timers.clear();
     this.#queue.clear();
@@ -221,6 +233,9 @@ export class Outbox extends EventEmitter<OutboxEvents> {
     await this.#settlements.commitLast();
     await this.#store.flush().catch((error: unknown) => {
       this.#log.error({ err: error }, "could not commit the last outcomes; they are replayed next start");
+    });
+    await stopping?.catch((error: unknown) => {
+      this.#log.error({ err: error }, "could not give the lane leases back; they expire");
     });
     this.#lanes.clear();
     this.#dropped.clear();
@@ -258,15 +273,43 @@ export class Outbox extends EventEmitter<OutboxEvents> {
   /** A row was committed. Before start(), start() will find it in the store. */
   #accept(row: OutboxRow): void {
     if (!this.#started) return;
+    const ownership = this.#ownership;
+    if (ownership) {
+      // Another instance may have journaled rows of this lane just before: read them from the
+      // store in seq order rather than hold this one. A lane nobody holds becomes ours.
+      if (ownership.owns(row.lane)) this.#grew(row.lane);
+      else
+        void ownership.claim(row.lane).then(
+          (ours) => ours && this.#started && this.#grew(row.lane),
+          (error: unknown) =>
+            this.#log.warn({ err: error, lane: row.lane }, "could not claim a lane; its owner sends it"),
+        );
+      return;
+    }
     // A lane missing from memory has no pending rows (start() loaded them all), so it is complete.
     const lane = this.#laneFor(row.lane, true);
     lane.offer(row, this.#window, this.#stalledLaneMs);
     this.#pump(lane);
   }
 
+  /** Rows were journaled in a lane this instance owns, maybe by another one: load them in seq order. */
+  #grew(key: string): void {
+    const lane = this.#lanes.get(key);
+    if (!lane) return this.#pump(this.#laneFor(key, false));
+    if (lane.loading) lane.grewWhileLoading = true;
+    lane.complete = false;
+    this.#pump(lane);
+  }
+
   /** Moves a lane forward: schedule its head, load more rows, or retire it when it is empty. */
   #pump(lane: OutboxLane): void {
     if (this.#stopped || lane.busy || lane.loading) return;
+    if (this.#ownership && !this.#ownership.owns(lane.key)) {
+      // Its lease went to another instance: the rows stay pending in the store for the new owner.
+      this.#lanes.delete(lane.key);
+      this.#notifyIdle();
+      return;
+    }
     const head = lane.rows[0];
     if (!head) {
       if (!lane.complete) {

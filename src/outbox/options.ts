@@ -1,5 +1,6 @@
 import type { Logger } from "pino";
 import type { MatrixRequest } from "../matrix/requests.ts";
+import type { LaneOwnership } from "../store/LaneOwnership.ts";
 import type { OutboxStore } from "../store/OutboxStore.ts";
 import type { DeviceId, UserId } from "../ids.ts";
 import { DEFAULT_RATE, type RateOptions } from "./TokenBucket.ts";
@@ -59,6 +60,11 @@ export interface OutboxOptions {
    */
   readonly stalledLaneMs?: number;
   readonly logger?: Logger;
+  /**
+   * Several instances on one store: only the lanes this instance owns are sent here; rows
+   * journaled in other lanes are sent by their owners. @default none: every lane is this outbox's
+   */
+  readonly ownership?: LaneOwnership;
   /**
    * Which senders other than the bot a request may name (masquerade as): the registration's user
    * namespaces. Any other sender is refused at enqueue with NotOurUserError, before a row is

@@ -14,6 +14,16 @@ import { toRow, type RawRow } from "../outboxRows.ts";
 import { GroupCommit } from "./GroupCommit.ts";
 import { inTransaction } from "./PgDatabase.ts";
 
+/** The channel on which a commit names the lanes that got rows (`LISTEN`, see PgLaneLeases). */
+export const OUTBOX_CHANNEL = "courier_outbox";
+
+/**
+ * Held by each insert transaction until its COMMIT: rows become visible in seq order, even from
+ * several instances, so an owner that has read a lane up to a seq has seen every row below it.
+ * "outbo" in ASCII.
+ */
+const INSERT_LOCK = 0x6f7574626f;
+
 const COLUMNS =
   "seq, txn_id, lane, kind, sender, method, path, body, state, attempts, event_id, error::text AS error, created_at, settled_at";
 
@@ -21,14 +31,20 @@ const COLUMNS =
 const INSERT: pg.QueryConfig = {
   name: "courier-outbox-insert",
   // ORDER BY ordinality: the identity values are taken in the order of the rows, so seq follows
-  // the enqueue order within the batch too.
-  text: `INSERT INTO outbox (txn_id, lane, kind, sender, method, path, body, created_at)
-    SELECT txn_id, lane, kind, sender, method, path, body, $8
-    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[])
-      WITH ORDINALITY AS r (txn_id, lane, kind, sender, method, path, body, n)
-    ORDER BY n
-    ON CONFLICT (txn_id) DO NOTHING
-    RETURNING seq, txn_id, created_at`,
+  // the enqueue order within the batch too. Each lane that got rows is notified (on COMMIT) to
+  // the instances listening: its owner may be another one.
+  text: `WITH added AS (
+      INSERT INTO outbox (txn_id, lane, kind, sender, method, path, body, created_at)
+      SELECT txn_id, lane, kind, sender, method, path, body, $8
+      FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[])
+        WITH ORDINALITY AS r (txn_id, lane, kind, sender, method, path, body, n)
+      ORDER BY n
+      ON CONFLICT (txn_id) DO NOTHING
+      RETURNING seq, txn_id, created_at, lane
+    ), notified AS (
+      SELECT count(pg_notify('${OUTBOX_CHANNEL}', lane)) AS n FROM (SELECT DISTINCT lane FROM added) l
+    )
+    SELECT seq, txn_id, created_at FROM added, notified`,
 };
 const BY_TXN_IDS: pg.QueryConfig = {
   name: "courier-outbox-by-txn-ids",
@@ -158,6 +174,7 @@ export class PgOutboxStore implements OutboxStore {
     const rows = batches.flat();
     const column = <T>(pick: (row: NewOutboxRow) => T) => rows.map(pick);
     return inTransaction(this.#pool, async (client) => {
+      await client.query("SELECT pg_advisory_xact_lock($1)", [INSERT_LOCK]);
       const inserted = await client.query<{ seq: number; txn_id: string; created_at: number }>({
         ...INSERT,
         values: [

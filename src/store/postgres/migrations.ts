@@ -71,4 +71,16 @@ export const PG_MIGRATIONS: readonly string[] = [
      last_slot bigint NOT NULL,
      PRIMARY KEY (plugin, name)
    );`,
+  // Several instances on one database: who owns which outbox lane, until when (ms on the
+  // database's clock, so the instances' clocks do not matter), and which instances are alive.
+  `CREATE TABLE lane_leases (
+     lane text PRIMARY KEY,
+     owner text NOT NULL,
+     expires_at bigint NOT NULL
+   );
+   CREATE INDEX lane_leases_owner ON lane_leases (owner);
+   CREATE TABLE courier_instances (
+     id text PRIMARY KEY,
+     seen_at bigint NOT NULL
+   );`,
 ];

@@ -1,0 +1,172 @@
+import { randomUUID } from "node:crypto";
+import type pg from "pg";
+import { pino, type Logger } from "pino";
+import type { LaneOwnership, LaneOwnershipEvents } from "../LaneOwnership.ts";
+import { OUTBOX_CHANNEL } from "./PgOutboxStore.ts";
+
+export interface PgLaneLeasesOptions {
+  /** This instance's name in the lease table. @default a random UUID */
+  readonly instanceId?: string;
+  /** How long a lease lasts without renewal: the takeover time after a crash. @default 5000 */
+  readonly leaseMs?: number;
+  readonly logger?: Logger;
+}
+
+export const LANE_LEASE_DEFAULTS = { leaseMs: 5000 } as const;
+
+/** Milliseconds on the database's clock: every instance's lease is measured on one clock. */
+const DB_NOW = "(extract(epoch FROM clock_timestamp()) * 1000)::bigint";
+
+const CLAIM = `INSERT INTO lane_leases (lane, owner, expires_at)
+  SELECT lane, $2, ${DB_NOW} + $3 FROM unnest($1::text[]) AS l (lane)
+  ON CONFLICT (lane) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at
+    WHERE lane_leases.expires_at < ${DB_NOW} OR lane_leases.owner = excluded.owner
+  RETURNING lane`;
+
+/**
+ * Outbox lanes leased to instances in a table (`lane_leases`), on the database's clock. Every
+ * third of the lease time an instance renews its leases, gives back the lanes it has nothing to
+ * send in and those above its fair share (pending lanes / live instances, so a new instance gets
+ * its share), and takes free or expired ones up to that share. An instance trusts its leases
+ * for two thirds of the lease time after the renewal began, so it stops sending a lane before
+ * another can take it over. New rows are announced by `NOTIFY` on commit (PgOutboxStore) and
+ * heard here on a connection of its own.
+ *
+ * A table rather than advisory locks: a lease outlives a stalled but connected process only
+ * until it expires, the takeover time is a setting, and who owns what is a query away.
+ */
+export class PgLaneLeases implements LaneOwnership {
+  readonly instanceId: string;
+  readonly #pool: pg.Pool;
+  readonly #leaseMs: number;
+  readonly #log: Logger;
+  #owned = new Set<string>();
+  /** Until when (performance.now()) the leases in `#owned` may be trusted. */
+  #trustedUntil = 0;
+  #events: LaneOwnershipEvents | undefined;
+  #listener: pg.PoolClient | undefined;
+  #timer: NodeJS.Timeout | undefined;
+  #ticking: Promise<void> | undefined;
+  #stopped = false;
+
+  constructor(pool: pg.Pool, options: PgLaneLeasesOptions = {}) {
+    this.#pool = pool;
+    this.instanceId = options.instanceId ?? randomUUID();
+    this.#leaseMs = options.leaseMs ?? LANE_LEASE_DEFAULTS.leaseMs;
+    this.#log = options.logger ?? pino({ level: "silent" });
+  }
+
+  owns(lane: string): boolean {
+    return this.#owned.has(lane) && performance.now() < this.#trustedUntil;
+  }
+
+  async claim(lane: string): Promise<boolean> {
+    const began = performance.now();
+    const { rows } = await this.#pool.query<{ lane: string }>(CLAIM, [
+      [lane],
+      this.instanceId,
+      this.#leaseMs,
+    ]);
+    if (rows.length === 0) return false;
+    this.#owned.add(lane);
+    // A lone claim does not extend the trust of the others; a first one starts it.
+    if (this.#owned.size === 1) this.#trustedUntil = began + (this.#leaseMs * 2) / 3;
+    return true;
+  }
+
+  async start(events: LaneOwnershipEvents): Promise<void> {
+    this.#events = events;
+    this.#stopped = false;
+    await this.#listen();
+    await this.#tick();
+    this.#timer = setInterval(() => void this.#tick(), this.#leaseMs / 3);
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    clearInterval(this.#timer);
+    await this.#ticking;
+    this.#listener?.release(true);
+    this.#listener = undefined;
+    this.#owned.clear();
+    await this.#pool.query("DELETE FROM lane_leases WHERE owner = $1", [this.instanceId]);
+    await this.#pool.query("DELETE FROM courier_instances WHERE id = $1", [this.instanceId]);
+  }
+
+  /** Lanes this instance holds, as the database says (metrics, dashboard). Does I/O. */
+  async leases(): Promise<Array<{ lane: string; owner: string; expiresInMs: number }>> {
+    const { rows } = await this.#pool.query<{ lane: string; owner: string; expires_in: number }>(
+      `SELECT lane, owner, expires_at - ${DB_NOW} AS expires_in FROM lane_leases ORDER BY lane`,
+    );
+    return rows.map((r) => ({ lane: r.lane, owner: r.owner, expiresInMs: r.expires_in }));
+  }
+
+  #tick(): Promise<void> {
+    if (this.#ticking || this.#stopped) return this.#ticking ?? Promise.resolve();
+    this.#ticking = this.#renewAndBalance()
+      .catch((error: unknown) => this.#log.warn({ err: error }, "could not renew the lane leases; retrying"))
+      .finally(() => (this.#ticking = undefined));
+    return this.#ticking;
+  }
+
+  async #renewAndBalance(): Promise<void> {
+    if (this.#listener === undefined) await this.#listen();
+    const began = performance.now();
+    const id = this.instanceId;
+    const lease = this.#leaseMs;
+    await this.#pool.query(
+      `INSERT INTO courier_instances (id, seen_at) VALUES ($1, ${DB_NOW})
+       ON CONFLICT (id) DO UPDATE SET seen_at = excluded.seen_at`,
+      [id],
+    );
+    const renewed = await this.#pool.query<{ lane: string }>(
+      `UPDATE lane_leases SET expires_at = ${DB_NOW} + $2 WHERE owner = $1 RETURNING lane`,
+      [id, lease],
+    );
+    const owned = new Set(renewed.rows.map((r) => r.lane));
+    this.#owned = owned;
+    this.#trustedUntil = began + (lease * 2) / 3;
+
+    const { rows } = await this.#pool.query<{ lane: string; owner: string | null; live: number }>(
+      `SELECT p.lane, l.owner, (SELECT count(*)::integer FROM courier_instances WHERE seen_at > ${DB_NOW} - $1) AS live
+       FROM (SELECT DISTINCT lane FROM outbox WHERE state = 'pending') p
+       LEFT JOIN lane_leases l ON l.lane = p.lane AND l.expires_at >= ${DB_NOW}`,
+      [lease],
+    );
+    const pending = new Set(rows.map((r) => r.lane));
+    const live = Math.max(1, rows[0]?.live ?? 1);
+    const share = Math.ceil(pending.size / live);
+    const busy = [...owned].filter((lane) => pending.has(lane)).sort();
+    const giveBack = [...[...owned].filter((lane) => !pending.has(lane)), ...busy.slice(share)];
+    if (giveBack.length > 0) {
+      await this.#pool.query("DELETE FROM lane_leases WHERE owner = $1 AND lane = ANY($2::text[])", [
+        id,
+        giveBack,
+      ]);
+      for (const lane of giveBack) owned.delete(lane);
+    }
+    const free = rows.filter((r) => r.owner === null).map((r) => r.lane);
+    const wanted = free.slice(0, Math.max(0, share - busy.length));
+    if (wanted.length > 0) {
+      const claimed = await this.#pool.query<{ lane: string }>(CLAIM, [wanted, id, lease]);
+      for (const { lane } of claimed.rows) owned.add(lane);
+      if (claimed.rows.length > 0) this.#log.info({ lanes: claimed.rows.length }, "lanes taken over");
+    }
+    if (!this.#stopped) this.#events?.owned([...owned].filter((lane) => pending.has(lane)));
+  }
+
+  async #listen(): Promise<void> {
+    const client = await this.#pool.connect();
+    client.on("notification", (message) => {
+      if (message.channel === OUTBOX_CHANNEL && message.payload) this.#events?.grew([message.payload]);
+    });
+    // A lost connection: listen again at the next renewal (which also sends what was missed).
+    client.on("error", (error) => {
+      this.#log.warn({ err: error }, "lost the connection that listens for new rows");
+      if (this.#listener === client) this.#listener = undefined;
+      client.release(true);
+    });
+    await client.query(`LISTEN ${OUTBOX_CHANNEL}`);
+    this.#listener = client;
+  }
+}

@@ -1,0 +1,46 @@
+// One of several instances sharing a PostgreSQL outbox: sends only the lanes it leases
+// (PgLaneLeases), until killed or told to stop (SIGTERM). Prints "ready" once it has renewed.
+import { MatrixClient } from "../../src/matrix/MatrixClient.ts";
+import { Outbox } from "../../src/outbox/Outbox.ts";
+import { userId } from "../../src/ids.ts";
+import { createPool, migratePostgres } from "../../src/store/postgres/PgDatabase.ts";
+import { PgLaneLeases } from "../../src/store/postgres/PgLaneLeases.ts";
+import { PgOutboxStore } from "../../src/store/postgres/PgOutboxStore.ts";
+
+export interface LaneSenderOptions {
+  url: string;
+  instanceId: string;
+  leaseMs: number;
+  homeserverUrl: string;
+  asToken: string;
+}
+
+const options = JSON.parse(process.argv[2] ?? "{}") as LaneSenderOptions;
+const pool = createPool({ url: options.url });
+await migratePostgres(pool);
+const client = new MatrixClient({
+  homeserverUrl: options.homeserverUrl,
+  accessToken: options.asToken,
+  timeoutMs: 2000,
+});
+const outbox = new Outbox({
+  store: new PgOutboxStore(pool),
+  transport: client,
+  appserviceId: "lanes-test",
+  botUserId: userId("@bot:fake.test"),
+  maxConcurrency: 16,
+  rate: { perSecond: 10_000, burst: 10_000 },
+  retry: { baseMs: 5, capMs: 100 },
+  ownership: new PgLaneLeases(pool, { instanceId: options.instanceId, leaseMs: options.leaseMs }),
+});
+await outbox.start();
+process.stdout.write("ready\n");
+process.once("SIGTERM", () => {
+  void (async () => {
+    await outbox.stop(2000);
+    await pool.end();
+    await client.close();
+    process.stdout.write("stopped\n");
+    process.exit(0);
+  })();
+});

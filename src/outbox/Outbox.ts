@@ -133,6 +133,7 @@ export class Outbox extends EventEmitter<OutboxEvents> {
       grew: (lanes) => {
         for (const key of lanes) if (this.#ownership!.owns(key)) this.#grew(key);
       },
+      busy: (key) => this.#lanes.get(key)?.busy ?? false,
     });
     const ownership = this.#ownership;
     const lanes = (await this.#store.pendingLanes()).filter((key) => ownership?.owns(key) ?? true);

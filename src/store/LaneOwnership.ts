@@ -4,13 +4,19 @@ export interface LaneOwnershipEvents {
   owned(lanes: readonly string[]): void;
   /** Rows were journaled in these lanes, by any instance. */
   grew(lanes: readonly string[]): void;
+  /**
+   * Whether this instance is in the middle of the lane (a request on the wire, a handler
+   * running): such a lane is not given back to balance the work. No I/O.
+   */
+  busy(lane: string): boolean;
 }
 
 /**
- * Which outbox lanes this instance sends, when several instances share one store: each lane (a
- * room, a to-device sender) is owned by one instance at a time, under a lease that expires when
- * its owner stops renewing it (a crash), so per-lane order holds across instances and a dead
- * instance's lanes are taken over. Implementation: `PgLaneLeases`.
+ * Which lanes this instance works on, when several instances share one store: each outbox lane
+ * (a room, a to-device sender) and each inbound lane (a room's events) is owned by one instance
+ * at a time, under a lease that expires when its owner stops renewing it (a crash), so per-lane
+ * order holds across instances and a dead instance's lanes are taken over. Implementation:
+ * `PgLaneLeases`.
  */
 export interface LaneOwnership {
   /** Whether this instance holds the lane's lease now. No I/O. */

@@ -35,6 +35,9 @@ const RECORD_COLUMNS =
   "seq, txn_id, kind, lane, item_key, event_id, json, attempts, state, error, received_at, settled_at";
 const NOT_PENDING = "NOT EXISTS (SELECT 1 FROM inbound_pending p WHERE p.seq = inbound_items.seq)";
 
+/** The channel on which a journal commit names the lanes that got items (see PgLaneLeases). */
+export const INBOUND_CHANNEL = "courier_inbound";
+
 /** Serialises journal commits across every instance on the database: "inbou" in ASCII. */
 const JOURNAL_LOCK = 0x696e626f75;
 
@@ -52,9 +55,12 @@ const JOURNAL: pg.QueryConfig = {
       ON CONFLICT (item_key) DO NOTHING
       RETURNING seq, state
     ), pending AS (
-      INSERT INTO inbound_pending (seq, attempts) SELECT seq, 1 FROM added WHERE state IS NULL
+      INSERT INTO inbound_pending (seq, attempts) SELECT seq, 1 FROM added WHERE state IS NULL RETURNING seq
+    ), notified AS (
+      SELECT count(pg_notify('${INBOUND_CHANNEL}', lane)) AS n
+      FROM (SELECT DISTINCT i.lane FROM unnest($1::bigint[], $4::text[]) AS i (seq, lane) JOIN pending p ON p.seq = i.seq) l
     )
-    SELECT seq, state FROM added`,
+    SELECT seq, state FROM added, notified`,
 };
 
 /**

@@ -2,9 +2,27 @@ import { randomUUID } from "node:crypto";
 import type pg from "pg";
 import { pino, type Logger } from "pino";
 import type { LaneOwnership, LaneOwnershipEvents } from "../LaneOwnership.ts";
+import { INBOUND_CHANNEL } from "./PgInboundJournal.ts";
 import { OUTBOX_CHANNEL } from "./PgOutboxStore.ts";
 
+/** What is leased: outbox lanes (sending) or inbound lanes (dispatching to the plugins). */
+export type LeasedWork = "outbox" | "inbound";
+
+/** Per kind of work: its lanes with something pending, and the channel its commits notify. */
+const WORK: Record<LeasedWork, { pendingLanes: string; channel: string }> = {
+  outbox: {
+    pendingLanes: "SELECT DISTINCT lane FROM outbox WHERE state = 'pending'",
+    channel: OUTBOX_CHANNEL,
+  },
+  inbound: {
+    pendingLanes: "SELECT DISTINCT i.lane FROM inbound_pending p JOIN inbound_items i ON i.seq = p.seq",
+    channel: INBOUND_CHANNEL,
+  },
+};
+
 export interface PgLaneLeasesOptions {
+  /** @default "outbox" */
+  readonly work?: LeasedWork;
   /** This instance's name in the lease table. @default a random UUID */
   readonly instanceId?: string;
   /** How long a lease lasts without renewal: the takeover time after a crash. @default 5000 */
@@ -18,13 +36,13 @@ export const LANE_LEASE_DEFAULTS = { leaseMs: 5000 } as const;
 const DB_NOW = "(extract(epoch FROM clock_timestamp()) * 1000)::bigint";
 
 const CLAIM = `INSERT INTO lane_leases (lane, owner, expires_at)
-  SELECT lane, $2, ${DB_NOW} + $3 FROM unnest($1::text[]) AS l (lane)
+  SELECT $4 || lane, $2, ${DB_NOW} + $3 FROM unnest($1::text[]) AS l (lane)
   ON CONFLICT (lane) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at
     WHERE lane_leases.expires_at < ${DB_NOW} OR lane_leases.owner = excluded.owner
-  RETURNING lane`;
+  RETURNING substr(lane, length($4) + 1) AS lane`;
 
 /**
- * Outbox lanes leased to instances in a table (`lane_leases`), on the database's clock. Every
+ * Outbox or inbound lanes leased to instances in a table (`lane_leases`), on the database's clock. Every
  * third of the lease time an instance renews its leases, gives back the lanes it has nothing to
  * send in and those above its fair share (pending lanes / live instances, so a new instance gets
  * its share), and takes free or expired ones up to that share. An instance trusts its leases
@@ -38,6 +56,9 @@ const CLAIM = `INSERT INTO lane_leases (lane, owner, expires_at)
 export class PgLaneLeases implements LaneOwnership {
   readonly instanceId: string;
   readonly #pool: pg.Pool;
+  /** The lease table's keys of this work start with it: `outbox:` or `inbound:`. */
+  readonly #prefix: string;
+  readonly #work: (typeof WORK)[LeasedWork];
   readonly #leaseMs: number;
   readonly #log: Logger;
   #owned = new Set<string>();
@@ -51,6 +72,9 @@ export class PgLaneLeases implements LaneOwnership {
 
   constructor(pool: pg.Pool, options: PgLaneLeasesOptions = {}) {
     this.#pool = pool;
+    const work = options.work ?? "outbox";
+    this.#prefix = `${work}:`;
+    this.#work = WORK[work];
     this.instanceId = options.instanceId ?? randomUUID();
     this.#leaseMs = options.leaseMs ?? LANE_LEASE_DEFAULTS.leaseMs;
     this.#log = options.logger ?? pino({ level: "silent" });
@@ -89,8 +113,10 @@ export class PgLaneLeases implements LaneOwnership {
     this.#listener?.release(true);
     this.#listener = undefined;
     this.#owned.clear();
-    await this.#pool.query("DELETE FROM lane_leases WHERE owner = $1", [this.instanceId]);
-    await this.#pool.query("DELETE FROM courier_instances WHERE id = $1", [this.instanceId]);
+    await this.#pool.query("DELETE FROM lane_leases WHERE owner = $1 AND starts_with(lane, $2)", [
+      this.instanceId,
+      this.#prefix,
+    ]);
   }
 
   /** Lanes this instance holds, as the database says (metrics, dashboard). Does I/O. */
@@ -120,8 +146,9 @@ export class PgLaneLeases implements LaneOwnership {
       [id],
     );
     const renewed = await this.#pool.query<{ lane: string }>(
-      `UPDATE lane_leases SET expires_at = ${DB_NOW} + $2 WHERE owner = $1 RETURNING lane`,
-      [id, lease],
+      `UPDATE lane_leases SET expires_at = ${DB_NOW} + $2 WHERE owner = $1 AND starts_with(lane, $3)
+       RETURNING substr(lane, length($3) + 1) AS lane`,
+      [id, lease, this.#prefix],
     );
     const owned = new Set(renewed.rows.map((r) => r.lane));
     this.#owned = owned;
@@ -129,9 +156,9 @@ export class PgLaneLeases implements LaneOwnership {
 
     const { rows } = await this.#pool.query<{ lane: string; owner: string | null; live: number }>(
       `SELECT p.lane, l.owner, (SELECT count(*)::integer FROM courier_instances WHERE seen_at > ${DB_NOW} - $1) AS live
-       FROM (SELECT DISTINCT lane FROM outbox WHERE state = 'pending') p
-       LEFT JOIN lane_leases l ON l.lane = p.lane AND l.expires_at >= ${DB_NOW}`,
-      [lease],
+       FROM (${this.#work.pendingLanes}) p
+       LEFT JOIN lane_leases l ON l.lane = $2 || p.lane AND l.expires_at >= ${DB_NOW}`,
+      [lease, this.#prefix],
     );
     const pending = new Set(rows.map((r) => r.lane));
     const live = Math.max(1, rows[0]?.live ?? 1);
@@ -148,7 +175,7 @@ export class PgLaneLeases implements LaneOwnership {
     const free = rows.filter((r) => r.owner === null).map((r) => r.lane);
     const wanted = free.slice(0, Math.max(0, share - busy.length));
     if (wanted.length > 0) {
-      const claimed = await this.#pool.query<{ lane: string }>(CLAIM, [wanted, id, lease]);
+      const claimed = await this.#pool.query<{ lane: string }>(CLAIM, [wanted, id, lease, this.#prefix]);
       for (const { lane } of claimed.rows) owned.add(lane);
       if (claimed.rows.length > 0) this.#log.info({ lanes: claimed.rows.length }, "lanes taken over");
     }
@@ -158,7 +185,7 @@ export class PgLaneLeases implements LaneOwnership {
   async #listen(): Promise<void> {
     const client = await this.#pool.connect();
     client.on("notification", (message) => {
-      if (message.channel === OUTBOX_CHANNEL && message.payload) this.#events?.grew([message.payload]);
+      if (message.channel === this.#work.channel && message.payload) this.#events?.grew([message.payload]);
     });
     // A lost connection: listen again at the next renewal (which also sends what was missed).
     client.on("error", (error) => {
@@ -166,7 +193,7 @@ export class PgLaneLeases implements LaneOwnership {
       if (this.#listener === client) this.#listener = undefined;
       client.release(true);
     });
-    await client.query(`LISTEN ${OUTBOX_CHANNEL}`);
+    await client.query(`LISTEN ${this.#work.channel}`);
     this.#listener = client;
   }
 }

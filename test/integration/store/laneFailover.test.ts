@@ -71,7 +71,10 @@ describe("several instances on one PostgreSQL outbox", () => {
     };
     const owners = async (instanceId: string) =>
       (
-        await pool.query<{ lane: string }>("SELECT lane FROM lane_leases WHERE owner = $1", [instanceId])
+        await pool.query<{ lane: string }>(
+          "SELECT substr(lane, length('outbox:') + 1) AS lane FROM lane_leases WHERE owner = $1 AND lane LIKE 'outbox:%'",
+          [instanceId],
+        )
       ).rows.map((r) => r.lane);
 
     const [a, b] = [spawnSender("a"), spawnSender("b"), spawnSender("c")];

@@ -98,7 +98,9 @@ export async function startPostgresCluster(): Promise<PostgresCluster> {
       const postmaster = existsSync(pidFile) ? Number(readFileSync(pidFile, "utf8").split("\n")[0]) : 0;
       if (postmaster > 0) process.kill(postmaster, "SIGINT");
       else server.kill("SIGINT");
-      await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 10_000))]);
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([exited, new Promise((resolve) => (timer = setTimeout(resolve, 10_000)))]);
+      clearTimeout(timer); // else the wait keeps the test process alive after a prompt exit
       if (server.exitCode === null) server.kill("SIGKILL");
       rmSync(dir, { recursive: true, force: true });
     },

@@ -82,15 +82,14 @@ export class PgPluginData implements PluginData {
         route,
         now - windowMs,
       ]);
-      // The claim and the read in one statement: of two instances claiming at once, the second
-      // waits on the first's row and then reads it.
+      // The claim and the read in one statement. Not DO NOTHING and a read: of two claims at once,
+      // the second waits for the first's row, and its statement's snapshot, taken before that
+      // commit, does not see it. A no-op DO UPDATE locks the row and returns it as committed
+      // (INSERT's "atomic INSERT or UPDATE outcome" under READ COMMITTED, sql-insert.html).
       const { rows } = await client.query<{ delivery_id: string }>(
-        `WITH claimed AS (
-           INSERT INTO webhook_claims (plugin, route, hash, delivery_id, claimed_at) VALUES ($1, $2, $3, $4, $5)
-           ON CONFLICT (plugin, route, hash) DO NOTHING RETURNING delivery_id)
-         SELECT delivery_id FROM claimed UNION ALL
-         SELECT delivery_id FROM webhook_claims
-         WHERE plugin = $1 AND route = $2 AND hash = $3 AND NOT EXISTS (SELECT 1 FROM claimed)`,
+        `INSERT INTO webhook_claims (plugin, route, hash, delivery_id, claimed_at) VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (plugin, route, hash) DO UPDATE SET delivery_id = webhook_claims.delivery_id
+         RETURNING delivery_id`,
         [plugin, route, hash, deliveryId, now],
       );
       const first = rows[0]!.delivery_id;

@@ -11,7 +11,7 @@ import type {
   NewInboundItem,
   PendingRead,
 } from "../../inbound/InboundJournal.ts";
-import { inTransaction } from "./PgDatabase.ts";
+import { inTransaction, withoutNul } from "./PgDatabase.ts";
 
 interface RawItem {
   seq: number;
@@ -167,7 +167,12 @@ export class PgInboundJournal implements InboundJournal {
          UPDATE inbound_items i SET state = 'dead', error = d.error, attempts = h.attempts, settled_at = $4
          FROM handled h JOIN unnest($2::bigint[], $3::text[]) AS d (seq, error) ON d.seq = h.seq
          WHERE i.seq = h.seq`,
-        [[...settled.keys()], dead.map((s) => s.seq), dead.map((s) => s.error ?? null), Date.now()],
+        [
+          [...settled.keys()],
+          dead.map((s) => s.seq),
+          dead.map((s) => (s.error === undefined ? null : withoutNul(s.error))),
+          Date.now(),
+        ],
       );
     });
   }

@@ -3,6 +3,15 @@ import type { PluginData, PluginStore } from "../PluginStore.ts";
 import { refuseReserved } from "../reservedKeys.ts";
 import { inTransaction } from "./PgDatabase.ts";
 
+/** The framework's keys are refused, and keys PostgreSQL's text cannot hold (NUL), with a clear error. */
+function refuseKey(key: string): void {
+  refuseReserved(key);
+  if (key.includes("\u0000"))
+    throw new TypeError(
+      `Expected a key without NUL (U+0000): PostgreSQL cannot store it, got ${JSON.stringify(key)}`,
+    );
+}
+
 /** Plugins' key-value spaces and schedule slots in the framework's PostgreSQL database. */
 export class PgPluginData implements PluginData {
   readonly #pool: pg.Pool;
@@ -15,7 +24,7 @@ export class PgPluginData implements PluginData {
     const pool = this.#pool;
     return {
       get: async <T>(key: string) => {
-        refuseReserved(key);
+        refuseKey(key);
         const { rows } = await pool.query<{ value: string }>(
           "SELECT value FROM plugin_kv WHERE plugin = $1 AND key = $2",
           [plugin, key],
@@ -23,7 +32,7 @@ export class PgPluginData implements PluginData {
         return rows[0] === undefined ? undefined : (JSON.parse(rows[0].value) as T);
       },
       set: async (key, value) => {
-        refuseReserved(key);
+        refuseKey(key);
         const json = JSON.stringify(value);
         if (json === undefined)
           throw new TypeError(`Expected a JSON value for key "${key}", got ${typeof value}`);
@@ -34,7 +43,7 @@ export class PgPluginData implements PluginData {
         );
       },
       delete: async (key) => {
-        refuseReserved(key);
+        refuseKey(key);
         const result = await pool.query("DELETE FROM plugin_kv WHERE plugin = $1 AND key = $2", [
           plugin,
           key,
@@ -42,6 +51,7 @@ export class PgPluginData implements PluginData {
         return (result.rowCount ?? 0) > 0;
       },
       list: async <T>(prefix = "") => {
+        if (prefix.includes("\u0000")) return []; // no key holds one (refuseKey)
         // left(), not LIKE: a prefix may contain % or _.
         const { rows } = await pool.query<{ key: string; value: string }>(
           "SELECT key, value FROM plugin_kv WHERE plugin = $1 AND left(key, length($2)) = $2 ORDER BY key",

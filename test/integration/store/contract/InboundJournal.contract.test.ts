@@ -167,6 +167,26 @@ describe.each(STORE_KINDS)("InboundJournal on $name", (kind) => {
     expect(await journal.totals()).toEqual({ pending: 0, done: 2, dead: 1, rejected: 0 });
   });
 
+  test("a dead letter's error is kept whatever characters it holds, and the batch with it", async () => {
+    const journal = await inbound();
+    await journal.journal("1", [event("$1"), event("$2")]);
+    const [one, two] = (await journal.pending(0, 10)).items;
+    const error = 'unknown command "\u0000é 🎉" \\u0000';
+    await journal.record({
+      begun: [],
+      settled: [
+        { seq: one!.seq, state: "done" },
+        { seq: two!.seq, state: "dead", error },
+      ],
+    });
+    // PostgreSQL's text cannot hold NUL: it shows U+FFFD there (withoutNul).
+    const kept = kind.name === "postgres" ? error.replace("\u0000", "\uFFFD") : error;
+    expect(await journal.list({ limit: 10 })).toEqual([
+      expect.objectContaining({ seq: two!.seq, state: "dead", error: kept }),
+      expect.objectContaining({ seq: one!.seq, state: "done" }),
+    ]);
+  });
+
   test("a failed record commits nothing of its batch", async () => {
     const journal = await inbound();
     await journal.journal("1", [event("$1"), event("$2")]);

@@ -22,12 +22,17 @@ const sent = async (store: OutboxStore, txn: string, lane = LANE): Promise<Settl
   eventId: `$${txn}`,
   attempts: 1,
 });
-const dead = async (store: OutboxStore, txn: string, lane = LANE): Promise<Settlement> => ({
+const dead = async (
+  store: OutboxStore,
+  txn: string,
+  lane = LANE,
+  error = FORBIDDEN,
+): Promise<Settlement> => ({
   seq: await seqOf(store, txn),
   txnId: txn as TxnId,
   lane,
   state: "dead",
-  error: FORBIDDEN,
+  error,
   attempts: 1,
 });
 
@@ -150,6 +155,18 @@ describe.each(STORE_KINDS)("OutboxStore on $name", (kind) => {
     expect(await store.requeue("all-dead")).toBe(0);
     expect(await store.loadLane(LANE, 0, 10)).toEqual([]);
     expect(await store.totals()).toEqual({ pending: 0, sent: 1, dead: 0 });
+  });
+
+  test("a dead letter's reason is kept whatever characters it holds", async () => {
+    const store = await outbox();
+    await store.insert([row("a")]);
+    const error = { errcode: "M_UNKNOWN", status: 500, reason: 'a user\'s "text": é 🎉 \\u0000 \u0000 end' };
+    await store.settle([await dead(store, "a", LANE, error)]);
+    // PostgreSQL's text and jsonb cannot hold NUL: it shows U+FFFD there (withoutNul).
+    const kept =
+      kind.name === "postgres" ? { ...error, reason: error.reason.replace("\u0000", "\uFFFD") } : error;
+    expect(await store.get("a" as TxnId)).toMatchObject({ state: "dead", error: kept });
+    await expect((await stores.reopen()).outbox.get("a" as TxnId)).resolves.toMatchObject({ error: kept });
   });
 
   test("list filters by state and lane, newest first", async () => {

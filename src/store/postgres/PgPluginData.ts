@@ -87,10 +87,11 @@ export class PgPluginData implements PluginData {
     windowMs: number,
   ): Promise<string | undefined> {
     return inTransaction(this.#pool, async (client) => {
+      // Floored: a window may be fractional, and claimed_at (an integer) <= x is claimed_at <= floor(x).
       await client.query("DELETE FROM webhook_claims WHERE plugin = $1 AND route = $2 AND claimed_at <= $3", [
         plugin,
         route,
-        now - windowMs,
+        Math.floor(now - windowMs),
       ]);
       // The claim and the read in one statement. Not DO NOTHING and a read: of two claims at once,
       // the second waits for the first's row, and its statement's snapshot, taken before that

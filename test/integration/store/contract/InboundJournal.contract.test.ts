@@ -49,6 +49,14 @@ describe.each(STORE_KINDS)("InboundJournal on $name", (kind) => {
     // The next transaction's items come after these.
     const next = await journal.journal("2", [event("$4")]);
     expect(next).toMatchObject({ afterSeq: 3, upToSeq: 4, items: [{ seq: 4, eventId: "$4" }] });
+    // A transaction with nothing in it (a homeserver's empty push).
+    expect(await journal.journal("3", [])).toEqual({
+      items: [],
+      rejected: 0,
+      duplicates: 0,
+      afterSeq: 4,
+      upToSeq: 4,
+    });
   });
 
   test("an item is journaled once per key, whatever transaction carries it", async () => {

@@ -86,6 +86,13 @@ describe.each(STORE_KINDS)("PluginData on $name", (kind) => {
       expect(await data.claimWebhookBody("a", GITHUB, "h1", "d-1", T + DAY, DAY)).toBe("d-3");
     });
 
+    test("a window need not be a whole number of milliseconds", async () => {
+      const data = await pluginData();
+      expect(await data.claimWebhookBody("a", GITHUB, "h1", "d-1", T, 1000.5)).toBeUndefined();
+      expect(await data.claimWebhookBody("a", GITHUB, "h1", "d-2", T + 1000, 1000.5)).toBe("d-1");
+      expect(await data.claimWebhookBody("a", GITHUB, "h1", "d-3", T + 1001, 1000.5)).toBeUndefined();
+    });
+
     test("claims are per plugin, route and body; a claim drops only its own route's old claims", async () => {
       const data = await pluginData();
       expect(await data.claimWebhookBody("a", GITHUB, "h1", "d-1", T, DAY)).toBeUndefined();

@@ -202,6 +202,33 @@ describe.each(STORE_KINDS)("OutboxStore on $name", (kind) => {
     expect(await store.totals()).toEqual({ pending: 2, sent: 0, dead: 0 });
   });
 
+  test("a read waits for what was submitted before it, not for inserts that keep coming", async () => {
+    const store = await outbox();
+    // A bounded stream of inserts, each resolved one submitting the next: two always in flight.
+    const TOTAL = 200;
+    let submitted = 0;
+    let done = 0;
+    const stream = new Promise<void>((resolve, reject) => {
+      const next = () => {
+        if (submitted === TOTAL) return;
+        const n = submitted++;
+        store.insert([row(`s${n}`)]).then(() => {
+          if (++done === TOTAL) resolve();
+          next();
+        }, reject);
+      };
+      next();
+      next();
+    });
+    await store.insert([row("before")]);
+    const totals = await store.totals();
+    const doneAtRead = done;
+    await stream;
+    expect(doneAtRead).toBeLessThan(TOTAL);
+    expect(totals.pending).toBeGreaterThanOrEqual(1);
+    expect(await store.totals()).toEqual({ pending: TOTAL + 1, sent: 0, dead: 0 });
+  });
+
   test("a failed commit rejects the inserts and keeps nothing half-written", async () => {
     const store = await outbox();
     const bad = { ...row("x"), lane: null as unknown as string }; // the lane column is NOT NULL

@@ -76,7 +76,11 @@ describe.each(STORE_KINDS)("OutboxStore on $name", (kind) => {
       [true, twice[0]!.row.seq, "/p/b"],
       [false, twice[0]!.row.seq, "/p/b"],
     ]);
-    expect(await store.totals()).toEqual({ pending: 1, sent: 1, dead: 0 });
+    // The same txnId in two inserts at once: one journals it, the other is told of it.
+    const [first, second] = await Promise.all([store.insert([row("c")]), store.insert([row("c")])]);
+    expect([first![0]!.inserted, second![0]!.inserted]).toEqual([true, false]);
+    expect(second![0]!.row.seq).toBe(first![0]!.row.seq);
+    expect(await store.totals()).toEqual({ pending: 2, sent: 1, dead: 0 });
   });
 
   test("get sees a settlement before it is committed", async () => {

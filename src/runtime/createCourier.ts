@@ -60,18 +60,28 @@ export function openSqliteStores(store: CourierConfig["store"]): CourierStores {
   };
 }
 
+export interface PostgresStoresOptions {
+  /**
+   * Other instances share the database (their lanes leased, PgLaneLeases): no writer lock.
+   * @default false: the writer lock keeps other instances out
+   */
+  readonly shared?: boolean;
+  /** Errors of idle connections (the pool replaces them). @default ignored */
+  readonly onIdleError?: (error: Error) => void;
+}
+
 /**
  * The stores on PostgreSQL (`store.url`): one connection pool shared by the outbox, the inbound
  * journal and the plugins' data. Before `ready` settles, their schema is migrated (under an
- * advisory lock: instances starting together migrate once) and the writer lock taken: one
- * instance per database, as one process per SQLite file, until lanes are leased.
+ * advisory lock: instances starting together migrate once) and, unless `shared`, the writer lock
+ * taken: one instance per database, as one process per SQLite file.
  */
-export function openPostgresStores(url: string, onIdleError?: (error: Error) => void): CourierStores {
-  const pool = createPool({ url }, onIdleError);
+export function openPostgresStores(url: string, options: PostgresStoresOptions = {}): CourierStores {
+  const pool = createPool({ url }, options.onIdleError);
   const outbox = new PgOutboxStore(pool);
   let lock: { release(): void } | undefined;
   const ready = migratePostgres(pool).then(async () => {
-    lock = await takeWriterLock(pool);
+    if (!options.shared) lock = await takeWriterLock(pool);
   });
   ready.catch(() => {}); // awaited by Courier.start(); not an unhandled rejection meanwhile
   return {

@@ -100,7 +100,7 @@ export async function startPostgresCluster(): Promise<PostgresCluster> {
       else server.kill("SIGINT");
       let timer: NodeJS.Timeout | undefined;
       await Promise.race([exited, new Promise((resolve) => (timer = setTimeout(resolve, 10_000)))]);
-      clearTimeout(timer);
+      clearTimeout(timer); // else the wait keeps the test process alive after a prompt exit
       if (server.exitCode === null) server.kill("SIGKILL");
       server.stderr?.destroy(); // the postmaster's children may hold it a little longer
       rmSync(dir, { recursive: true, force: true });

@@ -13,22 +13,33 @@ interface Waiting<I, O> {
 export class GroupCommit<I, O> {
   readonly #run: (inputs: readonly I[]) => Promise<O[]>;
   #waiting: Array<Waiting<I, O>> = [];
-  #running: Promise<void> | undefined;
+  #draining = false;
+  /** Submissions so far, and those whose batch has committed or failed. */
+  #submitted = 0;
+  #finished = 0;
+  #idle: Array<{ readonly upTo: number; readonly resolve: () => void }> = [];
 
   constructor(run: (inputs: readonly I[]) => Promise<O[]>) {
     this.#run = run;
   }
 
   submit(input: I): Promise<O> {
+    this.#submitted++;
     return new Promise<O>((resolve, reject) => {
       this.#waiting.push({ input, resolve, reject });
-      this.#running ??= new Promise<void>((started) => setImmediate(started)).then(() => this.#drain());
+      if (this.#draining) return;
+      this.#draining = true;
+      setImmediate(() => void this.#drain());
     });
   }
 
-  /** Resolves once everything submitted so far has committed (or failed). */
-  async idle(): Promise<void> {
-    while (this.#running) await this.#running;
+  /**
+   * Resolves once everything submitted so far has committed (or failed). Not "once nothing is
+   * running": under a steady stream of submissions that would never come, and reads wait here.
+   */
+  idle(): Promise<void> {
+    if (this.#finished === this.#submitted) return Promise.resolve();
+    return new Promise((resolve) => this.#idle.push({ upTo: this.#submitted, resolve }));
   }
 
   async #drain(): Promise<void> {
@@ -41,7 +52,11 @@ export class GroupCommit<I, O> {
       } catch (error) {
         for (const w of batch) w.reject(error);
       }
+      this.#finished += batch.length;
+      const waiting = this.#idle;
+      this.#idle = waiting.filter((w) => w.upTo > this.#finished);
+      for (const w of waiting) if (w.upTo <= this.#finished) w.resolve();
     }
-    this.#running = undefined;
+    this.#draining = false;
   }
 }

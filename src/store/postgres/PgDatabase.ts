@@ -75,6 +75,15 @@ export async function migratePostgres(pool: pg.Pool): Promise<void> {
   }
 }
 
+/**
+ * An error text as PostgreSQL can keep it: its text and jsonb cannot hold NUL (U+0000), which a
+ * handler's error or a homeserver's message may carry (from a user's message, say). Shown as
+ * U+FFFD rather than failing the commit that records the outcome, and the others with it.
+ */
+export function withoutNul(text: string): string {
+  return text.includes("\u0000") ? text.replaceAll("\u0000", "\uFFFD") : text;
+}
+
 /** Runs `work` in one transaction on one client of the pool; rolls back when it throws. */
 export async function inTransaction<T>(
   pool: pg.Pool,

@@ -4,13 +4,14 @@ import type {
   InboundKind,
   InboundRecord,
   InboundRecordBatch,
+  InboundSettlement,
   InboundState,
   InboundJournal,
   JournalOutcome,
   NewInboundItem,
   PendingRead,
 } from "../../inbound/InboundJournal.ts";
-import { inTransaction } from "./PgDatabase.ts";
+import { inTransaction, withoutNul } from "./PgDatabase.ts";
 
 interface RawItem {
   seq: number;
@@ -152,23 +153,30 @@ export class PgInboundJournal implements InboundJournal {
   /** Counts begun dispatches and records outcomes; an item already settled keeps its first outcome. */
   async record(batch: InboundRecordBatch): Promise<void> {
     if (batch.begun.length === 0 && batch.settled.length === 0) return;
-    const dead = batch.settled.filter((s) => s.state === "dead");
+    // An UPDATE changes a row once however often its seq is listed: count each seq's dispatches here.
+    const begun = new Map<number, number>();
+    for (const seq of batch.begun) begun.set(seq, (begun.get(seq) ?? 0) + 1);
+    // A seq settled twice in the batch keeps its first outcome, as across batches.
+    const settled = new Map<number, InboundSettlement>();
+    for (const s of batch.settled) if (!settled.has(s.seq)) settled.set(s.seq, s);
+    const dead = [...settled.values()].filter((s) => s.state === "dead");
     await inTransaction(this.#pool, async (client) => {
-      if (batch.begun.length > 0)
+      if (begun.size > 0)
         await client.query(
-          "UPDATE inbound_pending SET attempts = attempts + 1 WHERE seq = ANY($1::bigint[])",
-          [batch.begun],
+          `UPDATE inbound_pending p SET attempts = p.attempts + b.n
+           FROM unnest($1::bigint[], $2::integer[]) AS b (seq, n) WHERE p.seq = b.seq`,
+          [[...begun.keys()], [...begun.values()]],
         );
-      if (batch.settled.length === 0) return;
+      if (settled.size === 0) return;
       await client.query(
         `WITH handled AS (DELETE FROM inbound_pending WHERE seq = ANY($1::bigint[]) RETURNING seq, attempts)
          UPDATE inbound_items i SET state = 'dead', error = d.error, attempts = h.attempts, settled_at = $4
          FROM handled h JOIN unnest($2::bigint[], $3::text[]) AS d (seq, error) ON d.seq = h.seq
          WHERE i.seq = h.seq`,
         [
-          batch.settled.map((s) => s.seq),
+          [...settled.keys()],
           dead.map((s) => s.seq),
-          dead.map((s) => s.error ?? null),
+          dead.map((s) => (s.error === undefined ? null : withoutNul(s.error))),
           Date.now(),
         ],
       );

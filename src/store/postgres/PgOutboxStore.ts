@@ -12,7 +12,7 @@ import type {
 } from "../OutboxStore.ts";
 import { toRow, type RawRow } from "../outboxRows.ts";
 import { GroupCommit } from "./GroupCommit.ts";
-import { inTransaction } from "./PgDatabase.ts";
+import { inTransaction, withoutNul } from "./PgDatabase.ts";
 
 /** The channel on which a commit names the lanes that got rows (`LISTEN`, see PgLaneLeases). */
 export const OUTBOX_CHANNEL = "courier_outbox";
@@ -233,7 +233,11 @@ export class PgOutboxStore implements OutboxStore {
         settlements.map((s) => s.seq),
         settlements.map((s) => s.state),
         settlements.map((s) => (s.state === "sent" ? (s.eventId ?? null) : null)),
-        settlements.map((s) => (s.state === "dead" ? JSON.stringify(s.error) : null)),
+        settlements.map((s) =>
+          s.state === "dead"
+            ? JSON.stringify(s.error, (_, v: unknown) => (typeof v === "string" ? withoutNul(v) : v))
+            : null,
+        ),
         settlements.map((s) => s.attempts),
         Date.now(),
       ],

@@ -3,6 +3,15 @@ import type { PluginData, PluginStore } from "../PluginStore.ts";
 import { refuseReserved } from "../reservedKeys.ts";
 import { inTransaction } from "./PgDatabase.ts";
 
+/** The framework's keys are refused, and keys PostgreSQL's text cannot hold (NUL), with a clear error. */
+function refuseKey(key: string): void {
+  refuseReserved(key);
+  if (key.includes("\u0000"))
+    throw new TypeError(
+      `Expected a key without NUL (U+0000): PostgreSQL cannot store it, got ${JSON.stringify(key)}`,
+    );
+}
+
 /** Plugins' key-value spaces and schedule slots in the framework's PostgreSQL database. */
 export class PgPluginData implements PluginData {
   readonly #pool: pg.Pool;
@@ -15,7 +24,7 @@ export class PgPluginData implements PluginData {
     const pool = this.#pool;
     return {
       get: async <T>(key: string) => {
-        refuseReserved(key);
+        refuseKey(key);
         const { rows } = await pool.query<{ value: string }>(
           "SELECT value FROM plugin_kv WHERE plugin = $1 AND key = $2",
           [plugin, key],
@@ -23,7 +32,7 @@ export class PgPluginData implements PluginData {
         return rows[0] === undefined ? undefined : (JSON.parse(rows[0].value) as T);
       },
       set: async (key, value) => {
-        refuseReserved(key);
+        refuseKey(key);
         const json = JSON.stringify(value);
         if (json === undefined)
           throw new TypeError(`Expected a JSON value for key "${key}", got ${typeof value}`);
@@ -34,7 +43,7 @@ export class PgPluginData implements PluginData {
         );
       },
       delete: async (key) => {
-        refuseReserved(key);
+        refuseKey(key);
         const result = await pool.query("DELETE FROM plugin_kv WHERE plugin = $1 AND key = $2", [
           plugin,
           key,
@@ -42,6 +51,7 @@ export class PgPluginData implements PluginData {
         return (result.rowCount ?? 0) > 0;
       },
       list: async <T>(prefix = "") => {
+        if (prefix.includes("\u0000")) return []; // no key holds one (refuseKey)
         // left(), not LIKE: a prefix may contain % or _.
         const { rows } = await pool.query<{ key: string; value: string }>(
           "SELECT key, value FROM plugin_kv WHERE plugin = $1 AND left(key, length($2)) = $2 ORDER BY key",
@@ -77,20 +87,20 @@ export class PgPluginData implements PluginData {
     windowMs: number,
   ): Promise<string | undefined> {
     return inTransaction(this.#pool, async (client) => {
+      // Floored: a window may be fractional, and claimed_at (an integer) <= x is claimed_at <= floor(x).
       await client.query("DELETE FROM webhook_claims WHERE plugin = $1 AND route = $2 AND claimed_at <= $3", [
         plugin,
         route,
-        now - windowMs,
+        Math.floor(now - windowMs),
       ]);
-      // The claim and the read in one statement: of two instances claiming at once, the second
-      // waits on the first's row and then reads it.
+      // The claim and the read in one statement. Not DO NOTHING and a read: of two claims at once,
+      // the second waits for the first's row, and its statement's snapshot, taken before that
+      // commit, does not see it. A no-op DO UPDATE locks the row and returns it as committed
+      // (INSERT's "atomic INSERT or UPDATE outcome" under READ COMMITTED, sql-insert.html).
       const { rows } = await client.query<{ delivery_id: string }>(
-        `WITH claimed AS (
-           INSERT INTO webhook_claims (plugin, route, hash, delivery_id, claimed_at) VALUES ($1, $2, $3, $4, $5)
-           ON CONFLICT (plugin, route, hash) DO NOTHING RETURNING delivery_id)
-         SELECT delivery_id FROM claimed UNION ALL
-         SELECT delivery_id FROM webhook_claims
-         WHERE plugin = $1 AND route = $2 AND hash = $3 AND NOT EXISTS (SELECT 1 FROM claimed)`,
+        `INSERT INTO webhook_claims (plugin, route, hash, delivery_id, claimed_at) VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (plugin, route, hash) DO UPDATE SET delivery_id = webhook_claims.delivery_id
+         RETURNING delivery_id`,
         [plugin, route, hash, deliveryId, now],
       );
       const first = rows[0]!.delivery_id;

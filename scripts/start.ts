@@ -6,6 +6,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { CourierError } from "../src/errors.ts";
 import { runStart, untilSignal } from "../src/cli/commands.ts";
+import { describeDevSetup } from "./dev/describeDevSetup.ts";
 import { startDevSetup } from "./dev/startDevSetup.ts";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
@@ -26,17 +27,17 @@ try {
   });
   const { courier, synapse } = dev;
   say("");
-  say("matrix-courier is running.");
-  say(`  homeserver:  ${synapse.baseUrl}   (server name ${synapse.serverName})`);
-  say(`  log in as:   ${dev.user.userId}   password: ${dev.user.password}`);
-  say(`  the bot:     ${courier.botUserId}`);
-  say(`  dashboard:   ${dev.dashboardUrl}`);
-  say(`  try it:      "Chat with the bot" in the dashboard, or in any Matrix client create a room,`);
-  say(`               invite ${courier.botUserId}, then say "!echo hello", "!remind 1m stretch" or "!help"`);
-  say(
-    `  the CLI:     export COURIER_CONFIG=${dev.configPath}   then: npx courier doctor, npx courier outbox stats`,
-  );
-  say(`  stop with:   Ctrl-C, or kill ${process.pid} (state is kept in .cache/dev)`);
+  describeDevSetup({
+    homeserverUrl: synapse.baseUrl,
+    serverName: synapse.serverName,
+    userId: dev.user.userId,
+    password: dev.user.password,
+    botUserId: courier.botUserId,
+    dashboardUrl: dev.dashboardUrl,
+    configPath: dev.configPath,
+    pid: String(process.pid),
+    stateDir: path.relative(ROOT, DEV),
+  }).forEach((line) => say(line));
   say("");
   await untilSignal({ stop: () => dev.stop() });
 } catch (error) {

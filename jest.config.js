@@ -14,12 +14,29 @@ const common = {
 export default {
   projects: [
     { ...common, displayName: "unit", testMatch: ["<rootDir>/test/unit/**/*.test.ts"] },
-    { ...common, displayName: "integration", testMatch: ["<rootDir>/test/integration/**/*.test.ts"] },
+    // Its globalSetup installs PostgreSQL (apt, as root) for the store tests when missing, or says how.
+    {
+      ...common,
+      displayName: "integration",
+      testMatch: ["<rootDir>/test/integration/**/*.test.ts"],
+      globalSetup: "<rootDir>/test/setup/installPostgres.js",
+    },
     // A real browser (Debian's chromium via playwright-core) against the fake homeserver.
-    { ...common, displayName: "browser", testMatch: ["<rootDir>/test/browser/**/*.test.ts"] },
+    // Its globalSetup installs chromium (apt, as root) and Synapse when missing, or says how.
+    {
+      ...common,
+      displayName: "browser",
+      testMatch: ["<rootDir>/test/browser/**/*.test.ts"],
+      globalSetup: "<rootDir>/test/setup/browserGlobalSetup.js",
+    },
     // Property-based fuzzing (fast-check), bounded in runs and time; FUZZ_SEED replays a run.
     { ...common, displayName: "fuzz", testMatch: ["<rootDir>/test/fuzz/**/*.test.ts"] },
     // Against a real Synapse (scripts/synapse): installed once into .cache, started per test file.
-    { ...common, displayName: "e2e", testMatch: ["<rootDir>/test/e2e/**/*.test.ts"] },
+    {
+      ...common,
+      displayName: "e2e",
+      testMatch: ["<rootDir>/test/e2e/**/*.test.ts"],
+      globalSetup: "<rootDir>/test/setup/installSynapse.js",
+    },
   ],
 };

@@ -2,7 +2,7 @@ import { loadConfig } from "../config/loadConfig.ts";
 import { checkTokens, loadRegistration, writeRegistration } from "../config/registration.ts";
 import { writeStarterConfig } from "../config/initConfig.ts";
 import { readableByOthers } from "../config/files.ts";
-import type { CourierHooks } from "../runtime/Courier.ts";
+import type { Courier, CourierHooks, CourierOptions } from "../runtime/Courier.ts";
 import { createCourier } from "../runtime/createCourier.ts";
 import { createLogger } from "../logging/createLogger.ts";
 import { terminalProgress } from "./terminalProgress.ts";
@@ -26,16 +26,31 @@ export function runRegister(path: string, force: boolean): void {
   say("add it to the homeserver's app_service_config_files and restart the homeserver");
 }
 
-/** Runs until a signal: the first one drains and stops, a second one exits at once. */
-export async function runStart(path: string, options: { hooks?: CourierHooks } = {}): Promise<void> {
-  // Everything is checked before the store is touched: a bad config changes nothing.
-  const config = loadConfig(path);
+export interface StartOptions {
+  /** Fault hooks (tests). @default none */
+  readonly hooks?: CourierHooks;
+  /** Where COURIER_* overrides are read. @default process.env */
+  readonly env?: NodeJS.ProcessEnv;
+  /** The dashboard's chat page (the development setup's). @default none */
+  readonly chat?: CourierOptions["chat"];
+  /** Warn about a config or registration others can read. @default true */
+  readonly warnReadableFiles?: boolean;
+}
+
+/**
+ * Loads the config file (with its COURIER_* overrides), checks it against the registration and
+ * starts the framework on it: `courier start`, and `npm start`'s development setup on the file
+ * it writes. Everything is checked before the store is touched: a bad config changes nothing.
+ */
+export async function startFromConfig(path: string, options: StartOptions = {}): Promise<Courier> {
+  const config = loadConfig(path, options.env);
   const registration = loadRegistration(config.appservice.registration);
   checkTokens(config, registration, path);
   const logger = createLogger({ level: config.logging.level, pretty: config.logging.pretty });
   // Both hold tokens (the registration's, the config's admin/metrics/webhook ones): a warning, not
   // a refusal, since a shared group may be deliberate.
-  for (const { file, mode } of readableByOthers([path, config.appservice.registration])) {
+  const files = options.warnReadableFiles === false ? [] : [path, config.appservice.registration];
+  for (const { file, mode } of readableByOthers(files)) {
     logger.warn(
       { file, mode },
       `${file} is mode ${mode}: group or others can read it, and it holds tokens; run chmod 600 ${file}`,
@@ -47,8 +62,15 @@ export async function runStart(path: string, options: { hooks?: CourierHooks } =
     logger,
     progress: terminalProgress(logger),
     ...(options.hooks ? { hooks: options.hooks } : {}),
+    ...(options.chat ? { chat: options.chat } : {}),
   });
   await courier.start();
+  return courier;
+}
+
+/** Runs until a signal: the first one drains and stops, a second one exits at once. */
+export async function runStart(path: string, options: { hooks?: CourierHooks } = {}): Promise<void> {
+  const courier = await startFromConfig(path, options);
   await untilSignal({ stop: () => courier.stop(DRAIN_ON_STOP_MS, { drain: true }) });
 }
 

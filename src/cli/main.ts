@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // The `courier` command. Exit codes: 0 ok, 1 runtime failure, 2 bad usage or configuration.
-import { Command, CommanderError } from "commander";
+import { Command, CommanderError, Option } from "commander";
 import { CourierError } from "../errors.ts";
 import { runInit, runRegister, runStart } from "./commands.ts";
 import { outboxDrop, outboxList, outboxRetry, outboxStats } from "./outboxCommands.ts";
@@ -10,6 +10,10 @@ import { runDoctorCommand } from "./doctorCommand.ts";
 import { terminalProgress } from "./terminalProgress.ts";
 import { createLogger } from "../logging/createLogger.ts";
 import type { OutboxState } from "../store/OutboxStore.ts";
+
+/** `--config`, which COURIER_CONFIG sets for every command (`npm start` prints it for its config). */
+const configOption = (description = "config file") =>
+  new Option("-c, --config <path>", description).env("COURIER_CONFIG").default("config.yaml");
 
 const program = new Command()
   .name("courier")
@@ -26,21 +30,21 @@ const program = new Command()
 program
   .command("init")
   .description("write a starter config.yaml")
-  .option("-c, --config <path>", "config file to write", "config.yaml")
+  .addOption(configOption("config file to write"))
   .option("-f, --force", "overwrite an existing file")
   .action((opts: { config: string; force?: boolean }) => runInit(opts.config, opts.force ?? false));
 
 program
   .command("register")
   .description("write the registration file the homeserver needs (tokens kept unless --force)")
-  .option("-c, --config <path>", "config file", "config.yaml")
+  .addOption(configOption())
   .option("-f, --force", "rotate the tokens of an existing registration")
   .action((opts: { config: string; force?: boolean }) => runRegister(opts.config, opts.force ?? false));
 
 program
   .command("start")
   .description("run the framework until SIGTERM/SIGINT")
-  .option("-c, --config <path>", "config file", "config.yaml")
+  .addOption(configOption())
   .action((opts: { config: string }) => runStart(opts.config));
 
 program
@@ -48,7 +52,7 @@ program
   .description(
     "check config, registration, homeserver, clock, as_token, ping both ways, ghost registration, store",
   )
-  .option("-c, --config <path>", "config file", "config.yaml")
+  .addOption(configOption())
   .option("--json", "the results as one JSON array")
   .action(async (opts: { config: string; json?: boolean }) => {
     process.exitCode = await runDoctorCommand(opts.config, opts.json ?? false);
@@ -62,13 +66,13 @@ const outbox = program
 outbox
   .command("stats")
   .description("pending per lane with the oldest age; sent and dead totals")
-  .option("-c, --config <path>", "config file", "config.yaml")
+  .addOption(configOption())
   .option("--json", "one JSON object")
   .action((opts: { config: string; json?: boolean }) => outboxStats(opts.config, opts.json ?? false));
 outbox
   .command("ls")
   .description("journaled requests, newest first")
-  .option("-c, --config <path>", "config file", "config.yaml")
+  .addOption(configOption())
   .option("--room <roomId>", "only this room's lane")
   .option("--state <state>", "pending, sent, dead or dropped")
   .option("-n, --limit <n>", "at most this many", "50")
@@ -91,7 +95,7 @@ outbox
 outbox
   .command("dead")
   .description("dead letters with their reason")
-  .option("-c, --config <path>", "config file", "config.yaml")
+  .addOption(configOption())
   .option("-n, --limit <n>", "at most this many", "50")
   .option("--json", "one JSON object per line")
   .action((opts: { config: string; limit: string; json?: boolean }) =>
@@ -101,7 +105,7 @@ outbox
   .command("retry")
   .description("put a dead letter (or all of them) back to pending")
   .argument("[txnId]", "the request to retry")
-  .option("-c, --config <path>", "config file", "config.yaml")
+  .addOption(configOption())
   .option("--all-dead", "every dead letter (not those dropped by an operator)")
   .option(
     "--wait <seconds>",
@@ -127,7 +131,7 @@ outbox
   .command("drop")
   .description("take pending or dead requests out of the queue for good (asks first)")
   .argument("<txnId...>", "the requests to drop")
-  .option("-c, --config <path>", "config file", "config.yaml")
+  .addOption(configOption())
   .option("-y, --yes", "do not ask (required when not on a terminal)")
   .action(async (txnIds: string[], opts: { config: string; yes?: boolean }) => {
     const interactive = process.stdin.isTTY === true && process.stdout.isTTY === true;
@@ -145,14 +149,14 @@ const inbound = program
 inbound
   .command("stats")
   .description("items by state: pending, done, dead, rejected")
-  .option("-c, --config <path>", "config file", "config.yaml")
+  .addOption(configOption())
   .option("--json", "one JSON object")
   .action((opts: { config: string; json?: boolean }) => inboundStats(opts.config, opts.json ?? false));
 inbound
   .command("list")
   .alias("ls")
   .description("settled items, newest first, with the reason of rejected and dead ones")
-  .option("-c, --config <path>", "config file", "config.yaml")
+  .addOption(configOption())
   .option("--state <state>", "rejected, dead or done (default: all three)")
   .option("-n, --limit <n>", "at most this many", "50")
   .option("--full", "the whole reason and item JSON (cut to a line otherwise)")

@@ -51,6 +51,9 @@ const age = (since: number) => {
   return s < 120 ? `${s}s` : s < 7200 ? `${Math.round(s / 60)}m` : `${Math.round(s / 3600)}h`;
 };
 
+/** Names the columns of describeRow (tab-separated like the rows, so `cut -f` works on both). */
+const ROW_HEADER = ["txnId", "state", "lane", "sender", "kind", "age", "event id / error"].join("\t");
+
 function describeRow(row: OutboxRow): string {
   const outcome =
     row.state === "sent"
@@ -81,8 +84,10 @@ export async function outboxList(
       ...(filter.state ? { state: filter.state } : {}),
       ...(filter.room ? { lane: `room:${filter.room}` } : {}),
     });
-    for (const row of rows) say(filter.json ? JSON.stringify(row) : describeRow(row));
-    if (!filter.json && rows.length === 0) say("(nothing)");
+    if (filter.json) return rows.forEach((row) => say(JSON.stringify(row)));
+    if (rows.length === 0) return say("(nothing)");
+    say(ROW_HEADER);
+    for (const row of rows) say(describeRow(row));
   });
 }
 

@@ -134,7 +134,11 @@ export interface HandlerOptions {
 export interface CommandOptions {
   /** One line for the automatic `help`. */
   readonly help?: string;
-  /** Usage after the command name, e.g. `<text>`. */
+  /**
+   * Usage after the command name, e.g. `<text>`: shown by `help`, and answered (`usage: !echo
+   * <text>`) instead of running the handler when the command comes with fewer arguments than it
+   * requires. `<x>` is required, `[x]` optional, a bare word a literal; `|` separates alternatives.
+   */
   readonly usage?: string;
   /**
    * Only users with at least this power level in the room may run it (m.room.power_levels; in

@@ -3,6 +3,7 @@ import type { EventFilter, Intent, SendContext } from "./definePlugin.ts";
 import type { EphemeralEvent, MatrixEvent, ToDeviceEvent } from "./events.ts";
 import { createEventContext } from "./createContext.ts";
 import { parseCommand } from "./parseCommand.ts";
+import { requiredArgumentCount, usageReply } from "./commandUsage.ts";
 import type { PowerLevels } from "./PowerLevels.ts";
 import type { AnyHandler, LoadedPlugin } from "./loadPlugin.ts";
 
@@ -120,6 +121,10 @@ function eventJobs(event: MatrixEvent, plugins: readonly LoadedPlugin[], options
           run: async (ctx) => {
             const refusal = await refusalOf(r.name, r.options.minPowerLevel, event, options);
             if (refusal) return createEventContext(ctx, event).reply(refusal);
+            // Checked here, for every plugin: a handler only runs with what its usage requires.
+            const { usage } = r.options;
+            if (usage !== undefined && command.args.length < requiredArgumentCount(usage))
+              return createEventContext(ctx, event).reply(usageReply(commandPrefix, r.name, usage));
             return call(r.handler, ctx, event, { command });
           },
         });

@@ -44,6 +44,17 @@ export interface CourierOptions {
   readonly stores: CourierStores;
   /** Called at the instants a fault test wants to crash. @default none */
   readonly hooks?: CourierHooks;
+  /**
+   * A dashboard page where one chats with the bot as this Matrix user (the development setup's):
+   * the browser logs in to the homeserver with these credentials. Needs `admin.token`.
+   * @default no chat page
+   */
+  readonly chat?: {
+    readonly userId: string;
+    readonly password: string;
+    /** As the browser reaches it. @default homeserver.url */
+    readonly homeserverUrl?: string;
+  };
 }
 
 /** The stores a Courier runs on, and how to close them. */
@@ -201,6 +212,16 @@ export class Courier {
             about: () => ({ botUserId: this.botUserId, homeserver: config.homeserver.url, ping: this.#ping }),
             throttle: this.#throttle,
             logger: this.log.child({ component: "admin" }),
+            ...(options.chat
+              ? {
+                  chat: {
+                    homeserverUrl: options.chat.homeserverUrl ?? config.homeserver.url,
+                    userId: options.chat.userId,
+                    password: options.chat.password,
+                    botUserId: this.botUserId,
+                  },
+                }
+              : {}),
           });
   }
 

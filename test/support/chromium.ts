@@ -30,7 +30,7 @@ export async function launchChromium(
   if (!existsSync(CHROMIUM_PATH)) {
     throw new Error(
       `Chromium is not installed at ${CHROMIUM_PATH}; the dashboard's browser test needs it. ` +
-        "Install it with `apt-get install -y chromium` (.ci/run does), or point CHROMIUM_PATH at a Chromium binary.",
+        "Install it with `apt-get install -y chromium` (`npm test` does when run as root), or point CHROMIUM_PATH at a Chromium binary.",
     );
   }
   const profile = mkdtempSync(path.join(tmpdir(), "courier-chromium-"));

@@ -11,7 +11,7 @@ import { createLogger } from "../../src/logging/createLogger.ts";
 import type { Enqueued } from "../../src/outbox/types.ts";
 import type { ProgressObserver } from "../../src/outbox/progress.ts";
 import type { PluginDefinition } from "../../src/plugins/definePlugin.ts";
-import type { Courier } from "../../src/runtime/Courier.ts";
+import type { Courier, CourierOptions } from "../../src/runtime/Courier.ts";
 import { createCourier } from "../../src/runtime/createCourier.ts";
 import { FakeHomeserver } from "./FakeHomeserver.ts";
 
@@ -30,6 +30,8 @@ export interface DashboardStackOptions {
   readonly storePath?: string;
   /** Reports long outbox tasks. @default log lines */
   readonly progress?: (task: string) => ProgressObserver;
+  /** The dashboard's chat page. @default none */
+  readonly chat?: CourierOptions["chat"];
 }
 
 export interface DashboardStack {
@@ -112,6 +114,7 @@ export async function startDashboardStack(options: DashboardStackOptions = {}): 
     logger: createLogger({ level: "debug", destination }),
     plugins: Object.fromEntries(plugins.map((p) => [p.definition.name, p.definition])),
     ...(options.progress ? { progress: options.progress } : {}),
+    ...(options.chat ? { chat: options.chat } : {}),
   });
   try {
     await courier.start();

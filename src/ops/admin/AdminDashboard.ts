@@ -6,7 +6,7 @@ import { readAdminState, readInboundPanel, type AdminState, type InboundPanel } 
 import type { AdminDashboardOptions } from "./options.ts";
 import { ThroughputMeter } from "./ThroughputMeter.ts";
 
-export type { AdminDashboardOptions, PluginStatus } from "./options.ts";
+export type { AdminDashboardOptions, DashboardChat, PluginStatus } from "./options.ts";
 
 /** The path the dashboard is served under, on the appservice listener. */
 export const ADMIN_PATH = "/admin";
@@ -50,6 +50,7 @@ export class AdminDashboard {
         outbox: this.#options.outbox,
         throttle: this.#options.throttle ?? new FailureThrottle(),
         log: this.#options.logger,
+        ...(this.#options.chat ? { chat: this.#options.chat } : {}),
       }),
     );
     this.#options.logger.info({ path: `${ADMIN_PATH}/` }, "operator dashboard enabled");

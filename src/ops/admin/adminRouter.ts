@@ -10,8 +10,12 @@ import type { Outbox } from "../../outbox/Outbox.ts";
 import { readCredentials, requestOrigin, SESSION_COOKIE, type AdminCredentials } from "./adminAuth.ts";
 import type { AdminSessions } from "./AdminSessions.ts";
 import type { AdminState, InboundPanel } from "./adminState.ts";
-import { CONTENT_SECURITY_POLICY, dashboardPage, loginPage } from "./dashboardPage.ts";
+import { CONTENT_SECURITY_POLICY, contentSecurityPolicy, dashboardPage, loginPage } from "./dashboardPage.ts";
 import { DASHBOARD_SCRIPT } from "./dashboardScript.ts";
+import { LOGIN_SCRIPT } from "./loginScript.ts";
+import { chatPage } from "./chatPage.ts";
+import { CHAT_SCRIPT } from "./chatScript.ts";
+import type { DashboardChat } from "./options.ts";
 
 export interface AdminRouterOptions {
   readonly token: string;
@@ -25,6 +29,8 @@ export interface AdminRouterOptions {
   /** Failed tokens per client address: after a few, the address waits before it may try again. */
   readonly throttle: FailureThrottle;
   readonly log: Logger;
+  /** The chat page (`/chat`); absent: no such page. */
+  readonly chat?: DashboardChat;
 }
 
 /** Every refusal of the dashboard, defined once: stable code, Matrix errcode, status, message. */
@@ -143,6 +149,11 @@ export function createAdminRouter(options: AdminRouterOptions): Router {
     res.redirect(303, `${req.baseUrl}/`);
   });
 
+  // Holds nothing: the login form needs it before anyone has logged in.
+  router.get("/login.js", (_req, res) => {
+    res.status(200).type("text/javascript").send(LOGIN_SCRIPT);
+  });
+
   // Everything below needs credentials.
   router.use((req, res, next) => {
     const address = clientAddress(req);
@@ -179,8 +190,31 @@ export function createAdminRouter(options: AdminRouterOptions): Router {
   router.get("/", (req, res) => {
     // Relative links (app.js, api/state) need the trailing slash.
     if (!req.originalUrl.split("?")[0]!.endsWith("/")) return res.redirect(308, `${req.baseUrl}/`);
-    res.status(200).type("html").send(dashboardPage());
+    res
+      .status(200)
+      .type("html")
+      .send(dashboardPage({ chat: options.chat !== undefined }));
   });
+
+  const { chat } = options;
+  if (chat) {
+    router.get("/chat", (_req, res) => {
+      // The page calls the homeserver itself: its origin, and nothing else, joins connect-src.
+      res.set("content-security-policy", contentSecurityPolicy([new URL(chat.homeserverUrl).origin]));
+      res.status(200).type("html").send(chatPage(chat));
+    });
+    router.get("/chat.js", (_req, res) => {
+      res.status(200).type("text/javascript").send(CHAT_SCRIPT);
+    });
+    router.get("/api/chat", (_req, res) => {
+      res.status(200).json({
+        homeserverUrl: chat.homeserverUrl,
+        userId: chat.userId,
+        password: chat.password,
+        botUserId: chat.botUserId,
+      });
+    });
+  }
 
   router.get("/app.js", (_req, res) => {
     res.status(200).type("text/javascript").send(DASHBOARD_SCRIPT);

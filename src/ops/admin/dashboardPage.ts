@@ -70,30 +70,48 @@ form.login input { font: inherit; padding: 7px 9px; border-radius: 5px; border: 
 form.login .error { color: var(--dead); margin: 0; }
 form.login p { margin: 0; color: var(--muted); font-size: 13px; }
 @media (max-width: 900px) { main { grid-template-columns: minmax(0, 1fr); } }
+header a { color: var(--accent); }
+.chat-log { display: grid; gap: 6px; max-height: 60vh; min-height: 240px; overflow-y: auto; padding: 4px 2px 8px; }
+.chat-line { display: grid; grid-template-columns: 64px minmax(0, 1fr); gap: 8px; align-items: baseline; }
+.chat-line time { color: var(--muted); font-size: 12px; font-variant-numeric: tabular-nums; }
+.chat-line .who { font-weight: 600; margin-right: 6px; }
+.chat-line.from-bot .who { color: var(--sent); }
+.chat-line .body { white-space: pre-wrap; overflow-wrap: anywhere; }
+.chat-line.system { color: var(--muted); font-style: italic; }
+form.chat { display: flex; gap: 8px; margin-top: 10px; }
+form.chat input { flex: 1; font: inherit; padding: 7px 9px; border-radius: 5px; border: 1px solid var(--line); background: var(--bg); color: var(--text); }
+.hint { color: var(--muted); font-size: 13px; margin: 8px 0 0; }
 `;
 
 /** The hash that lets the inline stylesheet through the Content-Security-Policy (and nothing else inline). */
 const STYLE_HASH = `'sha256-${hash("sha256", CSS, "base64")}'`;
 
-/** Sent with every /admin response: only our own script, our own API, no framing, no inline code. */
-export const CONTENT_SECURITY_POLICY = [
-  "default-src 'none'",
-  "script-src 'self'",
-  "connect-src 'self'",
-  `style-src ${STYLE_HASH}`,
-  "img-src data:",
-  "form-action 'self'",
-  "frame-ancestors 'none'",
-  "base-uri 'none'",
-].join("; ");
+/**
+ * Sent with every /admin response: only our own script, our own API, no framing, no inline code.
+ * `connect` adds origins the page may call (the chat page: the homeserver's).
+ */
+export function contentSecurityPolicy(connect: readonly string[] = []): string {
+  return [
+    "default-src 'none'",
+    "script-src 'self'",
+    ["connect-src 'self'", ...connect].join(" "),
+    `style-src ${STYLE_HASH}`,
+    "img-src data:",
+    "form-action 'self'",
+    "frame-ancestors 'none'",
+    "base-uri 'none'",
+  ].join("; ");
+}
 
-const escapeHtml = (text: string): string =>
+export const CONTENT_SECURITY_POLICY = contentSecurityPolicy();
+
+export const escapeHtml = (text: string): string =>
   text.replace(
     /[&<>"']/g,
     (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c] as string,
   );
 
-const head = (title: string) => `<!doctype html>
+export const head = (title: string) => `<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
@@ -106,7 +124,9 @@ const head = (title: string) => `<!doctype html>
 
 /**
  * The login form: the operator types the admin token, the server answers with a session cookie.
- * `action` is the absolute path of the login route; `error` is shown above the field.
+ * `action` is the absolute path of the login route; `error` is shown above the field. Its script
+ * (`login.js` beside the action) submits a token given in the URL's fragment (`#token=…`, which
+ * browsers never send to the server), so a printed link logs in with one click.
  */
 export function loginPage(action: string, error?: string): string {
   return `${head("matrix-courier · log in")}
@@ -118,20 +138,21 @@ export function loginPage(action: string, error?: string): string {
   <input type="password" name="token" autocomplete="current-password" required autofocus aria-label="Admin token" placeholder="Admin token">
   <button class="primary" type="submit">Log in</button>
 </form>
+<script src="${escapeHtml(action)}.js"></script>
 </body>
 </html>
 `;
 }
 
 /** The dashboard skeleton; `app.js` fills every element with an id from `api/state`. */
-export function dashboardPage(): string {
+export function dashboardPage(options: { chat?: boolean } = {}): string {
   return `${head("matrix-courier · dashboard")}
 <body>
 <header>
   <h1>matrix-courier</h1>
   <span class="about" id="about"></span>
   <span class="spacer"></span>
-  <span id="status">loading…</span>
+  <span id="status">loading…</span>${options.chat ? '\n  <a href="chat" id="chat-link">Chat with the bot</a>' : ""}
   <form method="post" action="logout"><button type="submit">Log out</button></form>
 </header>
 <main>

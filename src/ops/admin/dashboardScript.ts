@@ -12,6 +12,8 @@ export const DASHBOARD_SCRIPT = `"use strict";
   var SVG = "http://www.w3.org/2000/svg";
   var timer = 0;
   var inFlight = false;
+  // Opened with a login link (#token=…) while a session was still valid: out of the address bar.
+  if (location.hash.indexOf("#token=") === 0) history.replaceState(null, "", location.pathname + location.search);
 
   function $(id) { return document.getElementById(id); }
 

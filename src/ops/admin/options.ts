@@ -11,6 +11,19 @@ export interface PluginStatus {
   readonly error?: string;
 }
 
+/**
+ * The chat page (`/admin/chat`): the browser logs in to the homeserver's Client-Server API as
+ * this user, opens a room with the bot, sends what is typed and shows the room live (/sync).
+ */
+export interface DashboardChat {
+  /** As the browser reaches it; its origin is added to the page's connect-src. */
+  readonly homeserverUrl: string;
+  readonly userId: string;
+  /** Handed to the page (behind the admin token): only for a development user. */
+  readonly password: string;
+  readonly botUserId: string;
+}
+
 export interface AdminDashboardOptions {
   /** The admin token (config `admin.token`): `Authorization: Bearer` or the login form. Never logged. */
   readonly token: string;
@@ -38,6 +51,8 @@ export interface AdminDashboardOptions {
   readonly inboundLimit?: number;
   /** Lanes listed (the deepest first). @default 50 */
   readonly laneLimit?: number;
+  /** A chat page as a Matrix user (the development setup's). @default none */
+  readonly chat?: DashboardChat;
   /** The clock (tests). @default Date.now */
   readonly now?: () => number;
 }

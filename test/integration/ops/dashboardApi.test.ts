@@ -135,6 +135,39 @@ describe("dashboard authentication", () => {
     });
   }, 30_000);
 
+  test("the chat page and its credentials exist only when configured, behind the token; login.js needs none", async () => {
+    const plain = await start();
+    for (const path of ["/admin/chat", "/admin/chat.js", "/admin/api/chat"]) {
+      expect(await call(plain, "GET", path, bearer(plain))).toMatchObject({ status: 404 });
+    }
+    const login = await call(plain, "GET", "/admin/login.js");
+    expect(login.status).toBe(200);
+    expect(login.headers["content-type"]).toMatch(/^text\/javascript/);
+
+    const chat = {
+      userId: "@alice:fake.test",
+      password: "pw-alice",
+      homeserverUrl: "http://127.0.0.1:8448/",
+    };
+    const stack = await start({ chat });
+    for (const path of ["/admin/chat", "/admin/chat.js", "/admin/api/chat"]) {
+      expect((await call(stack, "GET", path)).status).toBe(401);
+    }
+    const page = await call(stack, "GET", "/admin/chat", bearer(stack));
+    expect(page.status).toBe(200);
+    expect(page.headers["content-security-policy"]).toContain("connect-src 'self' http://127.0.0.1:8448;");
+    // Only the chat page may call the homeserver.
+    const dashboard = await call(stack, "GET", "/admin/", bearer(stack));
+    expect(dashboard.headers["content-security-policy"]).toContain("connect-src 'self';");
+    expect(dashboard.text).toContain('href="chat"');
+    expect((await call(stack, "GET", "/admin/api/chat", bearer(stack))).json).toEqual({
+      homeserverUrl: chat.homeserverUrl,
+      userId: chat.userId,
+      password: chat.password,
+      botUserId: "@bot:fake.test",
+    });
+  }, 30_000);
+
   test("a browser without a session gets the login form (401); the form exchanges the token for an HttpOnly SameSite=Strict cookie", async () => {
     const stack = await start();
     const html = { accept: "text/html,application/xhtml+xml,*/*;q=0.8" };

@@ -69,6 +69,18 @@ describe("shipped plugins: echo, ping, welcome", () => {
     );
   });
 
+  test("!echo with no text is answered with its usage (by the framework, from the plugin's usage)", async () => {
+    const before = bodies().length;
+    const bare = {
+      ...base("@ann:fake.test"),
+      type: "m.room.message",
+      content: { msgtype: "m.text", body: "!echo" },
+    };
+    expect((await stack.hs.pushTransaction("shipped-bare", { events: [bare] })).status).toBe(200);
+    await stack.hs.waitFor(() => bodies().length === before + 1, 10_000, "the answer to !echo");
+    expect(bodies().at(-1)).toBe("usage: !echo <text>");
+  });
+
   test("a to-device m.courier.ping is answered with a pong to the sending device", async () => {
     await stack.hs.pushTransaction("shipped-2", {
       "de.sorunome.msc2409.to_device": [

@@ -234,6 +234,28 @@ describe("routeEvent", () => {
     expect(ran).toEqual(["bob"]);
   });
 
+  test("a command missing a required argument is answered with its usage, and its handler does not run", async () => {
+    const ran: string[] = [];
+    const p = await plugin("p", (bot) => {
+      bot.command("echo", (ctx) => void ran.push(`echo ${ctx.command.rest}`), { usage: "<text>" });
+      bot.command("roll", (ctx) => void ran.push(`roll ${ctx.command.rest}`), { usage: "[NdM]" });
+      bot.command("pair", (ctx) => void ran.push(`pair ${ctx.command.rest}`), { usage: "<a> <b>" });
+    });
+    const run = async (body: string) => {
+      const { ctx, sent } = recordingContext();
+      for (const job of routeEvent(message(body), [p], options().route)) await job.run(ctx);
+      return sent.map((s) => s.content.body);
+    };
+    expect(await run("!echo")).toEqual(["usage: !echo <text>"]);
+    expect(await run("!echo   ")).toEqual(["usage: !echo <text>"]);
+    expect(await run("!pair one")).toEqual(["usage: !pair <a> <b>"]);
+    expect(ran).toEqual([]);
+    expect(await run("!echo hi there")).toEqual([]);
+    expect(await run("!roll")).toEqual([]);
+    expect(await run("!pair one two")).toEqual([]);
+    expect(ran).toEqual(["echo hi there", "roll ", "pair one two"]);
+  });
+
   test("routing runs nothing and changes nothing: the same item routes to the same jobs again", async () => {
     let calls = 0;
     const p = await plugin("p", (bot) => {

@@ -164,7 +164,7 @@ async function renderPage(state: AdminState): Promise<Map<string, FakeNode>> {
     fetch: () => answered,
     setTimeout: () => 0,
     clearTimeout: () => {},
-    location: { reload: () => {} },
+    location: { reload: () => {}, hash: "", pathname: "/admin/", search: "" },
   });
   new Script(DASHBOARD_SCRIPT, { filename: "app.js" }).runInContext(context);
   for (let i = 0; i < 20 && !byId.get("status")?.textContent.startsWith("updated"); i++)

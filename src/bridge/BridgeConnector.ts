@@ -40,6 +40,8 @@ export interface BridgeConnector {
   joinChannel?(channelId: string): Promise<void>;
   /** The channel's portal was removed: leave it. @default nothing */
   leaveChannel?(channelId: string): Promise<void>;
+  /** Remote sends the message takes from its connection's rate (lines, on IRC). @default 1 */
+  cost?(message: OutgoingMessage): number;
   /** One line on the connection for `!<bridge> status`. @default none */
   status?(): string;
 }

@@ -20,7 +20,8 @@ export async function runBridgeCommand<C>(ctx: CommandContext<C>, o: BridgeComma
   if (o.adminRoom !== undefined && ctx.roomId !== o.adminRoom) {
     return ctx.reply(`Bridge commands are taken in the bridge's admin room only.`);
   }
-  const [sub, channelId, roomId] = ctx.command.args;
+  const [sub, given, roomId] = ctx.command.args;
+  const channelId = given && ((await o.connector.lookupChannel(given))?.id ?? given);
   switch (sub) {
     case "link": {
       if (!channelId) return ctx.reply(USAGE(o.name));

@@ -30,8 +30,6 @@ export interface BridgeDefinition<S extends z.ZodRawShape> {
     readonly config: z.output<z.ZodObject<S>> & BridgeConfig;
     readonly log: Logger;
   }): BridgeConnector;
-  /** How many remote sends a request costs (lines, for IRC). @default 1 */
-  cost?(message: OutgoingMessage): number;
 }
 
 /** What a running bridge exposes to its plugin's code and tests. */
@@ -96,9 +94,7 @@ function setupBridge<S extends z.ZodRawShape>(
     stopping: stopping.signal,
     rate: config.remoteRate,
     maxAttempts: config.remoteMaxAttempts,
-    ...(definition.cost
-      ? { cost: (r: RemoteRequest) => (r.kind === "message" ? definition.cost!(r.message) : 1) }
-      : {}),
+    cost: (r: RemoteRequest) => (r.kind === "message" ? (connector.cost?.(r.message) ?? 1) : 1),
     deliver: (request) => deliver(request),
     sent: async (request, remoteId) => {
       if (request.kind === "message" && remoteId !== undefined && request.message.editOf === undefined) {
@@ -344,15 +340,14 @@ function setupBridge<S extends z.ZodRawShape>(
   bot.onStart(async () => {
     await portals.load();
     for (const wanted of config.portals) {
-      if (portals.byChannel(wanted.channel)) continue;
-      if (wanted.room) await portals.link(wanted.channel, wanted.room);
-      else {
-        const channel = (await connector.lookupChannel(wanted.channel)) ?? {
-          id: wanted.channel,
-          name: wanted.channel,
-        };
-        await portals.create(channel, config.portalRooms);
-      }
+      // The connector's id for it (IRC channel names are case-insensitive: lower-cased).
+      const channel = (await connector.lookupChannel(wanted.channel)) ?? {
+        id: wanted.channel,
+        name: wanted.channel,
+      };
+      if (portals.byChannel(channel.id)) continue;
+      if (wanted.room) await portals.link(channel.id, wanted.room);
+      else await portals.create(channel, config.portalRooms);
     }
     const replayed = await journal.start();
     const waiting = await outbox.start();

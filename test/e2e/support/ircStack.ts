@@ -2,6 +2,8 @@
 // The bridge reaches ngircd through a gate (a TCP pass-through the test can hold shut), so a test
 // decides who is back in a channel first after an IRC server restart.
 import { createServer, connect, type Server } from "node:net";
+import path from "node:path";
+import { DatabaseSync } from "node:sqlite";
 import { findFreePort } from "../../../scripts/synapse/LocalSynapse.ts";
 import { Ngircd } from "../../support/Ngircd.ts";
 import { IrcTestClient } from "../../support/IrcTestClient.ts";
@@ -119,6 +121,26 @@ export class IrcStack {
   async messagesFrom(sender: string): Promise<Array<{ event_id: string; content: Record<string, unknown> }>> {
     const all = await this.stack.messages(this.alice.accessToken, this.roomId);
     return all.filter((m) => m.sender === sender);
+  }
+
+  /**
+   * What waits in the framework's store (read-only, beside the running or killed process): remote
+   * events journaled and not yet acted on, remote sends not yet marked sent, outbox rows not yet
+   * sent to Synapse, inbound items not yet handled.
+   */
+  storeCounts(): { journaled: number; toIrc: number; outboxPending: number; inboundPending: number } {
+    const db = new DatabaseSync(path.join(this.stack.dir, "courier.sqlite"), { readOnly: true });
+    try {
+      const count = (sql: string) => Number((db.prepare(sql).get() as { n: number }).n);
+      return {
+        journaled: count("SELECT count(*) AS n FROM plugin_kv WHERE plugin = 'irc' AND key LIKE 'rin:%'"),
+        toIrc: count("SELECT count(*) AS n FROM plugin_kv WHERE plugin = 'irc' AND key LIKE 'rout:%'"),
+        outboxPending: count("SELECT count(*) AS n FROM outbox WHERE state = 'pending'"),
+        inboundPending: count("SELECT count(*) AS n FROM inbound_items WHERE state = 'pending'"),
+      };
+    } finally {
+      db.close();
+    }
   }
 
   async stop(): Promise<void> {

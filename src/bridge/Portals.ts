@@ -26,9 +26,17 @@ export class Portals {
   readonly #byChannel = new Map<string, Portal>();
   readonly #byRoom = new Map<string, Portal>();
 
-  constructor(store: PluginStore, bot: () => Intent) {
+  readonly #created: (portal: Portal) => Promise<void>;
+
+  /** `created` runs after a room was created for a channel (a bridge backfills there). */
+  constructor(
+    store: PluginStore,
+    bot: () => Intent,
+    created: (portal: Portal) => Promise<void> = async () => {},
+  ) {
     this.#store = store;
     this.#bot = bot;
+    this.#created = created;
   }
 
   /** Reads every portal from the store. Does I/O. */
@@ -70,7 +78,9 @@ export class Portals {
       ...(alias ? { room_alias_name: alias } : {}),
       invite: room.invite,
     });
-    return this.link(channel.id, roomId);
+    const portal = await this.link(channel.id, roomId);
+    await this.#created(portal);
+    return portal;
   }
 
   /** Ends the bridging of the channel; resolves the portal it was, or undefined. Does I/O. */

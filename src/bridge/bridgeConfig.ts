@@ -28,6 +28,8 @@ export const bridgeConfigShape = {
   remoteRate: z
     .object({ perSecond: z.number().positive().default(1), burst: z.number().int().min(1).default(4) })
     .default({ perSecond: 1, burst: 4 }),
+  /** Earlier remote messages put in a room the bridge creates, when the connector can backfill. @default 0 */
+  backfill: z.number().int().min(0).default(0),
   /** Tries of a remote send that fails (a disconnected network is waited for without limit). @default 5 */
   remoteMaxAttempts: z.number().int().min(1).default(5),
 };

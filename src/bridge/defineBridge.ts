@@ -2,6 +2,7 @@ import type { Logger } from "pino";
 import { z } from "zod";
 import { definePlugin, type Bot, type PluginDefinition } from "../plugins/definePlugin.ts";
 import {
+  canBackfill,
   canEdit,
   canReact,
   canRedact,
@@ -67,7 +68,21 @@ function setupBridge<S extends z.ZodRawShape>(
   const aliasPrefix = config.aliasPrefix ?? `${name}_`;
   const connector = definition.connector({ config, log });
   const stopping = new AbortController();
-  const portals = new Portals(bot.store, () => bot.intent(bot.userId));
+  let markConnected: () => void = () => {};
+  const connected = new Promise<void>((resolve) => (markConnected = resolve));
+  const portals = new Portals(
+    bot.store,
+    () => bot.intent(bot.userId),
+    // A new room gets the channel's recent history, when the connector can fetch it; what it
+    // reports goes through the remote journal like any remote event (deduplicated by remote id).
+    async (portal) => {
+      if (config.backfill === 0 || !canBackfill(connector)) return;
+      // After connect (a portal from config is made before it); not awaited: history may be slow.
+      void connected
+        .then(() => connector.backfill(portal.channelId, config.backfill))
+        .catch((error: unknown) => log.warn({ err: error, channel: portal.channelId }, "backfill failed"));
+    },
+  );
   const messages = new MessageMap(bot.store);
   const ghosts = new Ghosts({
     namespace,
@@ -353,6 +368,7 @@ function setupBridge<S extends z.ZodRawShape>(
     const waiting = await outbox.start();
     log.info({ portals: portals.all().length, replayed, waiting }, "bridge started");
     await connector.connect(host);
+    markConnected();
   });
 
   bot.onStop(async () => {

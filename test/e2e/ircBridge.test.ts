@@ -44,6 +44,21 @@ describe("IRC bridge against ngircd and Synapse", () => {
     expect(bob.said(CHANNEL, "courier").at(-1)!.prefix.split("!")[0]).toBe("courier");
   }, 60_000);
 
+  test("!irc list and !irc status answer in the room", async () => {
+    await s.stack.say(s.alice, s.roomId, "!irc list");
+    await s.stack.say(s.alice, s.roomId, "!irc status");
+    const bot = s.stack.botUserId;
+    const [list, status] = await eventually("both answers", 20_000, async () => {
+      const answers = (await s.messagesFrom(bot)).map((m) => String(m.content.body));
+      const found = [answers.find((a) => a.includes(" ↔ ")), answers.find((a) => a.includes("portal(s)"))];
+      return found.every(Boolean) ? found : undefined;
+    });
+    expect(list).toBe(`${CHANNEL} ↔ ${s.roomId}`);
+    expect(status).toMatch(
+      /^1 portal\(s\); waiting: \d+ to irc, \d+ to Matrix\. IRC: connected to 127\.0\.0\.1:\d+ as courier, in #test$/,
+    );
+  }, 60_000);
+
   test("an edit, a /me each way, and a nick change", async () => {
     const sent = await s.stack.call<{ event_id: string }>(
       s.alice.accessToken,

@@ -33,6 +33,8 @@ export interface PluginHarness {
   readonly outbox: Outbox;
   /** Every request the outbox has sent, in order. */
   readonly sent: MatrixRequest[];
+  /** The plugins' stores (`data.forPlugin(name)` is what the plugin sees as `bot.store`). */
+  readonly data: SqlitePluginData;
   /** The bot's user id: `BOT`, or the fake homeserver's bot. */
   readonly botUserId: string;
   /** Dispatches a room event to the host (fields beyond the defaults come from `event`). */
@@ -69,6 +71,7 @@ export async function pluginHarness(
     : undefined;
   const botUserId = hs?.botUserId ?? BOT;
   const sent: MatrixRequest[] = [];
+  const data = new SqlitePluginData({ path: ":memory:" });
   const outbox = new Outbox({
     store: new SqliteOutboxStore({ path: ":memory:" }),
     transport: {
@@ -96,7 +99,7 @@ export async function pluginHarness(
       invite: async () => {},
       leave: async () => {},
     }),
-    data: new SqlitePluginData({ path: ":memory:" }),
+    data,
     handlerTimeoutMs: options.handlerTimeoutMs ?? 2000,
   });
   await outbox.start();
@@ -108,6 +111,7 @@ export async function pluginHarness(
     host,
     outbox,
     sent,
+    data,
     botUserId,
     dispatch(event) {
       seq++;

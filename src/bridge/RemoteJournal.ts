@@ -2,6 +2,8 @@ import type { Logger } from "pino";
 import type { PluginStore } from "../store/PluginStore.ts";
 import type { RemoteEvent } from "./BridgeConnector.ts";
 import { Lanes } from "./Lanes.ts";
+import { MatrixError, MatrixNetworkError } from "../matrix/MatrixError.ts";
+import { isJournalUnavailable } from "../errors.ts";
 import { Sequence, padSeq } from "./Sequence.ts";
 
 /** A journaled remote event: `id` is the remote one, or `s<seq>` assigned when it was journaled. */
@@ -17,7 +19,11 @@ export interface RemoteJournalOptions {
   readonly log: Logger;
   /** Acts on one event (its Matrix sends keyed by its id). Run again after a crash: must be idempotent. */
   readonly act: (entry: JournaledRemote) => Promise<void>;
-  /** Tries of one event before it is set aside (`rdead:` in the store, logged). @default 8 */
+  /**
+   * Tries of one event the homeserver refuses (a 4xx other than 429) before it is set aside
+   * (`rdead:` in the store, logged). Network errors, 5xx and 429 are tried again without limit:
+   * a homeserver outage delays remote events, it does not drop them. @default 8
+   */
   readonly maxAttempts?: number;
   /** @default 250 */
   readonly retryBaseMs?: number;
@@ -55,8 +61,19 @@ export class RemoteJournal {
     return left.length;
   }
 
-  /** Journals the event (one entry per channel of a rename) and resolves once committed. */
-  async report(event: RemoteEvent): Promise<void> {
+  #reporting: Promise<void> = Promise.resolve();
+
+  /**
+   * Journals the event (one entry per channel of a rename) and resolves once committed. Reports
+   * are journaled in call order, also when the connector does not wait for one before the next.
+   */
+  report(event: RemoteEvent): Promise<void> {
+    const done = this.#reporting.then(() => this.#journal(event));
+    this.#reporting = done.catch(() => {});
+    return done;
+  }
+
+  async #journal(event: RemoteEvent): Promise<void> {
     const { store } = this.#options;
     const parts: Array<[string, RemoteEvent]> =
       event.kind === "rename"
@@ -90,13 +107,15 @@ export class RemoteJournal {
     const { store, log, act, stopping } = this.#options;
     const maxAttempts = this.#options.maxAttempts ?? 8;
     const base = this.#options.retryBaseMs ?? 250;
+    let refusals = 0;
     for (let attempt = 1; !stopping.aborted; attempt++) {
       try {
         await act(entry);
         await store.delete(`rin:${padSeq(entry.seq)}`);
         return;
       } catch (error) {
-        if (attempt >= maxAttempts) {
+        if (isRefusal(error)) refusals++;
+        if (refusals >= maxAttempts) {
           log.error(
             { err: error, id: entry.id, lane: entry.lane },
             "remote event set aside after repeated failures",
@@ -106,8 +125,17 @@ export class RemoteJournal {
           return;
         }
         log.warn({ err: error, id: entry.id, attempt }, "acting on a remote event failed; trying again");
-        await new Promise((r) => setTimeout(r, Math.min(base * 2 ** (attempt - 1), 10_000)));
+        await new Promise((r) => setTimeout(r, Math.min(base * 2 ** Math.min(attempt - 1, 16), 10_000)));
       }
     }
   }
+}
+
+/**
+ * The homeserver said no (a 4xx other than 429), or acting failed in a way a retry will not mend.
+ * A network error, a 5xx, a 429 or a store that cannot commit is passing.
+ */
+function isRefusal(error: unknown): boolean {
+  if (error instanceof MatrixError) return error.status >= 400 && error.status < 500 && error.status !== 429;
+  return !(error instanceof MatrixNetworkError || isJournalUnavailable(error));
 }

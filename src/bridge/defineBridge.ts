@@ -91,10 +91,15 @@ function setupBridge<S extends z.ZodRawShape>(
     botUserId: bot.userId,
     log,
   });
+  // Matrix users' display names as their member events said (kept, so a restart does not lose
+  // them); the localpart until one was seen.
   const displayNames = new Map<string, string>();
-  const senderOf = (userId: string) => ({
+  const senderOf = async (userId: string) => ({
     userId,
-    displayName: displayNames.get(userId) ?? userId.slice(1, userId.indexOf(":")),
+    displayName:
+      displayNames.get(userId) ??
+      (await bot.store.get<string>(`name:${userId}`)) ??
+      userId.slice(1, userId.indexOf(":")),
   });
 
   const journal = new RemoteJournal({
@@ -240,7 +245,10 @@ function setupBridge<S extends z.ZodRawShape>(
     "m.room.member",
     (ctx) => {
       const name = ctx.event.content.displayname;
-      if (typeof name === "string" && ctx.event.state_key) displayNames.set(ctx.event.state_key, name);
+      const user = ctx.event.state_key;
+      if (typeof name !== "string" || !user || displayNames.get(user) === name) return;
+      displayNames.set(user, name);
+      return bot.store.set(`name:${user}`, name);
     },
     { id: "member-names" },
   );
@@ -264,7 +272,7 @@ function setupBridge<S extends z.ZodRawShape>(
       const message: OutgoingMessage = {
         channelId: portal.channelId,
         eventId: ctx.event.event_id,
-        sender: senderOf(ctx.sender),
+        sender: await senderOf(ctx.sender),
         relayed,
         text: parsed.text,
         ...(parsed.html !== undefined ? { html: parsed.html } : {}),
@@ -312,7 +320,7 @@ function setupBridge<S extends z.ZodRawShape>(
         channelId: portal.channelId,
         remoteId,
         key: relation.key,
-        sender: senderOf(ctx.sender),
+        sender: await senderOf(ctx.sender),
       } as const;
       await outbox.enqueue(request, connector.connectionFor?.(ctx.sender) ?? "relay");
     },
@@ -330,9 +338,9 @@ function setupBridge<S extends z.ZodRawShape>(
     const before = typing.get(roomId) ?? new Set<string>();
     typing.set(roomId, now);
     for (const user of now)
-      if (!before.has(user)) await connector.setTyping(portal.channelId, senderOf(user), true);
+      if (!before.has(user)) await connector.setTyping(portal.channelId, await senderOf(user), true);
     for (const user of before)
-      if (!now.has(user)) await connector.setTyping(portal.channelId, senderOf(user), false);
+      if (!now.has(user)) await connector.setTyping(portal.channelId, await senderOf(user), false);
   });
 
   bot.command(

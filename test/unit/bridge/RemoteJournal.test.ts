@@ -1,5 +1,6 @@
 import { pino } from "pino";
 import { RemoteJournal, type JournaledRemote } from "../../../src/bridge/RemoteJournal.ts";
+import { MatrixError, MatrixNetworkError } from "../../../src/matrix/MatrixError.ts";
 import { SqlitePluginData } from "../../../src/store/sqlite/SqlitePluginData.ts";
 import type { PluginStore } from "../../../src/store/PluginStore.ts";
 
@@ -45,4 +46,31 @@ test("what was journaled but not acted on is replayed by the next run under the 
   expect(await second.start()).toBe(3);
   await second.idle();
   expect(replayed).toEqual(ids);
+});
+
+test("a homeserver that is away delays an event without limit; one that refuses it sets it aside", async () => {
+  const store = new SqlitePluginData({ path: ":memory:" }).forPlugin("b");
+  let tries = 0;
+  const j = new RemoteJournal({
+    store,
+    log: pino({ level: "silent" }),
+    stopping: new AbortController().signal,
+    retryBaseMs: 1,
+    maxAttempts: 3,
+    act: async (e) => {
+      if (e.event.kind !== "message") return;
+      if (e.event.text === "refused") throw new MatrixError(403, { errcode: "M_FORBIDDEN" });
+      // Away for more tries than maxAttempts, then back.
+      if (++tries <= 6) throw new MatrixNetworkError("connect ECONNREFUSED", "ECONNREFUSED");
+    },
+  });
+  await j.start();
+  await j.report({ kind: "message", channelId: "#a", sender, text: "delayed" });
+  await j.report({ kind: "message", channelId: "#b", sender, text: "refused" });
+  await j.idle();
+  expect(tries).toBe(7);
+  expect((await store.list<{ event: { text: string } }>("rdead:")).map((e) => e.value.event.text)).toEqual([
+    "refused",
+  ]);
+  expect(await store.list("rin:")).toEqual([]);
 });

@@ -128,6 +128,13 @@ test("Matrix messages reach the connector once per event; edits, redactions and 
   const { calls } = await start(true);
   const say = (event_id: string, content: object, type = "m.room.message") =>
     harness.dispatch({ type, event_id, room_id: ROOM, sender: "@bob:x", content });
+  await harness.dispatch({
+    type: "m.room.member",
+    state_key: "@bob:x",
+    room_id: ROOM,
+    sender: "@bob:x",
+    content: { membership: "join", displayname: "Bobby" },
+  });
   await say("$m1", { msgtype: "m.text", body: "hello" });
   await say("$m1", { msgtype: "m.text", body: "hello" }); // the same event again
   await until("the send", () => calls.sent.length === 1);
@@ -157,7 +164,7 @@ test("Matrix messages reach the connector once per event; edits, redactions and 
     channelId: "c",
     eventId: "$m1",
     relayed: true,
-    sender: { userId: "@bob:x" },
+    sender: { userId: "@bob:x", displayName: "Bobby" },
   });
   expect(calls.edited.map((m) => [m.remoteId, m.text])).toEqual([["x1", "hallo"]]);
   expect(calls.reacted).toEqual(["x1:👍"]);

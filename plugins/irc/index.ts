@@ -25,6 +25,13 @@ const ircConfig = {
   realName: z.string().default("matrix-courier IRC bridge"),
   /** Identifies the relay bot to NickServ after connecting. */
   nickserv: z.object({ password: z.string() }).optional(),
+  /**
+   * One IRC connection per Matrix user (nick: their display name + `suffix`) instead of the relay
+   * bot; made when they first speak, and joined to the channels they speak in.
+   */
+  puppets: z
+    .object({ enabled: z.boolean().default(false), suffix: z.string().default("[m]") })
+    .default({ enabled: false, suffix: "[m]" }),
   /** Reconnect pauses: the first, doubled per failed try up to the cap. */
   reconnect: z
     .object({
@@ -35,6 +42,13 @@ const ircConfig = {
 };
 
 const lower = (name: string) => name.toLowerCase();
+
+/** An IRC nick for a Matrix user: the characters IRC allows (RFC 2812 `nickname`), not starting with a digit or `-`. */
+function nickFor(displayName: string, userId: string, suffix: string): string {
+  const clean = (text: string) => text.replace(/[^A-Za-z0-9[\]\\`_^{|}-]/g, "").replace(/^[0-9-]+/, "");
+  const base = clean(displayName) || clean(userId.slice(1, userId.indexOf(":"))) || "matrix";
+  return `${base.slice(0, 16)}${suffix}`;
+}
 const user = (nick: string) => ({ id: lower(nick), displayName: nick });
 
 /** IRC lines for a Matrix message, before the length split: one per line of the text. */
@@ -66,6 +80,38 @@ export default defineBridge({
       channels: async () => (host ? host.channels() : []),
       log,
     });
+    // Matrix users' own connections (puppets): they only send; the relay connection listens.
+    const puppets = new Map<string, { connection: IrcConnection; channels: Set<string> }>();
+    const puppetFor = (message: OutgoingMessage): IrcConnection => {
+      const existing = puppets.get(message.sender.userId);
+      if (existing) {
+        existing.channels.add(message.channelId);
+        return existing.connection;
+      }
+      const channels = new Set([message.channelId]);
+      const puppet = new IrcConnection({
+        host: config.server.host,
+        port: config.server.port,
+        tls: config.server.tls,
+        password: config.server.password,
+        nick: nickFor(message.sender.displayName, message.sender.userId, config.puppets.suffix),
+        userName: config.userName,
+        realName: `${message.sender.userId} via matrix-courier`,
+        reconnectBaseMs: config.reconnect.baseMs,
+        reconnectCapMs: config.reconnect.capMs,
+        channels: async () => [...channels],
+        log: log.child({ puppet: message.sender.userId }),
+      });
+      puppets.set(message.sender.userId, { connection: puppet, channels });
+      puppet.open();
+      return puppet;
+    };
+    /** A nick of ours (the relay bot or a puppet): its lines and moves are not bridged back. */
+    const ours = (nick: string): boolean =>
+      lower(nick) === lower(connection.nick ?? config.nick) ||
+      [...puppets.values()].some(
+        (p) => p.connection.nick !== undefined && lower(p.connection.nick) === lower(nick),
+      );
     const report = (event: Parameters<BridgeHost["report"]>[0]) =>
       host
         ?.report(event)
@@ -74,7 +120,7 @@ export default defineBridge({
     connection.onClient((client) => {
       const said = (from: string, to: string, text: string, kind: "text" | "emote" | "notice") => {
         // Not a channel (a private message), or our own line: not bridged.
-        if (!/^[#&+!]/.test(to) || from === client.nick || !from) return;
+        if (!/^[#&+!]/.test(to) || !from || ours(from)) return;
         const html = ircToHtml(text);
         void report({
           kind: "message",
@@ -89,23 +135,22 @@ export default defineBridge({
       client.on("action", (from, to, text) => said(from, to, text, "emote"));
       client.on("notice", (from, to, text) => said(from, to, text, "notice"));
       client.on("join", (channel, nick) => {
-        if (nick !== client.nick) void report({ kind: "join", channelId: lower(channel), user: user(nick) });
+        if (!ours(nick)) void report({ kind: "join", channelId: lower(channel), user: user(nick) });
       });
       client.on("part", (channel, nick, reason) => {
-        if (nick !== client.nick)
-          void report({ kind: "leave", channelId: lower(channel), user: user(nick), reason });
+        if (!ours(nick)) void report({ kind: "leave", channelId: lower(channel), user: user(nick), reason });
       });
       client.on("kick", (channel, who, _by, reason) => {
-        if (who !== client.nick)
-          void report({ kind: "leave", channelId: lower(channel), user: user(who), reason });
+        if (!ours(who)) void report({ kind: "leave", channelId: lower(channel), user: user(who), reason });
       });
       client.on("quit", (nick, reason, channels) => {
+        if (ours(nick)) return;
         for (const channel of channels) {
           void report({ kind: "leave", channelId: lower(channel), user: user(nick), reason });
         }
       });
       client.on("nick", (oldNick, newNick, channels) => {
-        if (oldNick === client.nick || newNick === client.nick) return;
+        if (ours(oldNick) || ours(newNick)) return;
         void report({
           kind: "rename",
           from: user(oldNick),
@@ -124,10 +169,18 @@ export default defineBridge({
         host = bridgeHost;
         connection.open();
       },
-      disconnect: () => connection.close(),
+      async disconnect() {
+        await Promise.all(
+          [connection, ...[...puppets.values()].map((p) => p.connection)].map((c) => c.close()),
+        );
+      },
+      connectionFor: (userId) => (config.puppets.enabled ? userId : "relay"),
       async sendMessage(message) {
-        const client = connection.client;
-        if (!client || !connection.inChannel(message.channelId)) {
+        const via = message.relayed ? connection : puppetFor(message);
+        const client = via.client;
+        if (!client || !via.inChannel(message.channelId)) {
+          // A puppet joins a channel the first time its user speaks there.
+          if (via !== connection && via.nick !== undefined) await via.join(message.channelId);
           throw new RemoteUnavailableError("IRC", `not in ${message.channelId}`);
         }
         const { action, text } = linesOf(message);
@@ -137,7 +190,8 @@ export default defineBridge({
       },
       cost(message) {
         const { action, text } = linesOf(message);
-        const client = connection.client;
+        const client = (message.relayed ? connection : puppets.get(message.sender.userId)?.connection)
+          ?.client;
         const target = action ? `${message.channelId} \x01ACTION \x01` : message.channelId;
         return client ? Math.max(1, client.getSplitMessages(target, text).length) : 1;
       },

@@ -47,6 +47,8 @@ export class Gate {
 export interface IrcStackOptions {
   /** The bridge's pace on IRC. */
   readonly remoteRate: { perSecond: number; burst: number };
+  /** One IRC connection per Matrix user instead of the relay bot. @default false */
+  readonly puppets?: boolean;
 }
 
 export class IrcStack {
@@ -77,6 +79,7 @@ export class IrcStack {
               nick: "courier",
               remoteRate: options.remoteRate,
               reconnect: { baseMs: 100, capMs: 1000 },
+              ...(options.puppets ? { puppets: { enabled: true } } : {}),
             },
           },
         ],

@@ -9,7 +9,7 @@ import {
   type OutgoingMessage,
 } from "../../src/index.ts";
 import { IrcConnection } from "./IrcConnection.ts";
-import { htmlToIrc, ircToHtml, stripIrcFormatting } from "./ircFormatting.ts";
+import { escapeHtml, htmlToIrc, ircToHtml, stripIrcFormatting } from "./ircFormatting.ts";
 
 const ircConfig = {
   server: z.object({
@@ -55,6 +55,8 @@ const user = (nick: string) => ({ id: lower(nick), displayName: nick });
 function linesOf(message: OutgoingMessage): { action: boolean; text: string } {
   let text = message.html !== undefined ? htmlToIrc(message.html) : message.text;
   if (message.editOf !== undefined) text = `* ${text}`; // IRC has no edits: the new text, marked
+  // IRC has no replies: address the person replied to, as IRC users do.
+  if (message.replyToUser && !message.emote) text = `${message.replyToUser.displayName}: ${text}`;
   const name = message.sender.displayName;
   if (message.emote) return { action: true, text: message.relayed ? `${name} ${text}` : text };
   const lines = text.split(/\r\n|\r|\n/).filter((l) => l.length > 0);
@@ -80,6 +82,8 @@ export default defineBridge({
       channels: async () => (host ? host.channels() : []),
       log,
     });
+    // Names IRC users address Matrix users by (their relayed display name, their puppet's nick).
+    const matrixUsers = new Map<string, string>();
     // Matrix users' own connections (puppets): they only send; the relay connection listens.
     const puppets = new Map<string, { connection: IrcConnection; channels: Set<string> }>();
     const puppetFor = (message: OutgoingMessage): IrcConnection => {
@@ -121,13 +125,21 @@ export default defineBridge({
       const said = (from: string, to: string, text: string, kind: "text" | "emote" | "notice") => {
         // Not a channel (a private message), or our own line: not bridged.
         if (!/^[#&+!]/.test(to) || !from || ours(from)) return;
-        const html = ircToHtml(text);
+        let html = ircToHtml(text);
+        // `alice: text` addressed to a Matrix user we relayed: a mention (a pill and m.mentions).
+        const addressed = /^([^\s:,]+)[:,]\s+([\s\S]*)$/.exec(text);
+        const mentioned = addressed && matrixUsers.get(lower(addressed[1]!));
+        if (addressed && mentioned) {
+          const rest = addressed[2]!;
+          html = `<a href="https://matrix.to/#/${escapeHtml(mentioned)}">${escapeHtml(addressed[1]!)}</a>: ${ircToHtml(rest) ?? escapeHtml(rest)}`;
+        }
         void report({
           kind: "message",
           channelId: lower(to),
           sender: user(from),
           text: stripIrcFormatting(text),
           ...(html !== undefined ? { html } : {}),
+          ...(mentioned ? { mentions: [mentioned] } : {}),
           ...(kind === "emote" ? { emote: true } : kind === "notice" ? { notice: true } : {}),
         });
       };
@@ -177,6 +189,9 @@ export default defineBridge({
       connectionFor: (userId) => (config.puppets.enabled ? userId : "relay"),
       async sendMessage(message) {
         const via = message.relayed ? connection : puppetFor(message);
+        matrixUsers.set(lower(message.sender.displayName), message.sender.userId);
+        if (via.nick !== undefined && via !== connection)
+          matrixUsers.set(lower(via.nick), message.sender.userId);
         const client = via.client;
         if (!client || !via.inChannel(message.channelId)) {
           // A puppet joins a channel the first time its user speaks there.

@@ -42,7 +42,7 @@ const CODES = /[\x02\x1d\x1f\x1e\x11\x16\x0f]|\x03(?:\d{1,2}(?:,\d{1,2})?)?/g;
 // eslint-disable-next-line no-control-regex
 const ANY_CODE = /[\x02\x1d\x1f\x1e\x11\x03\x16\x0f]/;
 
-const escapeHtml = (text: string): string =>
+export const escapeHtml = (text: string): string =>
   text.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;");
 
 /** The text without formatting codes (the plain `body`). */

@@ -109,6 +109,8 @@ export interface OutgoingMessage {
   readonly emote: boolean;
   /** The remote id of the message it replies to, when known. */
   readonly replyTo?: string;
+  /** Who wrote the message it replies to, when that was a remote user (IRC says `nick: text`). */
+  readonly replyToUser?: RemoteUser;
   /** Set when this is an edit of an earlier message the connector cannot edit: text is the new text. */
   readonly editOf?: string;
 }
@@ -140,6 +142,8 @@ export type RemoteEvent =
       readonly notice?: boolean;
       /** The remote id of the message this one replies to. */
       readonly replyTo?: string;
+      /** Matrix users it mentions (`m.mentions`; put the pills in `html`). */
+      readonly mentions?: readonly string[];
       /** The remote id of the message this one replaces (an edit). */
       readonly editOf?: string;
     }

@@ -177,6 +177,7 @@ function setupBridge<S extends z.ZodRawShape>(
         };
         const replyTo = event.replyTo && (await messages.eventFor(entry.lane, event.replyTo));
         if (replyTo) content["m.relates_to"] = { "m.in_reply_to": { event_id: replyTo } };
+        if (event.mentions?.length) content["m.mentions"] = { user_ids: event.mentions };
         const edited = event.editOf && (await messages.eventFor(entry.lane, event.editOf));
         if (edited) {
           content = {
@@ -187,13 +188,18 @@ function setupBridge<S extends z.ZodRawShape>(
           };
         }
         const enqueued = await sends.send(roomId, content, { as: ghost });
-        if (event.id !== undefined && !edited) {
-          // The map is filled once the homeserver gave the event id; not awaited, so one slow
+        if (!edited) {
+          // Who sent it (replies to it name them on the remote side) and, with a remote id, the
+          // map entry: filled once the homeserver gave the event id; not awaited, so one slow
           // room does not hold the channel's lane.
           const remoteId = event.id;
           void enqueued
             .delivered()
-            .then((d) => (d.eventId ? messages.set(entry.lane, remoteId, d.eventId) : undefined))
+            .then(async ({ eventId }) => {
+              if (!eventId) return;
+              await messages.setSender(eventId, event.sender);
+              if (remoteId !== undefined) await messages.set(entry.lane, remoteId, eventId);
+            })
             .catch((error: unknown) => log.warn({ err: error }, "no event id for the message map"));
         }
         return;
@@ -269,6 +275,7 @@ function setupBridge<S extends z.ZodRawShape>(
         return;
       }
       const replyTo = parsed.replyToEvent && (await messages.remoteFor(parsed.replyToEvent));
+      const replyToUser = parsed.replyToEvent && (await messages.senderOf(parsed.replyToEvent));
       const message: OutgoingMessage = {
         channelId: portal.channelId,
         eventId: ctx.event.event_id,
@@ -278,6 +285,7 @@ function setupBridge<S extends z.ZodRawShape>(
         ...(parsed.html !== undefined ? { html: parsed.html } : {}),
         emote: parsed.emote,
         ...(replyTo ? { replyTo } : {}),
+        ...(replyToUser ? { replyToUser } : {}),
         ...(parsed.editOf !== undefined ? { editOf: parsed.editOf } : {}),
       };
       await outbox.enqueue({ kind: "message", message }, connection);

@@ -26,7 +26,7 @@ describe("IRC bridge against ngircd and Synapse", () => {
 
   const relayed = (client: IrcTestClient) => client.said(CHANNEL, "courier").map((l) => l.params[1] ?? "");
 
-  test("an IRC line reaches the room from its ghost; a Matrix reply reaches IRC from the relay nick", async () => {
+  test("an IRC line reaches the room from its ghost; a Matrix message reaches IRC from the relay nick", async () => {
     bob.say(CHANNEL, "hello from \x02irc\x02");
     const [line] = await eventually("bob's line in Matrix", 20_000, async () => {
       const from = await s.messagesFrom(ghost("bob"));
@@ -57,6 +57,31 @@ describe("IRC bridge against ngircd and Synapse", () => {
     expect(status).toMatch(
       /^1 portal\(s\); waiting: \d+ to irc, \d+ to Matrix\. IRC: connected to 127\.0\.0\.1:\d+ as courier, in #test$/,
     );
+  }, 60_000);
+
+  test("a Matrix reply addresses the IRC user it answers; an IRC line addressed to alice mentions her", async () => {
+    const [hello] = await s.messagesFrom(ghost("bob"));
+    await s.stack.call(
+      s.alice.accessToken,
+      "PUT",
+      `/_matrix/client/v3/rooms/${encodeURIComponent(s.roomId)}/send/m.room.message/reply1`,
+      {
+        msgtype: "m.text",
+        body: `> <${ghost("bob")}> hello from irc\n\nindeed`,
+        "m.relates_to": { "m.in_reply_to": { event_id: hello!.event_id } },
+      },
+    );
+    await bob.waitFor("the reply", (l) => l.command === "PRIVMSG" && l.params[1] === "<alice> bob: indeed");
+
+    bob.say(CHANNEL, "alice: see above");
+    const addressed = await eventually("bob's mention", 20_000, async () =>
+      (await s.messagesFrom(ghost("bob"))).find((m) => m.content.body === "alice: see above"),
+    );
+    expect(addressed.content).toMatchObject({
+      format: "org.matrix.custom.html",
+      formatted_body: `<a href="https://matrix.to/#/${s.alice.userId}">alice</a>: see above`,
+      "m.mentions": { user_ids: [s.alice.userId] },
+    });
   }, 60_000);
 
   test("an edit, a /me each way, and a nick change", async () => {

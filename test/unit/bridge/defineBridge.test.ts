@@ -209,3 +209,33 @@ test("an alias query for #<prefix><channel> creates a portal, backfilled; ghosts
   expect(await harness.host.userExists("@courier_fake_ann:x")).toBe(true);
   expect(await harness.host.userExists("@courier_fake_Ann:x")).toBe(false);
 });
+
+test("a remote topic becomes m.room.topic; a Matrix reply to a ghost's message names its remote sender", async () => {
+  const { host, calls } = await start(true);
+  await host().report({ kind: "topic", channelId: "c", topic: "new topic" });
+  const topic = await until("the topic", () =>
+    harness.sent.find((r) => r.path.includes("/state/m.room.topic/")),
+  );
+  expect(JSON.parse(topic.body!)).toEqual({ topic: "new topic" });
+
+  await host().report({ kind: "message", channelId: "c", sender: ann, text: "question" });
+  const index = await until("ann's line", () => {
+    const i = harness.sent.findIndex((r) => r.body?.includes('"question"'));
+    return i === -1 ? undefined : i;
+  });
+  const eventId = `$sent${index + 1}`;
+  await untilStored("ann's line's sender", `msg:s:${eventId}`);
+  await harness.dispatch({
+    type: "m.room.message",
+    event_id: "$answer",
+    room_id: ROOM,
+    sender: "@bob:x",
+    content: {
+      msgtype: "m.text",
+      body: "> <@courier_fake_ann:x> question\n\nanswer",
+      "m.relates_to": { "m.in_reply_to": { event_id: eventId } },
+    },
+  });
+  await until("the answer", () => calls.sent.length === 1);
+  expect(calls.sent[0]).toMatchObject({ text: "answer", replyToUser: ann });
+});

@@ -170,6 +170,14 @@ export default defineBridge({
           channelIds: channels.map(lower),
         });
       });
+      // Channel operators (+o) are moderators (power level 50) in the room.
+      const rank = (channel: string, mode: string, nick: string | undefined, level: number) => {
+        if (mode === "o" && nick && !ours(nick)) {
+          void report({ kind: "power", channelId: lower(channel), user: user(nick), level });
+        }
+      };
+      client.on("+mode", (channel, _by, mode, nick) => rank(channel, mode, nick, 50));
+      client.on("-mode", (channel, _by, mode, nick) => rank(channel, mode, nick, 0));
       client.on("topic", (channel, topic, _by, message) => {
         // A change (TOPIC), not the topic the server tells us on every join (RPL_TOPIC).
         if (message.command === "TOPIC") void report({ kind: "topic", channelId: lower(channel), topic });

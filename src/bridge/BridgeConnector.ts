@@ -170,6 +170,14 @@ export type RemoteEvent =
       readonly channelIds: readonly string[];
     }
   | {
+      /** The remote user's rank in the channel, as a Matrix power level (IRC: +o is 50). */
+      readonly kind: "power";
+      readonly channelId: string;
+      readonly id?: string;
+      readonly user: RemoteUser;
+      readonly level: number;
+    }
+  | {
       readonly kind: "topic";
       readonly channelId: string;
       readonly id?: string;

@@ -81,7 +81,14 @@ function setupBridge<S extends z.ZodRawShape>(
     store: bot.store,
     log,
     stopping: stopping.signal,
-    act: remoteToMatrix({ portals, ghosts, messages, once: (key) => bot.once(key), log }),
+    act: remoteToMatrix({
+      portals,
+      ghosts,
+      messages,
+      once: (key) => bot.once(key),
+      bot: () => bot.intent(bot.userId),
+      log,
+    }),
   });
   const outbox = new RemoteOutbox({
     store: bot.store,

@@ -1,5 +1,5 @@
 import type { Logger } from "pino";
-import type { SendContext } from "../plugins/definePlugin.ts";
+import type { Intent, SendContext } from "../plugins/definePlugin.ts";
 import type { Ghosts } from "./Ghosts.ts";
 import type { MessageMap } from "./MessageMap.ts";
 import type { Portals } from "./Portals.ts";
@@ -11,6 +11,8 @@ export interface RemoteToMatrixParts {
   readonly messages: MessageMap;
   /** The send helpers keyed by `key` (`bot.once`). */
   readonly once: (key: string) => SendContext<unknown>;
+  /** The bot's account actions (reading the power levels it changes). */
+  readonly bot: () => Intent;
   readonly log: Logger;
 }
 
@@ -20,7 +22,7 @@ export interface RemoteToMatrixParts {
  * after a crash collapses onto the transactions already journaled. Does I/O.
  */
 export function remoteToMatrix(parts: RemoteToMatrixParts): (entry: JournaledRemote) => Promise<void> {
-  const { portals, ghosts, messages, once, log } = parts;
+  const { portals, ghosts, messages, once, bot, log } = parts;
   return async function actOnRemote(entry: JournaledRemote): Promise<void> {
     const { event } = entry;
     const portal = portals.byChannel(entry.lane);
@@ -85,6 +87,24 @@ export function remoteToMatrix(parts: RemoteToMatrixParts): (entry: JournaledRem
         await ghosts.ensure(event.to, roomId);
         await ghosts.leave(event.from.id, roomId).catch(() => {});
         return;
+      case "power": {
+        const ghost = await ghosts.ensure(event.user, roomId);
+        const levels = await bot().getState(roomId, "m.room.power_levels");
+        // Never written from scratch: that would take everyone else's levels away.
+        if (!levels) return void log.warn({ roomId }, "no power levels to change");
+        const users = { ...(levels.users as Record<string, number> | undefined) };
+        const usersDefault = typeof levels.users_default === "number" ? levels.users_default : 0;
+        if ((users[ghost] ?? usersDefault) === event.level) return;
+        if (event.level === usersDefault) delete users[ghost];
+        else users[ghost] = event.level;
+        const enqueued = await sends.setState(roomId, "m.room.power_levels", "", { ...levels, users });
+        // The next change of this channel reads the levels again: wait until this one is in. A
+        // refusal (the bot may not change levels in a room it was invited to) is logged, not retried.
+        await enqueued
+          .delivered()
+          .catch((error: unknown) => log.warn({ err: error, roomId }, "power level not changed"));
+        return;
+      }
       case "topic":
         await sends.setState(roomId, "m.room.topic", "", { topic: event.topic });
         return;

@@ -78,6 +78,12 @@ export interface Intent {
   invite(roomId: string, userId: string): Promise<void>;
   /** Leaves the room. */
   leave(roomId: string): Promise<void>;
+  /** The content of a state event of the room, read as this user; undefined when the room has none. */
+  getState(
+    roomId: string,
+    eventType: string,
+    stateKey?: string,
+  ): Promise<Record<string, unknown> | undefined>;
 }
 
 export interface EventContext<C, E = Record<string, unknown>> extends SendContext<C> {

@@ -382,6 +382,9 @@ export class Courier {
         await ensureRegistered();
         await this.client.leave(toRoomId(room), as);
       },
+      // Read as the bot: it is in every room the appservice acts in.
+      getState: async (room, type, stateKey = "") =>
+        (await this.client.getStateEvent(room, type, stateKey))?.content,
     };
   }
 }

@@ -138,6 +138,24 @@ describe("IRC bridge against ngircd and Synapse", () => {
     expect(Object.keys(members.joined)).not.toContain(ghost("bob"));
   }, 60_000);
 
+  test("an IRC operator (+o) becomes a moderator (power level 50), and -o takes it back", async () => {
+    const dan = await s.ircUser("dan");
+    const level = async () => {
+      const levels = await s.stack.call<{ users?: Record<string, number> }>(
+        s.alice.accessToken,
+        "GET",
+        `/_matrix/client/v3/rooms/${encodeURIComponent(s.roomId)}/state/m.room.power_levels/`,
+      );
+      return levels.users?.[ghost("dan")] ?? 0;
+    };
+    // bobby opened the channel, so he is its operator.
+    bob.send(`MODE ${CHANNEL} +o dan`);
+    await eventually("dan's level 50", 20_000, async () => ((await level()) === 50 ? true : undefined));
+    bob.send(`MODE ${CHANNEL} -o dan`);
+    await eventually("dan's level 0", 20_000, async () => ((await level()) === 0 ? true : undefined));
+    dan.close();
+  }, 60_000);
+
   test("a long Matrix message is split at IRC's line limit on word boundaries", async () => {
     const words = Array.from({ length: 200 }, (_, i) => `word${i}`);
     const before = relayed(bob).length;

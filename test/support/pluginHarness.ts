@@ -26,6 +26,8 @@ export interface HarnessOptions {
   readonly homeserver?: boolean;
   /** @default 2000 */
   readonly handlerTimeoutMs?: number;
+  /** What `intent(…).getState` reads. @default no state */
+  readonly state?: (roomId: string, eventType: string) => Record<string, unknown> | undefined;
 }
 
 export interface PluginHarness {
@@ -98,6 +100,7 @@ export async function pluginHarness(
       createRoom: async () => "!new:test",
       invite: async () => {},
       leave: async () => {},
+      getState: async (room, type) => options.state?.(room, type),
     }),
     data,
     handlerTimeoutMs: options.handlerTimeoutMs ?? 2000,

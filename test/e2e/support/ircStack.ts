@@ -97,7 +97,10 @@ export class IrcStack {
     const before = observer.lines.length;
     const courier = await this.stack.startCourier();
     if (!this.roomId) {
-      this.roomId = await this.stack.roomWithBot(this.alice);
+      // The bot may change power levels there (IRC operators become moderators).
+      this.roomId = await this.stack.roomWithBot(this.alice, {
+        power_level_content_override: { users: { [this.stack.botUserId]: 100 } },
+      });
       await this.stack.say(this.alice, this.roomId, `!irc link ${CHANNEL}`);
       await eventually("the link to be confirmed", 20_000, async () => {
         const messages = await this.stack.messages(this.alice.accessToken, this.roomId);

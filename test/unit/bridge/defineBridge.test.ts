@@ -5,7 +5,7 @@ import { z } from "zod";
 import { defineBridge } from "../../../src/bridge/defineBridge.ts";
 import type { BridgeConnector, BridgeHost, OutgoingMessage } from "../../../src/bridge/BridgeConnector.ts";
 import { PermanentRemoteError } from "../../../src/errors.ts";
-import { pluginHarness, type PluginHarness } from "../../support/pluginHarness.ts";
+import { pluginHarness, type HarnessOptions, type PluginHarness } from "../../support/pluginHarness.ts";
 
 const ROOM = "!r:x";
 const ann = { id: "ann", displayName: "Ann" };
@@ -80,8 +80,8 @@ async function untilStored(what: string, key: string): Promise<void> {
 }
 afterEach(async () => harness?.stop());
 
-async function start(full: boolean) {
-  harness = await pluginHarness();
+async function start(full: boolean, state?: HarnessOptions["state"]) {
+  harness = await pluginHarness(state ? { state } : {});
   const bridge = fakeBridge(full);
   expect(
     await harness.host.load(bridge.plugin, {
@@ -238,4 +238,24 @@ test("a remote topic becomes m.room.topic; a Matrix reply to a ghost's message n
   });
   await until("the answer", () => calls.sent.length === 1);
   expect(calls.sent[0]).toMatchObject({ text: "answer", replyToUser: ann });
+});
+
+test("a remote rank becomes the ghost's power level, written over the room's levels as they are", async () => {
+  let levels: Record<string, unknown> = { users: { "@courier:x": 100 }, users_default: 0, events: { x: 50 } };
+  const { host } = await start(true, (_room, type) => (type === "m.room.power_levels" ? levels : undefined));
+  await host().report({ kind: "power", channelId: "c", user: ann, level: 50 });
+  const request = await until("the power levels", () =>
+    harness.sent.find((r) => r.path.includes("/state/m.room.power_levels/")),
+  );
+  expect(JSON.parse(request.body!)).toEqual({
+    users: { "@courier:x": 100, "@courier_fake_ann:x": 50 },
+    users_default: 0,
+    events: { x: 50 },
+  });
+  // Already at that level: nothing is written.
+  levels = JSON.parse(request.body!) as Record<string, unknown>;
+  await host().report({ kind: "power", channelId: "c", user: ann, level: 50 });
+  await host().report({ kind: "message", channelId: "c", sender: ann, text: "after" });
+  await until("the next line", () => harness.sent.find((r) => r.body?.includes('"after"')));
+  expect(harness.sent.filter((r) => r.path.includes("/state/m.room.power_levels/"))).toHaveLength(1);
 });

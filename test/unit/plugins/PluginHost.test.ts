@@ -36,6 +36,7 @@ function setup(options: { handlerTimeoutMs?: number } = {}) {
       createRoom: async () => "!new:test",
       invite: async () => {},
       leave: async () => {},
+      getState: async () => undefined,
     }),
     handlerTimeoutMs: options.handlerTimeoutMs ?? 200,
     maxAttempts: 2,

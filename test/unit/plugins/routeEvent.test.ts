@@ -51,6 +51,7 @@ function options(levels?: Record<string, number>) {
       createRoom: async () => "!new:test",
       invite: async () => {},
       leave: async () => {},
+      getState: async () => undefined,
     }),
     powerLevels:
       levels && ({ levelOf: async (_room: string, user: string) => levels[user] ?? 0 } as PowerLevels),

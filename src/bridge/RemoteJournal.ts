@@ -29,6 +29,11 @@ export interface RemoteJournalOptions {
   readonly retryBaseMs?: number;
   /** Aborted at stop: no new try starts. */
   readonly stopping: AbortSignal;
+  /**
+   * How long a remote id is remembered as seen (a redelivery later than this is acted on again;
+   * its sends still collapse in the outbox while Synapse dedupes them). @default a day
+   */
+  readonly rememberIdsMs?: number;
 }
 
 /**
@@ -51,6 +56,10 @@ export class RemoteJournal {
 
   /** Replays what a previous run journaled and did not finish, then acts on new reports. Does I/O. */
   async start(): Promise<number> {
+    const keep = this.#options.rememberIdsMs ?? 86_400_000;
+    for (const { key, value } of await this.#options.store.list<number>("rseen:")) {
+      if (Date.now() - value > keep) await this.#options.store.delete(key);
+    }
     const left = await this.#options.store.list<JournaledRemote>("rin:");
     for (const { value } of left) {
       this.#seq.seen(value.seq);

@@ -83,7 +83,11 @@ export class IrcConnection {
       connectionTimeout: 15_000,
     });
     this.#client = client;
-    client.on("registered", () => void this.#onRegistered(client));
+    client.on("registered", () => {
+      this.#onRegistered(client).catch((error: unknown) =>
+        this.#o.log.warn({ err: error }, "joining the channels after connecting failed"),
+      );
+    });
     client.on("join", (channel: string, nick: string) => {
       if (nick === client.nick) this.#joined.add(channel.toLowerCase());
     });
@@ -93,7 +97,9 @@ export class IrcConnection {
     client.on("kick", (channel: string, who: string) => {
       if (who !== client.nick) return;
       this.#joined.delete(channel.toLowerCase());
-      void client.join(channel);
+      client
+        .join(channel)
+        .catch((error: unknown) => this.#o.log.warn({ err: error, channel }, "rejoin failed"));
     });
     client.on("netError", (error: Error) => o.log.warn({ err: error }, "IRC connection error"));
     client.on("error", (message: unknown) => o.log.warn({ message }, "IRC server error"));

@@ -31,12 +31,13 @@ export default {
     },
     // Property-based fuzzing (fast-check), bounded in runs and time; FUZZ_SEED replays a run.
     { ...common, displayName: "fuzz", testMatch: ["<rootDir>/test/fuzz/**/*.test.ts"] },
-    // Against a real Synapse (scripts/synapse): installed once into .cache, started per test file.
+    // Against a real Synapse (scripts/synapse): installed once into .cache, started per test file;
+    // ngircd (apt, as root) for the IRC bridge.
     {
       ...common,
       displayName: "e2e",
       testMatch: ["<rootDir>/test/e2e/**/*.test.ts"],
-      globalSetup: "<rootDir>/test/setup/installSynapse.js",
+      globalSetup: "<rootDir>/test/setup/e2eGlobalSetup.js",
     },
   ],
 };

@@ -173,3 +173,28 @@ export class ThrottledRequestError extends InboundRequestError {
     this.retryAfterMs = retryAfterMs;
   }
 }
+
+/**
+ * A bridge connector is not connected to its network right now (thrown by `sendMessage`): the
+ * send stays at the head of its channel's remote outbox and is tried again, without limit.
+ */
+export class RemoteUnavailableError extends CourierError {
+  constructor(network: string, detail = "not connected") {
+    super(
+      "COURIER_REMOTE_UNAVAILABLE",
+      "M_UNKNOWN",
+      503,
+      `${network}: ${detail}; the message waits in the remote outbox`,
+    );
+  }
+}
+
+/**
+ * The remote network refused a message for good (thrown by a connector's `sendMessage`): the
+ * framework stops trying and says so in the Matrix room.
+ */
+export class PermanentRemoteError extends CourierError {
+  constructor(network: string, reason: string) {
+    super("COURIER_REMOTE_REFUSED", "M_FORBIDDEN", 403, `${network} refused the message: ${reason}`);
+  }
+}

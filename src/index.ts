@@ -70,3 +70,23 @@ export type { PluginStore } from "./store/PluginStore.ts";
 export { verifyBearer, verifyHubSignature, hubSignature } from "./plugins/webhookAuth.ts";
 export type { WebhookAuthResult } from "./plugins/webhookAuth.ts";
 export type { MatrixEvent, ToDeviceEvent, EphemeralEvent } from "./plugins/events.ts";
+
+export { defineBridge } from "./bridge/defineBridge.ts";
+export type { BridgeDefinition } from "./bridge/defineBridge.ts";
+export type {
+  BridgeConnector,
+  BridgeHost,
+  EditCapable,
+  RedactCapable,
+  ReactCapable,
+  TypingCapable,
+  BackfillCapable,
+  OutgoingMessage,
+  MatrixSender,
+  RemoteEvent,
+  RemoteUser,
+  RemoteChannel,
+} from "./bridge/BridgeConnector.ts";
+export type { BridgeConfig } from "./bridge/bridgeConfig.ts";
+export { escapeLocalpart, unescapeLocalpart, GhostNamespace } from "./bridge/ghostLocalpart.ts";
+export { RemoteUnavailableError, PermanentRemoteError } from "./errors.ts";

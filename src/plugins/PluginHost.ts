@@ -5,6 +5,7 @@ import type { InboundItem } from "../inbound/InboundJournal.ts";
 import { PluginError } from "../errors.ts";
 import type { Intent, PluginDefinition } from "./definePlugin.ts";
 import { createWebhookRouter } from "./webhookRouter.ts";
+import { createSendContext } from "./createContext.ts";
 import { Scheduler, type SchedulerClock } from "./Scheduler.ts";
 import type { PluginData } from "../store/PluginStore.ts";
 import type { PowerLevels } from "./PowerLevels.ts";
@@ -117,6 +118,17 @@ export class PluginHost {
       botUserId: this.#options.botUserId,
       reservedSecrets: this.#options.reservedSecrets,
       data: this.#options.data,
+      intent: this.#options.intent,
+      keyedSends: (owner, key) =>
+        createSendContext({
+          scope: this.#options.outbox.cause(`${owner.name}/once:${key}`),
+          keyed: (k) => this.#options.outbox.cause(`${owner.name}/once:${k}`),
+          config: owner.config,
+          log: owner.log,
+          signal: this.#stopping.signal,
+          intent: this.#options.intent,
+          store: this.#options.data.forPlugin(owner.name),
+        }),
       addSchedule: (owner, name, schedule, handler) => {
         this.#everyHandlers.set(`${owner.name}\u0000${name}`, { plugin: owner, handler });
         this.#scheduler.add({ plugin: owner.name, name, schedule });

@@ -67,6 +67,23 @@ export interface Intent {
   /** Registers if needed and joins the room (it must be public, or the user invited). */
   join(roomIdOrAlias: string): Promise<void>;
   setDisplayName(name: string): Promise<void>;
+  /** Sets the user's avatar to an `mxc://` URI. */
+  setAvatarUrl(mxc: string): Promise<void>;
+  /**
+   * Creates a room as this user (`POST /createRoom` with the spec's body); resolves its room id.
+   * Not idempotent: a crash before the caller saves the id leaves an unused room behind.
+   */
+  createRoom(body: object): Promise<string>;
+  /** Invites `userId` to the room, as this user. */
+  invite(roomId: string, userId: string): Promise<void>;
+  /** Leaves the room. */
+  leave(roomId: string): Promise<void>;
+  /** The content of a state event of the room, read as this user; undefined when the room has none. */
+  getState(
+    roomId: string,
+    eventType: string,
+    stateKey?: string,
+  ): Promise<Record<string, unknown> | undefined>;
 }
 
 export interface EventContext<C, E = Record<string, unknown>> extends SendContext<C> {
@@ -286,6 +303,14 @@ export interface Bot<C> {
   ): void;
   onStart(hook: () => unknown): void;
   onStop(hook: () => unknown): void;
+  /**
+   * Send helpers outside any handler, keyed by `key` like `ctx.once(key)` (the same cause
+   * `<plugin>/once:<key>`): whatever sends under a key, each request goes out once. For work
+   * that starts on another network (a bridge's remote events). Usable once the plugin started.
+   */
+  once(key: string): SendContext<C>;
+  /** Account actions of the bot or a ghost of the namespace (as `ctx.intent`). */
+  intent(userId: string): Intent;
 }
 
 export interface PluginDefinition<S extends z.ZodType = z.ZodType> {

@@ -3,6 +3,8 @@ import { PluginError } from "../errors.ts";
 import type {
   Bot,
   CommandOptions,
+  Intent,
+  SendContext,
   EventFilter,
   HandlerOptions,
   PluginDefinition,
@@ -66,6 +68,10 @@ export interface LoadPluginOptions {
   readonly addSchedule: (plugin: LoadedPlugin, name: string, schedule: Schedule, handler: AnyHandler) => void;
   /** The appservice's hs_token and as_token: no webhook secret may be one of them. @default none */
   readonly reservedSecrets?: readonly string[];
+  /** The send helpers of `bot.once(key)`, keyed `<plugin>/once:<key>` as `ctx.once(key)` is. */
+  readonly keyedSends?: (plugin: LoadedPlugin, key: string) => SendContext<unknown>;
+  /** `bot.intent(userId)`. */
+  readonly intent?: (userId: string) => Intent;
 }
 
 const FILTER_FIELDS = ["type", "roomId", "sender", "msgtype", "membership"] as const;
@@ -195,6 +201,14 @@ function botFor(plugin: LoadedPlugin, options: LoadPluginOptions): Bot<unknown> 
     },
     onStart: (hook) => plugin.startHooks.push(hook),
     onStop: (hook) => plugin.stopHooks.push(hook),
+    once: (key) => {
+      if (!options.keyedSends) throw new PluginError(plugin.name, "bot.once is not available here");
+      return options.keyedSends(plugin, key);
+    },
+    intent: (userId) => {
+      if (!options.intent) throw new PluginError(plugin.name, "bot.intent is not available here");
+      return options.intent(userId);
+    },
   };
 }
 

@@ -16,7 +16,7 @@ import { Dispatcher } from "../inbound/Dispatcher.ts";
 import { resolvePlugin } from "../plugins/resolvePlugin.ts";
 import type { Intent, PluginDefinition } from "../plugins/definePlugin.ts";
 import { NotOurUserError } from "../errors.ts";
-import { userId as toUserId } from "../ids.ts";
+import { roomId as toRoomId, userId as toUserId } from "../ids.ts";
 import { createLogger } from "../logging/createLogger.ts";
 import { CourierMetrics } from "../ops/metrics/CourierMetrics.ts";
 import { FailureThrottle } from "../http/FailureThrottle.ts";
@@ -403,6 +403,25 @@ export class Courier {
         await ensureRegistered();
         await this.client.setDisplayName(toUserId(userId), name);
       },
+      setAvatarUrl: async (mxc) => {
+        await ensureRegistered();
+        await this.client.setAvatarUrl(toUserId(userId), mxc);
+      },
+      createRoom: async (body) => {
+        await ensureRegistered();
+        return (await this.client.createRoom(body, as)).room_id;
+      },
+      invite: async (room, invitee) => {
+        await ensureRegistered();
+        await this.client.invite(toRoomId(room), toUserId(invitee), as);
+      },
+      leave: async (room) => {
+        await ensureRegistered();
+        await this.client.leave(toRoomId(room), as);
+      },
+      // Read as the bot: it is in every room the appservice acts in.
+      getState: async (room, type, stateKey = "") =>
+        (await this.client.getStateEvent(room, type, stateKey))?.content,
     };
   }
 }

@@ -26,6 +26,8 @@ export interface HarnessOptions {
   readonly homeserver?: boolean;
   /** @default 2000 */
   readonly handlerTimeoutMs?: number;
+  /** What `intent(…).getState` reads. @default no state */
+  readonly state?: (roomId: string, eventType: string) => Record<string, unknown> | undefined;
 }
 
 export interface PluginHarness {
@@ -33,6 +35,8 @@ export interface PluginHarness {
   readonly outbox: Outbox;
   /** Every request the outbox has sent, in order. */
   readonly sent: MatrixRequest[];
+  /** The plugins' stores (`data.forPlugin(name)` is what the plugin sees as `bot.store`). */
+  readonly data: SqlitePluginData;
   /** The bot's user id: `BOT`, or the fake homeserver's bot. */
   readonly botUserId: string;
   /** Dispatches a room event to the host (fields beyond the defaults come from `event`). */
@@ -69,6 +73,7 @@ export async function pluginHarness(
     : undefined;
   const botUserId = hs?.botUserId ?? BOT;
   const sent: MatrixRequest[] = [];
+  const data = new SqlitePluginData({ path: ":memory:" });
   const outbox = new Outbox({
     store: new SqliteOutboxStore({ path: ":memory:" }),
     transport: {
@@ -91,8 +96,13 @@ export async function pluginHarness(
       ensureRegistered: async () => {},
       join: async () => {},
       setDisplayName: async () => {},
+      setAvatarUrl: async () => {},
+      createRoom: async () => "!new:test",
+      invite: async () => {},
+      leave: async () => {},
+      getState: async (room, type) => options.state?.(room, type),
     }),
-    data: new SqlitePluginData({ path: ":memory:" }),
+    data,
     handlerTimeoutMs: options.handlerTimeoutMs ?? 2000,
   });
   await outbox.start();
@@ -104,6 +114,7 @@ export async function pluginHarness(
     host,
     outbox,
     sent,
+    data,
     botUserId,
     dispatch(event) {
       seq++;

@@ -47,6 +47,11 @@ function options(levels?: Record<string, number>) {
       ensureRegistered: async () => {},
       join: async (room) => void joins.push([user, room]),
       setDisplayName: async () => {},
+      setAvatarUrl: async () => {},
+      createRoom: async () => "!new:test",
+      invite: async () => {},
+      leave: async () => {},
+      getState: async () => undefined,
     }),
     powerLevels:
       levels && ({ levelOf: async (_room: string, user: string) => levels[user] ?? 0 } as PowerLevels),

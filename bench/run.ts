@@ -3,7 +3,7 @@
 import { spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
 
-const BENCHES = ["outboxThroughput.ts", "outboxMemory.ts", "inboundThroughput.ts"];
+const BENCHES = ["outboxThroughput.ts", "outboxMemory.ts", "inboundThroughput.ts", "outboundSideBySide.ts"];
 const only = process.argv[2];
 let failed = 0;
 for (const file of BENCHES.filter((b) => !only || b.includes(only))) {

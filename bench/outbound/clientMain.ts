@@ -1,0 +1,124 @@
+// One client of the side-by-side benchmark, in a process of its own so that process.cpuUsage()
+// and the peak RSS are this client's alone. Argument: one JSON object (ClientRun). Warms up with
+// WARMUP messages into the same rooms, then sends `messages` and prints one JSON line (ClientResult).
+import { percentile, round } from "../support.ts";
+import {
+  createClient,
+  retryAfterMs,
+  type ClientName,
+  type DirectClient,
+  type OutboxClient,
+} from "./clients.ts";
+
+export interface ClientRun {
+  client: ClientName;
+  url: string;
+  token: string;
+  concurrency: number;
+  messages: number;
+  rooms: number;
+  /** Room ids are `!<roomPrefix><i>:bench`; the content carries `run` and the message's number. */
+  roomPrefix: string;
+  run: string;
+  /** "none": an error reaches the caller and the message is given up (as each library leaves it). "caller": the caller retries a failed send up to 5 times, waiting retry_after_ms on a 429. */
+  retry: "none" | "caller";
+  maxSeconds: number;
+}
+
+export interface ClientResult {
+  ops_per_s: number;
+  p50_ms: number;
+  p99_ms: number;
+  peak_rss_mb: number;
+  cpu_us_per_msg: number;
+  /** Sends that ended in an error thrown at the caller (after its retries). */
+  errors: number;
+  timed_out: boolean;
+}
+
+const WARMUP = 1_000;
+const CALLER_ATTEMPTS = 5;
+const CALLER_BACKOFF_MS = 100;
+
+const args = JSON.parse(process.argv[2] ?? "{}") as ClientRun;
+const rooms = Array.from({ length: args.rooms }, (_, i) => `!${args.roomPrefix}${i}:bench`);
+const client = await createClient(args.client, {
+  url: args.url,
+  token: args.token,
+  concurrency: args.concurrency,
+});
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function direct(c: DirectClient, run: string, messages: number, deadline: number) {
+  const latency: number[] = [];
+  let errors = 0;
+  let next = 0;
+  const sendOne = async (n: number) => {
+    const room = rooms[n % rooms.length]!;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await c.send(room, run, n);
+      } catch (err) {
+        if (args.retry === "none" || attempt === CALLER_ATTEMPTS) throw err;
+        await sleep(retryAfterMs(err) ?? CALLER_BACKOFF_MS);
+      }
+    }
+  };
+  await Promise.all(
+    Array.from({ length: args.concurrency }, async () => {
+      while (next < messages && performance.now() < deadline) {
+        const n = next++;
+        const t = performance.now();
+        try {
+          await sendOne(n);
+          latency.push(performance.now() - t);
+        } catch {
+          errors++;
+        }
+      }
+    }),
+  );
+  return { latency, errors, sent: next };
+}
+
+async function outbox(c: OutboxClient, run: string, messages: number, deadline: number) {
+  // One producer per room, each awaiting its enqueue: how plugin handlers use the outbox.
+  let sent = 0;
+  await Promise.all(
+    rooms.map(async (room, r) => {
+      for (let n = r; n < messages && performance.now() < deadline; n += rooms.length) {
+        await c.enqueue(room, run, n);
+        sent++;
+      }
+    }),
+  );
+  await Promise.race([c.delivered(), sleep(Math.max(0, deadline - performance.now()))]);
+  return { latency: c.takeLatencies(), errors: 0, sent };
+}
+
+const go = (run: string, messages: number, deadline: number) =>
+  client.kind === "outbox"
+    ? outbox(client, run, messages, deadline)
+    : direct(client, run, messages, deadline);
+
+await go(`${args.run}w`, WARMUP, performance.now() + args.maxSeconds * 1000);
+const cpu = process.cpuUsage();
+const start = performance.now();
+const deadline = start + args.maxSeconds * 1000;
+const { latency, errors, sent } = await go(args.run, args.messages, deadline);
+const elapsed = performance.now() - start;
+const used = process.cpuUsage(cpu);
+const timedOut = performance.now() >= deadline;
+const result: ClientResult = {
+  ops_per_s: Math.round((latency.length / elapsed) * 1000),
+  p50_ms: round(percentile(latency, 50)),
+  p99_ms: round(percentile(latency, 99)),
+  peak_rss_mb: Math.round(process.resourceUsage().maxRSS / 1024),
+  cpu_us_per_msg: round((used.user + used.system) / Math.max(1, sent), 1),
+  errors,
+  timed_out: timedOut,
+};
+await client.close();
+process.stdout.write(`${JSON.stringify(result)}\n`);
+// A peer may leave timers or sockets behind (the bridge's caches); the result is out.
+process.exit(0);

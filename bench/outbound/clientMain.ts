@@ -23,6 +23,11 @@ export interface ClientRun {
   /** "none": an error reaches the caller and the message is given up (as each library leaves it). "caller": the caller retries a failed send up to 5 times, waiting retry_after_ms on a 429. */
   retry: "none" | "caller";
   maxSeconds: number;
+  /** Rooms that exist already (a real homeserver's), instead of `rooms` made-up ids. */
+  roomIds?: string[];
+  botUserId?: string;
+  /** @default 1,000 */
+  warmup?: number;
 }
 
 export interface ClientResult {
@@ -33,25 +38,28 @@ export interface ClientResult {
   cpu_us_per_msg: number;
   /** Sends that ended in an error thrown at the caller (after its retries). */
   errors: number;
+  /** The first such error's message, to tell a fault from a broken set-up. */
+  first_error?: string;
   timed_out: boolean;
 }
 
-const WARMUP = 1_000;
 const CALLER_ATTEMPTS = 5;
 const CALLER_BACKOFF_MS = 100;
 
 const args = JSON.parse(process.argv[2] ?? "{}") as ClientRun;
-const rooms = Array.from({ length: args.rooms }, (_, i) => `!${args.roomPrefix}${i}:bench`);
+const rooms = args.roomIds ?? Array.from({ length: args.rooms }, (_, i) => `!${args.roomPrefix}${i}:bench`);
 const client = await createClient(args.client, {
   url: args.url,
   token: args.token,
   concurrency: args.concurrency,
+  ...(args.botUserId ? { botUserId: args.botUserId } : {}),
 });
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 async function direct(c: DirectClient, run: string, messages: number, deadline: number) {
   const latency: number[] = [];
   let errors = 0;
+  let firstError: string | undefined;
   let next = 0;
   const sendOne = async (n: number) => {
     const room = rooms[n % rooms.length]!;
@@ -72,13 +80,14 @@ async function direct(c: DirectClient, run: string, messages: number, deadline: 
         try {
           await sendOne(n);
           latency.push(performance.now() - t);
-        } catch {
+        } catch (err) {
           errors++;
+          firstError ??= String((err as Error)?.message ?? err).slice(0, 200);
         }
       }
     }),
   );
-  return { latency, errors, sent: next };
+  return { latency, errors, firstError, sent: next };
 }
 
 async function outbox(c: OutboxClient, run: string, messages: number, deadline: number) {
@@ -93,7 +102,7 @@ async function outbox(c: OutboxClient, run: string, messages: number, deadline: 
     }),
   );
   await Promise.race([c.delivered(), sleep(Math.max(0, deadline - performance.now()))]);
-  return { latency: c.takeLatencies(), errors: 0, sent };
+  return { latency: c.takeLatencies(), errors: 0, firstError: undefined, sent };
 }
 
 const go = (run: string, messages: number, deadline: number) =>
@@ -101,11 +110,11 @@ const go = (run: string, messages: number, deadline: number) =>
     ? outbox(client, run, messages, deadline)
     : direct(client, run, messages, deadline);
 
-await go(`${args.run}w`, WARMUP, performance.now() + args.maxSeconds * 1000);
+await go(`${args.run}w`, args.warmup ?? 1_000, performance.now() + args.maxSeconds * 1000);
 const cpu = process.cpuUsage();
 const start = performance.now();
 const deadline = start + args.maxSeconds * 1000;
-const { latency, errors, sent } = await go(args.run, args.messages, deadline);
+const { latency, errors, firstError, sent } = await go(args.run, args.messages, deadline);
 const elapsed = performance.now() - start;
 const used = process.cpuUsage(cpu);
 const timedOut = performance.now() >= deadline;
@@ -116,6 +125,7 @@ const result: ClientResult = {
   peak_rss_mb: Math.round(process.resourceUsage().maxRSS / 1024),
   cpu_us_per_msg: round((used.user + used.system) / Math.max(1, sent), 1),
   errors,
+  ...(firstError === undefined ? {} : { first_error: firstError }),
   timed_out: timedOut,
 };
 await client.close();

@@ -33,6 +33,8 @@ export interface ClientSetup {
   url: string;
   token: string;
   concurrency: number;
+  /** The appservice's own user. @default "@bot:bench" (the fake homeserver's) */
+  botUserId?: string;
 }
 
 /** A client that sends one message and resolves once the homeserver answered it. */
@@ -91,7 +93,7 @@ function undiciLoop({ url, token, concurrency }: ClientSetup): DirectClient {
       });
       const body = (await res.body.json()) as { retry_after_ms?: number };
       if (res.statusCode !== 200) {
-        throw Object.assign(new Error(`undici loop got ${res.statusCode}`), {
+        throw Object.assign(new Error(`undici loop got ${res.statusCode} ${JSON.stringify(body)}`), {
           body,
           statusCode: res.statusCode,
         });
@@ -164,7 +166,12 @@ async function bridgeIntent({ url, token }: ClientSetup): Promise<DirectClient> 
   };
 }
 
-async function courier({ url, token, concurrency }: ClientSetup): Promise<OutboxClient> {
+async function courier({
+  url,
+  token,
+  concurrency,
+  botUserId = "@bot:bench",
+}: ClientSetup): Promise<OutboxClient> {
   const dir = mkdtempSync(join(tmpdir(), "courier-bench-"));
   const path = join(dir, "outbox.sqlite");
   const db = openSqlite({ path });
@@ -176,7 +183,7 @@ async function courier({ url, token, concurrency }: ClientSetup): Promise<Outbox
     store,
     transport: client,
     appserviceId: "bench",
-    botUserId: userId("@bot:bench"),
+    botUserId: userId(botUserId),
     maxConcurrency: concurrency,
     rate: { perSecond: 1e9, burst: 1e9 },
     // The fault runs inject 500s and resets: a short backoff, as a bridge in a hurry would set.

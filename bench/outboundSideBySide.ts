@@ -19,10 +19,12 @@ const TOKEN = "bench-as-token";
 const CHILD = fileURLToPath(new URL("outbound/clientMain.ts", import.meta.url));
 // 10% 429 (retry_after_ms 50), 2% 500, 1% connection reset, 1% answer lost after the event was stored.
 const FAULTS = { rate429: 0.1, retryAfterMs: 50, rate500: 0.02, rateReset: 0.01, rateDropAfterProcess: 0.01 };
+/** Which parts run: instant, 5ms, faults (BENCH_PARTS, comma-separated; all by default). */
+const PARTS = new Set((process.env.BENCH_PARTS ?? "instant,5ms,faults").split(","));
 const SCENARIOS = [
   { name: "instant", faults: {} },
   { name: "5ms", faults: { delayMs: 5 } },
-] as const;
+].filter((s) => PARTS.has(s.name));
 
 ensurePeersInstalled();
 let runs = 0;
@@ -130,7 +132,7 @@ await hs.stop();
 // twice: as the library leaves it (an error reaches the caller, who gives the message up), and with
 // the caller retrying; matrix-courier retries by itself.
 const recording = await startFakeHomeserver(TOKEN, { record: true });
-for (const client of CLIENTS) {
+for (const client of PARTS.has("faults") ? CLIENTS : []) {
   for (const retry of client === "matrix-courier" ? (["none"] as const) : (["none", "caller"] as const)) {
     const concurrency = best.get(client) ?? 64;
     const { result, run } = await measure(recording, client, concurrency, FAULTS, retry);

@@ -16,7 +16,8 @@ const BENCHES = [
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const only = process.argv[2];
 mkdirSync(`${ROOT}.cache`, { recursive: true });
-const out = createWriteStream(`${ROOT}.cache/bench.jsonl`);
+// A partial run (`npm run bench -- outbox`) writes a file of its own: the whole run's stays.
+const out = createWriteStream(`${ROOT}.cache/${only ? `bench-${only}` : "bench"}.jsonl`);
 const emit = (line: string) => {
   process.stdout.write(line);
   out.write(line);

@@ -36,6 +36,8 @@ export interface ClientResult {
   p99_ms: number;
   peak_rss_mb: number;
   cpu_us_per_msg: number;
+  /** Messages handed to the client (sent, or enqueued) before the run ended or timed out. */
+  attempted: number;
   /** Sends that ended in an error thrown at the caller (after its retries). */
   errors: number;
   /** The first such error's message, to tell a fault from a broken set-up. */
@@ -124,6 +126,7 @@ const result: ClientResult = {
   p99_ms: round(percentile(latency, 99)),
   peak_rss_mb: Math.round(process.resourceUsage().maxRSS / 1024),
   cpu_us_per_msg: round((used.user + used.system) / Math.max(1, sent), 1),
+  attempted: sent,
   errors,
   ...(firstError === undefined ? {} : { first_error: firstError }),
   timed_out: timedOut,

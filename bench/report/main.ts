@@ -1,5 +1,6 @@
-// `npm run bench:report [file.jsonl]`: turns the JSON lines of `npm run bench` (by default
-// .cache/bench.jsonl, which it writes) into docs/benchmarks.md with its tables and SVG charts,
+// `npm run bench:report [file.jsonl …]`: turns the JSON lines of `npm run bench` (by default
+// .cache/bench.jsonl, which it writes; several files: a later file's line replaces an earlier
+// one's, so a partial rerun can be laid over a whole run) into docs/benchmarks.md with its tables and SVG charts,
 // and the headline table of README.md (between its bench:headline markers). A figure a run did
 // not produce is shown as "not measured", never made up.
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
@@ -10,13 +11,22 @@ import { barChartSvg } from "./barChart.ts";
 type Line = Record<string, unknown> & { name: string };
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
-const input = process.argv[2] ?? `${ROOT}.cache/bench.jsonl`;
+const inputs = process.argv.length > 2 ? process.argv.slice(2) : [`${ROOT}.cache/bench.jsonl`];
+const input = inputs.join(", ");
 // A result repeated (two runs' lines in one file) counts once: the last one.
-const identity = (l: Line) => JSON.stringify([l.name, l.client, l.retry, l.in_flight, l.pending]);
+const identity = (l: Line) =>
+  JSON.stringify([
+    l.name,
+    l.client,
+    l.retry,
+    l.in_flight,
+    l.pending,
+    l.name === "machine" ? l.started_at : 0,
+  ]);
 const lines: Line[] = [
   ...new Map(
-    readFileSync(input, "utf8")
-      .split("\n")
+    inputs
+      .flatMap((file) => readFileSync(file, "utf8").split("\n"))
       .filter((l) => l.trim().startsWith("{"))
       .map((l) => JSON.parse(l) as Line)
       .map((l) => [identity(l), l] as const),
@@ -85,9 +95,20 @@ const outboundHead = [
   "CPU × matrix-courier",
 ];
 
+/**
+ * Messages handed to the client that never arrived. A run cut short by its time limit hands over
+ * fewer than it meant to: those are "not sent", not lost (older lines have no \`attempted\`).
+ */
+const lostOf = (l: Line | undefined) =>
+  l === undefined || num(l, "arrived") === undefined
+    ? undefined
+    : Math.max(0, (num(l, "attempted") ?? num(l, "messages") ?? 0) - num(l, "arrived")!);
+const notSentOf = (l: Line) => (num(l, "messages") ?? 0) - (num(l, "attempted") ?? num(l, "messages") ?? 0);
+
 const faultRows = faults.map((l) => {
   const messages = num(l, "messages") ?? 0;
   const arrived = num(l, "arrived");
+  const notSent = notSentOf(l);
   return [
     CLIENT_LABEL[String(l.client)] ?? String(l.client),
     l.retry === "outbox"
@@ -95,8 +116,8 @@ const faultRows = faults.map((l) => {
       : l.retry === "caller"
         ? "the caller retries (5 tries)"
         : "none: error to caller",
-    `${fmt(arrived)} of ${fmt(messages)}`,
-    fmt(arrived === undefined ? undefined : messages - arrived),
+    `${fmt(arrived)} of ${fmt(messages)}${notSent > 0 ? ` (${fmt(notSent)} not sent: stopped at its time limit)` : ""}`,
+    fmt(lostOf(l)),
     fmt(num(l, "doubled")),
     fmt(num(l, "out_of_order")),
     fmt(num(l, "errors")),
@@ -141,7 +162,7 @@ const overBotSdk = num(botSdkInstant, "ops_ratio_to_courier");
 // The frameworks, not the bare loop (which keeps its txnIds across its caller's retries).
 const peersLose = faults
   .filter((l) => l.client === "matrix-bot-sdk" || l.client === "matrix-appservice-bridge")
-  .every((l) => (num(l, "messages") ?? 0) - (num(l, "arrived") ?? 0) > 0 || (num(l, "doubled") ?? 0) > 0);
+  .every((l) => (lostOf(l) ?? 0) > 0 || (num(l, "doubled") ?? 0) > 0);
 const inboundAcked = inboundRatio(1, "acked");
 const largest = scaling.at(-1);
 
@@ -164,7 +185,7 @@ const targets = [
   [
     "faults: zero lost, zero doubled, where every peer loses or doubles something",
     courierFaults
-      ? `matrix-courier lost ${fmt((num(courierFaults, "messages") ?? 0) - (num(courierFaults, "arrived") ?? 0))}, doubled ${fmt(num(courierFaults, "doubled"))}, out of order ${fmt(num(courierFaults, "out_of_order"))}`
+      ? `matrix-courier lost ${fmt(lostOf(courierFaults))}, not sent ${fmt(notSentOf(courierFaults))}, doubled ${fmt(num(courierFaults, "doubled"))}, out of order ${fmt(num(courierFaults, "out_of_order"))}`
       : "not measured",
     verdict(
       courierFaults
@@ -235,8 +256,9 @@ writeFileSync(
 
 // ---- docs/benchmarks.md ----------------------------------------------------------------------
 
+const runs = all("machine");
 const machineLine = machine
-  ? `${fmt(num(machine, "cores"))} cores (${String(machine.cpu)}), ${fmt(num(machine, "memory_gb"))} GB, Node ${String(machine.node)} on ${String(machine.platform)}, commit ${String(machine.commit)}, started ${String(machine.started_at)}, load average ${fmt(num(machine, "load_average_1m"), 2)} at the start`
+  ? `${runs.length > 1 ? `${runs.length} runs laid over each other (${runs.map((r) => `commit ${String(r.commit)} started ${String(r.started_at)}, load average ${fmt(num(r, "load_average_1m"), 2)}`).join("; ")}); the last: ` : ""}${fmt(num(machine, "cores"))} cores (${String(machine.cpu)}), ${fmt(num(machine, "memory_gb"))} GB, Node ${String(machine.node)} on ${String(machine.platform)}, commit ${String(machine.commit)}, started ${String(machine.started_at)}, load average ${fmt(num(machine, "load_average_1m"), 2)} at the start`
   : "not recorded (the lines did not come from `npm run bench`)";
 
 const doc = `<!-- Generated by \`npm run bench:report\` from the JSON lines of \`npm run bench\`; edits are overwritten. -->
@@ -286,7 +308,10 @@ library leaves them (an error reaches the caller, who gives the message up), and
 retrying a failed send up to 5 times (waiting \`retry_after_ms\` on a 429): the libraries mint a
 new txnId for each call, so a retried call whose first answer was lost is stored twice.
 matrix-courier retries by itself and honours every 429 for its sender, which is why it is the
-slowest here.
+slowest here. matrix-appservice-bridge doubles messages even when its caller does not retry:
+\`Intent._joinGuard\` (lib/components/intent.js) sends again, after re-joining, on any error that
+is not a Matrix error answer, so a reset connection or a lost answer is sent a second time with a
+new txnId; a lost answer's message had been stored.
 
 ${faults.length ? table(["client", "retries", "arrived", "lost", "doubled", "out of order", "errors thrown at the caller", "messages/s"], faultRows) : "not measured"}
 
@@ -429,8 +454,7 @@ const headline = instant.length
           (f) => f.client === l.client && (f.retry === "none" || f.retry === "outbox"),
         );
         const retried = faults.find((f) => f.client === l.client && f.retry === "caller");
-        const lost = (f: Line | undefined) =>
-          f ? fmt((num(f, "messages") ?? 0) - (num(f, "arrived") ?? 0)) : "not measured";
+        const lost = (f: Line | undefined) => fmt(lostOf(f));
         const both = (a: string, b: string | undefined) => (b === undefined ? a : `${a} (${b} retried)`);
         return [
           CLIENT_LABEL[String(l.client)] ?? String(l.client),

@@ -1,6 +1,8 @@
 // One client of the side-by-side benchmark, in a process of its own so that process.cpuUsage()
 // and the peak RSS are this client's alone. Argument: one JSON object (ClientRun). Warms up with
 // WARMUP messages into the same rooms, then sends `messages` and prints one JSON line (ClientResult).
+import { writeFileSync } from "node:fs";
+import { Session } from "node:inspector/promises";
 import { percentile, round } from "../support.ts";
 import {
   createClient,
@@ -113,12 +115,26 @@ const go = (run: string, messages: number, deadline: number) =>
     : direct(client, run, messages, deadline);
 
 await go(`${args.run}w`, args.warmup ?? 1_000, performance.now() + args.maxSeconds * 1000);
+// BENCH_CPU_PROFILE=<file>: a V8 CPU profile of the measured run alone (not the start-up and the
+// warm-up, which --cpu-prof would include), to open in Chrome's DevTools.
+const profileFile = process.env.BENCH_CPU_PROFILE;
+const inspector = profileFile ? new Session() : undefined;
+if (inspector) {
+  inspector.connect();
+  await inspector.post("Profiler.enable");
+  await inspector.post("Profiler.start");
+}
 const cpu = process.cpuUsage();
 const start = performance.now();
 const deadline = start + args.maxSeconds * 1000;
 const { latency, errors, firstError, sent } = await go(args.run, args.messages, deadline);
 const elapsed = performance.now() - start;
 const used = process.cpuUsage(cpu);
+if (inspector) {
+  const { profile } = await inspector.post("Profiler.stop");
+  writeFileSync(profileFile!, JSON.stringify(profile));
+  inspector.disconnect();
+}
 const timedOut = performance.now() >= deadline;
 const result: ClientResult = {
   ops_per_s: Math.round((latency.length / elapsed) * 1000),

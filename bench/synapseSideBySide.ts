@@ -38,7 +38,7 @@ function runClient(run: ClientRun): Promise<ClientResult> {
     });
     let out = "";
     child.stdout.on("data", (chunk: Buffer) => (out += chunk.toString()));
-    child.once("exit", (code) => {
+    child.once("close", (code) => {
       const line = out.trim().split("\n").pop();
       if (code !== 0 || !line) reject(new Error(`${run.client} exited with ${code}`));
       else resolve(JSON.parse(line) as ClientResult);

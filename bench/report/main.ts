@@ -448,14 +448,15 @@ writeFileSync(`${ROOT}docs/benchmarks.md`, await prettier(doc, `${ROOT}docs/benc
 
 const headline = instant.length
   ? `${table(
-      ["client", "messages/s", "client CPU µs/message", "under faults: lost", "doubled", "out of order"],
+      ["client", "messages/s", "client CPU µs/message", "faults: lost", "doubled", "out of order"],
       instant.map((l) => {
         const asLeft = faults.find(
           (f) => f.client === l.client && (f.retry === "none" || f.retry === "outbox"),
         );
         const retried = faults.find((f) => f.client === l.client && f.retry === "caller");
         const lost = (f: Line | undefined) => fmt(lostOf(f));
-        const both = (a: string, b: string | undefined) => (b === undefined ? a : `${a} (${b} retried)`);
+        // A peer: as its library leaves it / with the caller retrying.
+        const both = (a: string, b: string | undefined) => (b === undefined ? a : `${a} / ${b}`);
         return [
           CLIENT_LABEL[String(l.client)] ?? String(l.client),
           `${fmt(num(l, "ops_per_s"))} (${ratio(num(l, "ops_ratio_to_courier"))})`,
@@ -469,7 +470,7 @@ const headline = instant.length
 
 20,000 messages into 100 rooms against a fake homeserver answering at once; faults: 10% 429, 2%
 500, 1% connection resets, 1% answers lost after the message was stored (peers as their library
-leaves them, and in brackets with the caller retrying). One run on ${machine ? `${fmt(num(machine, "cores"))} shared cores, Node ${String(machine.node)}` : "an unrecorded machine"}: compare
+leaves them / with the caller retrying a failed send up to 5 times). Measured on ${machine ? `${fmt(num(machine, "cores"))} shared cores (load average ${runs.map((r) => fmt(num(r, "load_average_1m"), 1)).join(", ")} when ${runs.length > 1 ? "each run" : "the run"} began), Node ${String(machine.node)}` : "an unrecorded machine"}: compare
 the ratios, not the absolute figures. All figures, charts and how to reproduce them:
 [docs/benchmarks.md](docs/benchmarks.md).`
   : "Not measured yet: `npm run bench && npm run bench:report`.";

@@ -9,8 +9,13 @@
 // inbound-throughput-handled (events per second from the first transaction sent until the plugin's
 // handler has run for every event). The baseline handles nothing, so its "handled" is its "acked".
 //
+// Side by side (#18), same pairs: matrix-appservice's AppService (what matrix-appservice-bridge
+// listens with), which stores nothing and emits each event before its 200, so its "handled" is its
+// "acked" too; and the same three with 4 transactions in flight (4 connections), which Synapse
+// never does. Lines inbound-side-by-side-{acked,handled}, one per subject and in-flight count.
+//
 //   node bench/inboundThroughput.ts            the whole benchmark (it spawns the processes below)
-//   node bench/inboundThroughput.ts <role> <json>  one process: baseline | courier | client
+//   node bench/inboundThroughput.ts <role> <json>  one process: baseline | appservice | courier | client
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -32,6 +37,8 @@ const AS_TOKEN = "bench_as_token_0123456789abcdef";
 const HS_TOKEN = "bench_hs_token_0123456789abcdef";
 const SELF = fileURLToPath(import.meta.url);
 const PREFIX = "/_matrix/app/v1";
+/** Transactions in flight at once: Synapse's one, and 4 for the side-by-side. */
+const IN_FLIGHT = (process.env.BENCH_IN_FLIGHT ?? "1,4").split(",").map(Number);
 
 /** Milliseconds on a clock all processes of this machine share (for the cross-process "handled"). */
 const epoch = () => performance.timeOrigin + performance.now();
@@ -166,6 +173,28 @@ async function baselineServer({ port }: ServerArgs): Promise<void> {
   server.close();
 }
 
+/** matrix-appservice's AppService: events emitted to a no-op listener, then 200; nothing stored. */
+async function appserviceServer({ port }: ServerArgs): Promise<void> {
+  const { AppService } = await import("matrix-appservice");
+  let events = 0;
+  let target = Infinity;
+  let reached: (() => void) | undefined;
+  const appservice = new AppService({ homeserverToken: HS_TOKEN, httpMaxSizeBytes: 32 * 1024 * 1024 });
+  appservice.on("event", () => {
+    if (++events >= target) reached?.();
+  });
+  await appservice.listen(port, "127.0.0.1", 511); // 511: Node's default backlog
+  send(process, { type: "ready", url: `http://127.0.0.1:${port}` });
+  for (;;) {
+    const message = await Promise.race([next(process, "await"), next(process, "stop")]);
+    if (message.type === "stop") break;
+    target = message.events;
+    if (events < target) await new Promise<void>((resolve) => (reached = resolve));
+    send(process, { type: "reached", rss_mb: rssMb(), ids: [], at: [] });
+  }
+  await appservice.close();
+}
+
 /** Subject: the whole framework, built as an embedding application would, one no-op plugin. */
 async function courierServer({ port, hsUrl, dir }: ServerArgs): Promise<void> {
   const { createCourier } = await import("../src/runtime/createCourier.ts");
@@ -233,13 +262,14 @@ async function courierServer({ port, hsUrl, dir }: ServerArgs): Promise<void> {
 interface ClientArgs {
   url: string;
   file: string;
+  inFlight: number;
 }
 
-/** Synapse's side: one transaction in flight, increasing txnIds, one keep-alive connection. */
-async function client({ url, file }: ClientArgs): Promise<void> {
-  const { Client } = await import("undici");
+/** Synapse's side: one transaction in flight, increasing txnIds, one keep-alive connection (or `inFlight` of each). */
+async function client({ url, file, inFlight }: ClientArgs): Promise<void> {
+  const { Pool } = await import("undici");
   const bodies = JSON.parse(readFileSync(file, "utf8")) as string[];
-  const connection = new Client(url, { keepAliveTimeout: 60_000, pipelining: 1 });
+  const connection = new Pool(url, { connections: inFlight, keepAliveTimeout: 60_000, pipelining: 1 });
   const headers = { authorization: `Bearer ${HS_TOKEN}`, "content-type": "application/json" };
   let txnId = 0;
   const put = async (body: string) => {
@@ -258,12 +288,18 @@ async function client({ url, file }: ClientArgs): Promise<void> {
   const sent: number[] = [];
   const acked: number[] = [];
   const deadline = performance.now() + MAX_SECONDS * 1000;
-  for (const body of bodies.slice(WARMUP_TXNS)) {
-    if (performance.now() > deadline) break;
-    sent.push(epoch());
-    await put(body);
-    acked.push(epoch());
-  }
+  const measured = bodies.slice(WARMUP_TXNS);
+  let nextTxn = 0;
+  await Promise.all(
+    Array.from({ length: inFlight }, async () => {
+      while (nextTxn < measured.length && performance.now() <= deadline) {
+        const i = nextTxn++;
+        sent[i] = epoch();
+        await put(measured[i]!);
+        acked[i] = epoch();
+      }
+    }),
+  );
   await connection.close();
   send(process, { type: "done", sent, acked });
 }
@@ -299,10 +335,11 @@ interface RunResult {
 }
 
 async function run(
-  role: "baseline" | "courier",
+  role: "baseline" | "appservice" | "courier",
   load: Workload,
   file: string,
   hs: { url: string; setAppservice(target: { url: string; hsToken: string; id: string }): void },
+  inFlight: number,
 ): Promise<RunResult> {
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), "courier-bench-inbound-"));
@@ -312,7 +349,7 @@ async function run(
   const exited = new Promise((resolve) => server.once("exit", resolve));
   try {
     const { url } = await next(server, "ready");
-    const sender = spawnRole("client", { url, file } satisfies ClientArgs);
+    const sender = spawnRole("client", { url, file, inFlight } satisfies ClientArgs);
     const senderExited = new Promise((resolve) => sender.once("exit", resolve));
     await next(sender, "warm");
     // Measure from an empty backlog: the warm-up's events handled first.
@@ -330,7 +367,8 @@ async function run(
     const first = sent[0]!;
     const ackedLatency = sent.map((t, i) => acked[i]! - t);
     let handledLatency = ackedLatency;
-    let handledEnd = acked.at(-1)!;
+    const lastAck = Math.max(...acked);
+    let handledEnd = lastAck;
     if (role === "courier") {
       const when = new Map<string, number>();
       handled.ids.forEach((id, i) => when.set(id, handled.at[i]!));
@@ -347,7 +385,7 @@ async function run(
     await exited;
     return {
       events,
-      ackedOpsPerS: (events / (acked.at(-1)! - first)) * 1000,
+      ackedOpsPerS: (events / (lastAck - first)) * 1000,
       ackedLatency,
       handledOpsPerS: (events / (handledEnd - first)) * 1000,
       handledLatency,
@@ -368,53 +406,90 @@ async function main(): Promise<void> {
   const txnBytes = load.bodies.reduce((n, b) => n + Buffer.byteLength(b), 0) / load.bodies.length;
   // Only for the framework's start-up ping and its bot device: idle while transactions flow.
   const hs = await FakeHomeserver.start({ asToken: AS_TOKEN, serverName: SERVER, record: false });
-  const baselines: RunResult[] = [];
-  const couriers: RunResult[] = [];
+  const results = new Map<
+    number,
+    { baselines: RunResult[]; appservices: RunResult[]; couriers: RunResult[] }
+  >();
   try {
-    // Alternate, so that machine noise hits both alike.
-    for (let r = 0; r < RUNS; r++) {
-      baselines.push(await run("baseline", load, file, hs));
-      couriers.push(await run("courier", load, file, hs));
+    for (const inFlight of IN_FLIGHT) {
+      const set = {
+        baselines: [] as RunResult[],
+        appservices: [] as RunResult[],
+        couriers: [] as RunResult[],
+      };
+      results.set(inFlight, set);
+      // Alternate, so that machine noise hits all alike.
+      for (let r = 0; r < RUNS; r++) {
+        set.baselines.push(await run("baseline", load, file, hs, inFlight));
+        set.appservices.push(await run("appservice", load, file, hs, inFlight));
+        set.couriers.push(await run("courier", load, file, hs, inFlight));
+      }
     }
   } finally {
     await hs.stop();
     rmSync(dir, { recursive: true, force: true });
   }
 
-  const pick = (runs: RunResult[], key: "ackedOpsPerS" | "handledOpsPerS") =>
-    runs.find((r) => r[key] === median(runs.map((x) => x[key])))!;
+  type Key = "ackedOpsPerS" | "handledOpsPerS";
+  const pick = (runs: RunResult[], key: Key) => runs.find((r) => r[key] === median(runs.map((x) => x[key])))!;
+  const figures = (runs: RunResult[], key: Key, latency: "ackedLatency" | "handledLatency") => {
+    const chosen = pick(runs, key);
+    return {
+      ops_per_s: Math.round(chosen[key]),
+      p50_ms: round(percentile(chosen[latency], 50)),
+      p99_ms: round(percentile(chosen[latency], 99)),
+      rss_mb: chosen.rssMb,
+    };
+  };
+  const shape = {
+    events_per_txn: EVENTS_PER_TXN,
+    txn_kb: round(txnBytes / 1024, 1),
+    rooms: ROOMS,
+    runs: RUNS,
+  };
   for (const [suffix, key, latency] of [
     ["acked", "ackedOpsPerS", "ackedLatency"],
     ["handled", "handledOpsPerS", "handledLatency"],
   ] as const) {
-    const ratios = couriers.map((c, i) => c[key] / baselines[i]![key]);
-    const base = pick(baselines, key);
-    const subject = pick(couriers, key);
-    report({
-      name: `inbound-throughput-${suffix}`,
-      ops_per_s: Math.round(subject[key]),
-      p50_ms: round(percentile(subject[latency], 50)),
-      p99_ms: round(percentile(subject[latency], 99)),
-      rss_mb: subject.rssMb,
-      baseline: {
-        name: "express-parse-only",
-        ops_per_s: Math.round(base[key]),
-        p50_ms: round(percentile(base[latency], 50)),
-        p99_ms: round(percentile(base[latency], 99)),
-        rss_mb: base.rssMb,
-      },
-      // Each pair ran back to back, so a pair's ratio is what noise spares best; the median of them.
-      ratio: round(median(ratios), 3),
-      events: subject.events,
-      transactions: subject.events / EVENTS_PER_TXN,
-      events_per_txn: EVENTS_PER_TXN,
-      txn_kb: round(txnBytes / 1024, 1),
-      rooms: ROOMS,
-      warmup_txns: WARMUP_TXNS,
-      runs: RUNS,
-      all_ratios: ratios.map((r) => round(r, 3)),
-      all_ops_per_s: couriers.map((c) => Math.round(c[key])),
-    });
+    const single = results.get(1);
+    if (single) {
+      const { baselines, couriers } = single;
+      const ratios = couriers.map((c, i) => c[key] / baselines[i]![key]);
+      const subject = pick(couriers, key);
+      report({
+        name: `inbound-throughput-${suffix}`,
+        ...figures(couriers, key, latency),
+        baseline: { name: "express-parse-only", ...figures(baselines, key, latency) },
+        // Each pair ran back to back, so a pair's ratio is what noise spares best; the median of them.
+        ratio: round(median(ratios), 3),
+        events: subject.events,
+        transactions: subject.events / EVENTS_PER_TXN,
+        ...shape,
+        warmup_txns: WARMUP_TXNS,
+        all_ratios: ratios.map((r) => round(r, 3)),
+        all_ops_per_s: couriers.map((c) => Math.round(c[key])),
+      });
+    }
+    for (const [inFlight, { appservices, couriers }] of results) {
+      // matrix-courier over matrix-appservice, per back-to-back pair, then the median.
+      const ratios = couriers.map((c, i) => c[key] / appservices[i]![key]);
+      for (const [client, runs] of [
+        ["matrix-courier", couriers],
+        ["matrix-appservice", appservices],
+      ] as const) {
+        report({
+          name: `inbound-side-by-side-${suffix}`,
+          client,
+          in_flight: inFlight,
+          ...figures(runs, key, latency),
+          baseline: { name: "matrix-appservice", ...figures(appservices, key, latency) },
+          ratio_courier_to_appservice: round(median(ratios), 3),
+          all_ratios: ratios.map((r) => round(r, 3)),
+          events: runs[0]!.events,
+          ...shape,
+        });
+      }
+    }
   }
 }
 
@@ -427,6 +502,10 @@ switch (role) {
   // The roles exit once done: nothing they leave open (a keep-alive socket) holds up the run.
   case "baseline":
     await baselineServer(parsed as ServerArgs);
+    process.exit(0);
+    break;
+  case "appservice":
+    await appserviceServer(parsed as ServerArgs);
     process.exit(0);
     break;
   case "courier":

@@ -13,8 +13,12 @@ export interface FakeHomeserverProcess {
 const MAIN = fileURLToPath(new URL("../test/support/fakeHomeserverMain.ts", import.meta.url));
 
 /** Starts the fake homeserver in another process, so the client's CPU is measured alone. */
-export async function startFakeHomeserver(asToken: string): Promise<FakeHomeserverProcess> {
-  const child = spawn(process.execPath, [MAIN, "--as-token", asToken, "--no-record"], {
+export async function startFakeHomeserver(
+  asToken: string,
+  { record = false }: { record?: boolean } = {},
+): Promise<FakeHomeserverProcess> {
+  const args = [MAIN, "--as-token", asToken, ...(record ? [] : ["--no-record"])];
+  const child = spawn(process.execPath, args, {
     stdio: ["ignore", "pipe", "inherit"],
   });
   const lines = createInterface({ input: child.stdout! });

@@ -170,6 +170,11 @@ const store = z
     url: expecting(z.string(), "a postgres:// or postgresql:// URL", (v) =>
       /^postgres(ql)?:\/\/./.test(v),
     ).optional(),
+    /**
+     * With `url`: how long an instance's hold on a room (its lease) lasts without renewal, which is
+     * how long another instance waits to take over the rooms of one that died. @default 5
+     */
+    leaseSeconds: z.number().positive().max(3600).default(5),
     /** SQLite file, relative to the config file's folder. @default "./data/courier.sqlite" */
     path: z.string().min(1).default("./data/courier.sqlite"),
     /** NORMAL (WAL) survives a process crash; FULL also a power cut, at a lower commit rate. @default "NORMAL" */

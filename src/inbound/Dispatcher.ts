@@ -1,6 +1,7 @@
 import PQueue from "p-queue";
 import type { Logger } from "pino";
 import { isJournalUnavailable } from "../errors.ts";
+import type { LaneOwnership } from "./LaneOwnership.ts";
 import type { InboundItem, InboundJournal, JournalOutcome } from "./InboundJournal.ts";
 import { InboundLedger } from "./InboundLedger.ts";
 
@@ -50,6 +51,11 @@ export interface DispatcherOptions {
   readonly failurePauseMs?: number;
   /** Told about every item dead-lettered here (metrics). Synchronous. @default does nothing */
   readonly onDead?: (item: InboundItem, reason: string) => void;
+  /**
+   * Several instances on one journal: only the lanes this instance owns are dispatched here;
+   * items of other lanes stay pending for their owners. @default none: every lane is this one's
+   */
+  readonly ownership?: LaneOwnership;
 }
 
 /** An item held in memory, with what this process knows of its dispatch. */
@@ -99,6 +105,9 @@ export class Dispatcher {
   readonly #maxPerLane: number;
   readonly #failurePauseMs: number;
   readonly #onDead: (item: InboundItem, reason: string) => void;
+  readonly #ownership: LaneOwnership | undefined;
+  /** Lanes being claimed (ownership): their items are read once the claim succeeds. */
+  readonly #claiming = new Set<string>();
   readonly #lanes = new Map<string, Lane>();
   /** Every item with seq ≤ cursor is in memory, settled, or waits in an overflowed lane. */
   #cursor = 0;
@@ -125,12 +134,46 @@ export class Dispatcher {
     this.#maxPerLane = Math.max(1, options.maxBufferedPerLane ?? Math.ceil(this.#maxBuffered / 4));
     this.#failurePauseMs = options.failurePauseMs ?? 100;
     this.#onDead = options.onDead ?? (() => {});
+    this.#ownership = options.ownership;
   }
 
-  /** Starts with everything the journal holds that is not done (a crash's leftovers first). */
-  start(): void {
+  /**
+   * Starts with everything the journal holds that is not done (a crash's leftovers first). With
+   * an ownership, once it has taken this instance's share of the lanes. Does I/O.
+   */
+  start(): Promise<void> {
     this.#stopped = false;
-    this.wake();
+    if (!this.#ownership) {
+      this.wake();
+      return Promise.resolve();
+    }
+    return this.#ownership
+      .start({
+        owned: (lanes) => {
+          for (const key of lanes) if (!this.#lanes.has(key)) this.#readLane(key);
+        },
+        grew: () => this.wake(),
+        busy: (key) => this.#lanes.get(key)?.running ?? false,
+      })
+      .then(() => this.wake());
+  }
+
+  /**
+   * A lane that became this instance's: its items up to the cursor are read as an overflowed
+   * lane's are (the cursor went past them while another instance owned it); the rest as usual.
+   */
+  #readLane(key: string): void {
+    if (this.#stopped || this.#lanes.has(key)) return;
+    this.#lanes.set(key, {
+      key,
+      held: [],
+      running: false,
+      storeFaults: 0,
+      failures: 0,
+      lastSeq: 0,
+      overflow: true,
+    });
+    this.#read();
   }
 
   /**
@@ -183,6 +226,12 @@ export class Dispatcher {
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([this.#queue.onIdle(), new Promise((r) => (timer = setTimeout(r, deadlineMs)))]);
     clearTimeout(timer);
+    // Given back only now: a lane whose handler still ran would be dispatched again by its next owner.
+    await this.#ownership
+      ?.stop()
+      .catch((error: unknown) =>
+        this.#log.error({ err: error }, "could not give the inbound lane leases back; they expire"),
+      );
     this.#notifyIdle();
   }
 
@@ -233,6 +282,10 @@ export class Dispatcher {
     const byLane = new Map<Lane, InboundItem[]>();
     for (const item of items) {
       let lane = this.#lanes.get(item.lane);
+      if (!lane && this.#ownership && !this.#ownership.owns(item.lane)) {
+        this.#claim(item.lane);
+        continue; // its owner dispatches it, or this instance once its claim succeeds
+      }
       if (!lane) {
         lane = {
           key: item.lane,
@@ -277,8 +330,32 @@ export class Dispatcher {
     this.#pump(lane);
   }
 
+  /** Claims a lane nobody owns (a room new to every instance); reads its items once it is ours. */
+  #claim(key: string): void {
+    const ownership = this.#ownership!;
+    if (this.#claiming.has(key)) return;
+    this.#claiming.add(key);
+    ownership.claim(key).then(
+      (ours) => {
+        this.#claiming.delete(key);
+        if (ours) this.#readLane(key);
+      },
+      (error: unknown) => {
+        this.#claiming.delete(key);
+        this.#log.warn({ err: error, lane: key }, "could not claim an inbound lane; its owner dispatches it");
+      },
+    );
+  }
+
   #pump(lane: Lane): void {
     if (lane.running || this.#stopped) return;
+    if (this.#ownership && !this.#ownership.owns(lane.key)) {
+      // Its lease went to another instance: what is held here stays pending for the new owner.
+      this.#buffered -= lane.held.length;
+      this.#lanes.delete(lane.key);
+      this.#notifyIdle();
+      return;
+    }
     const head = lane.held[0];
     if (!head) {
       if (lane.overflow) this.#read();

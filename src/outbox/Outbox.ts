@@ -221,7 +221,6 @@ export class Outbox extends EventEmitter<OutboxEvents> {
     this.#stopped = true;
     this.#started = false;
     this.#settlements.stop();
-    const stopping = this.#ownership?.stop();
     for (const timer of this.#timers) clearTimeout(timer);
     this.#timers.clear();
     this.#queue.clear();
@@ -235,7 +234,9 @@ export class Outbox extends EventEmitter<OutboxEvents> {
     await this.#store.flush().catch((error: unknown) => {
       this.#log.error({ err: error }, "could not commit the last outcomes; they are replayed next start");
     });
-    await stopping?.catch((error: unknown) => {
+    // Given back once nothing is on the wire and the outcomes are committed: the next owner
+    // then resends nothing that was delivered.
+    await this.#ownership?.stop().catch((error: unknown) => {
       this.#log.error({ err: error }, "could not give the lane leases back; they expire");
     });
     this.#lanes.clear();

@@ -1,6 +1,6 @@
 import type { Logger } from "pino";
 import type { MatrixRequest } from "../matrix/requests.ts";
-import type { LaneOwnership } from "../store/LaneOwnership.ts";
+import type { LaneOwnership } from "../inbound/LaneOwnership.ts";
 import type { OutboxStore } from "../store/OutboxStore.ts";
 import type { DeviceId, UserId } from "../ids.ts";
 import { DEFAULT_RATE, type RateOptions } from "./TokenBucket.ts";

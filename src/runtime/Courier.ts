@@ -8,6 +8,7 @@ import { MatrixError } from "../matrix/MatrixError.ts";
 import { Outbox } from "../outbox/Outbox.ts";
 import { COURIER_DEVICE_ID, MatrixTransport } from "../outbox/MatrixTransport.ts";
 import type { InboundJournal } from "../inbound/InboundJournal.ts";
+import type { LaneOwnership } from "../inbound/LaneOwnership.ts";
 import type { OutboxStore } from "../store/OutboxStore.ts";
 import type { PluginData } from "../store/PluginStore.ts";
 import { PluginHost, type HandlerRun } from "../plugins/PluginHost.ts";
@@ -66,6 +67,8 @@ export interface CourierStores {
   close(): Promise<void>;
   /** Settles once the stores can be used (a database's schema migrated); `start()` awaits it first. */
   readonly ready?: Promise<void>;
+  /** Several instances share the stores: who sends which outbox lane, who dispatches which inbound one. */
+  readonly ownership?: { readonly outbox: LaneOwnership; readonly inbound: LaneOwnership };
 }
 
 /** Fault hooks for tests, injected through `createCourier`; production passes none. */
@@ -164,6 +167,7 @@ export class Courier {
       retry: config.outbox.retry,
       requestTimeoutMs: config.outbox.requestTimeoutMs,
       logger: this.log.child({ component: "outbox" }),
+      ...(options.stores.ownership ? { ownership: options.stores.ownership.outbox } : {}),
       // The homeserver lets an appservice masquerade as any user of its namespaces, exclusive
       // or not; anyone else is refused at enqueue, not dead-lettered by a 403 later.
       mayActAs: (id) => namespaceUsers.some((re) => re.test(id)),
@@ -190,6 +194,7 @@ export class Courier {
       logger: this.log.child({ component: "dispatcher" }),
       maxConcurrency: config.dispatcher.maxConcurrency,
       onDead: () => this.metrics?.inboundDead(),
+      ...(options.stores.ownership ? { ownership: options.stores.ownership.inbound } : {}),
     });
     const throttleLog = this.log.child({ component: "http" });
     this.#throttle = new FailureThrottle({
@@ -293,7 +298,7 @@ export class Courier {
       });
     }
     this.#accepting = true;
-    this.dispatcher.start();
+    await this.dispatcher.start();
     this.#server = await listen(app, this.config.appservice.bind);
     this.log.info({ port: this.port, bot: this.botUserId, plugins: this.host.status() }, "courier started");
     this.#ping = await this.pingHomeserver();

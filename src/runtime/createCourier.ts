@@ -1,3 +1,6 @@
+import { randomBytes } from "node:crypto";
+import { hostname } from "node:os";
+import type { Logger } from "pino";
 import type { CourierConfig } from "../config/schema.ts";
 import { openSqlite } from "../store/sqlite/SqliteDatabase.ts";
 import { SqliteInboundJournal } from "../store/sqlite/SqliteInboundJournal.ts";
@@ -5,7 +8,8 @@ import { SqliteOutboxStore } from "../store/sqlite/SqliteOutboxStore.ts";
 import { SqlitePluginData } from "../store/sqlite/SqlitePluginData.ts";
 import { WalCheckpointer } from "../store/sqlite/WalCheckpointer.ts";
 import { WriterLock } from "../store/sqlite/WriterLock.ts";
-import { createPool, migratePostgres, takeWriterLock } from "../store/postgres/PgDatabase.ts";
+import { createPool, migratePostgres } from "../store/postgres/PgDatabase.ts";
+import { PgLaneLeases, type LeasedWork } from "../store/postgres/PgLaneLeases.ts";
 import { PgInboundJournal } from "../store/postgres/PgInboundJournal.ts";
 import { PgOutboxStore } from "../store/postgres/PgOutboxStore.ts";
 import { PgPluginData } from "../store/postgres/PgPluginData.ts";
@@ -22,8 +26,15 @@ export interface CreateCourierOptions extends Omit<CourierOptions, "stores"> {
  */
 export function createCourier(options: CreateCourierOptions): Courier {
   const { store } = options.config;
+  // On PostgreSQL, instances may share the database: lanes are leased.
   const stores =
-    options.stores ?? (store.url === undefined ? openSqliteStores(store) : openPostgresStores(store.url));
+    options.stores ??
+    (store.url === undefined
+      ? openSqliteStores(store)
+      : openPostgresStores(store.url, {
+          leaseMs: store.leaseSeconds * 1000,
+          ...(options.logger ? { logger: options.logger } : {}),
+        }));
   return new Courier({ ...options, stores });
 }
 
@@ -36,7 +47,7 @@ const LOCK_WAIT_MS = 2000;
  * Their process is the store's only writer: it holds the writer lock (WriterLock) until `close()`,
  * and throws StoreLockedError when another process holds it for longer than a command takes.
  */
-export function openSqliteStores(store: CourierConfig["store"]): CourierStores {
+export function openSqliteStores(store: Pick<CourierConfig["store"], "path" | "synchronous">): CourierStores {
   const lock = store.path === ":memory:" ? undefined : WriterLock.take(store.path, LOCK_WAIT_MS);
   let db;
   try {
@@ -61,37 +72,47 @@ export function openSqliteStores(store: CourierConfig["store"]): CourierStores {
 }
 
 export interface PostgresStoresOptions {
-  /**
-   * Other instances share the database (their lanes leased, PgLaneLeases): no writer lock.
-   * @default false: the writer lock keeps other instances out
-   */
-  readonly shared?: boolean;
+  /** Lease lanes (a Courier among others on the database) or not (the stores used on their own). @default true */
+  readonly leased?: boolean;
+  /** How long a lane lease lasts without renewal (the takeover time). @default 5000 */
+  readonly leaseMs?: number;
+  /** This instance's name in the lease table. @default `<hostname>-<pid>-<random>` */
+  readonly instanceId?: string;
   /** Errors of idle connections (the pool replaces them). @default ignored */
   readonly onIdleError?: (error: Error) => void;
+  /** Where the leases log takeovers and failed renewals. @default silent */
+  readonly logger?: Logger;
 }
 
 /**
  * The stores on PostgreSQL (`store.url`): one connection pool shared by the outbox, the inbound
- * journal and the plugins' data. Before `ready` settles, their schema is migrated (under an
- * advisory lock: instances starting together migrate once) and, unless `shared`, the writer lock
- * taken: one instance per database, as one process per SQLite file.
+ * journal and the plugins' data, with the lane leases (`ownership`) that let several instances
+ * share the database. Before `ready` settles, the schema is migrated (under an advisory lock:
+ * instances starting together migrate once).
  */
 export function openPostgresStores(url: string, options: PostgresStoresOptions = {}): CourierStores {
   const pool = createPool({ url }, options.onIdleError);
   const outbox = new PgOutboxStore(pool);
-  let lock: { release(): void } | undefined;
-  const ready = migratePostgres(pool).then(async () => {
-    if (!options.shared) lock = await takeWriterLock(pool);
-  });
+  const ready = migratePostgres(pool);
   ready.catch(() => {}); // awaited by Courier.start(); not an unhandled rejection meanwhile
+  const leases = (work: LeasedWork) =>
+    new PgLaneLeases(pool, {
+      work,
+      instanceId,
+      ...(options.leaseMs === undefined ? {} : { leaseMs: options.leaseMs }),
+      ...(options.logger ? { logger: options.logger.child({ component: `${work}-leases` }) } : {}),
+    });
+  const leased = options.leased !== false;
+  // Unique per opening: two Couriers in one process (embedders, tests) are two instances.
+  const instanceId = options.instanceId ?? `${hostname()}-${process.pid}-${randomBytes(3).toString("hex")}`;
   return {
     outbox,
     inbound: new PgInboundJournal(pool),
     pluginData: new PgPluginData(pool),
     ready,
+    ...(leased ? { ownership: { outbox: leases("outbox"), inbound: leases("inbound") } } : {}),
     async close() {
       await outbox.flush();
-      lock?.release();
       await pool.end();
     },
   };

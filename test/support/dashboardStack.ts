@@ -28,6 +28,11 @@ export interface DashboardStackOptions {
   readonly config?: Record<string, unknown>;
   /** Store file. @default ":memory:" */
   readonly storePath?: string;
+  /**
+   * A homeserver several stacks share (instances of one appservice): their tokens, and the
+   * homeserver, which the stack neither points at itself nor stops. @default one of its own
+   */
+  readonly sharedHomeserver?: { hs: FakeHomeserver; asToken: string; hsToken: string };
   /** Reports long outbox tasks. @default log lines */
   readonly progress?: (task: string) => ProgressObserver;
   /** The dashboard's chat page. @default none */
@@ -56,16 +61,19 @@ export async function startDashboardStack(options: DashboardStackOptions = {}): 
     options.adminToken === null
       ? undefined
       : (options.adminToken ?? `adm_${randomBytes(24).toString("hex")}`);
-  const asToken = `as_${randomBytes(16).toString("hex")}`;
-  const hsToken = `hs_${randomBytes(16).toString("hex")}`;
+  const shared = options.sharedHomeserver;
+  const asToken = shared?.asToken ?? `as_${randomBytes(16).toString("hex")}`;
+  const hsToken = shared?.hsToken ?? `hs_${randomBytes(16).toString("hex")}`;
   const serverName = options.serverName ?? "fake.test";
   const port = await findFreePort();
   const url = `http://127.0.0.1:${port}`;
-  const hs = await FakeHomeserver.start({
-    asToken,
-    serverName,
-    appservice: { url, hsToken, id: "courier" },
-  });
+  const hs =
+    shared?.hs ??
+    (await FakeHomeserver.start({
+      asToken,
+      serverName,
+      appservice: { url, hsToken, id: "courier" },
+    }));
   const registration: Registration = {
     id: "courier",
     url,
@@ -119,7 +127,7 @@ export async function startDashboardStack(options: DashboardStackOptions = {}): 
   try {
     await courier.start();
   } catch (error) {
-    await hs.stop();
+    if (!shared) await hs.stop();
     throw error;
   }
   return {
@@ -134,7 +142,7 @@ export async function startDashboardStack(options: DashboardStackOptions = {}): 
       courier.outbox.cause(`dashboard-test-${++causes}`).send(roomId(room), { msgtype: "m.text", body }),
     async stop() {
       await courier.stop(2000);
-      await hs.stop();
+      if (!shared) await hs.stop();
     },
   };
 }

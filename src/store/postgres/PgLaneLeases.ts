@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import type pg from "pg";
 import { pino, type Logger } from "pino";
-import type { LaneOwnership, LaneOwnershipEvents } from "../LaneOwnership.ts";
+import type { LaneOwnership, LaneOwnershipEvents } from "../../inbound/LaneOwnership.ts";
 import { INBOUND_CHANNEL } from "./PgInboundJournal.ts";
 import { OUTBOX_CHANNEL } from "./PgOutboxStore.ts";
 

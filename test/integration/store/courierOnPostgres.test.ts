@@ -2,7 +2,6 @@
 // and handled once (a resend after a restart on the same database runs no handler again), replies
 // through the outbox, plugin data and the operator's views read from the database.
 import { definePlugin } from "../../../src/plugins/definePlugin.ts";
-import { openPostgresStores } from "../../../src/runtime/createCourier.ts";
 import { startDashboardStack, type DashboardStack } from "../../support/dashboardStack.ts";
 import { startPostgresCluster, type PostgresCluster } from "../../support/postgresCluster.ts";
 
@@ -67,21 +66,4 @@ describe("a Courier on PostgreSQL", () => {
     expect(stack.hs.roomEvents(ROOM).map((e) => (e.content as { body: string }).body)).toEqual(["seen 4"]);
     expect(await stack.courier.outbox.stats()).toMatchObject({ totals: { pending: 0, sent: 4, dead: 0 } });
   }, 60_000);
-
-  test("one instance per database: a second one is refused at start with what to do", async () => {
-    const url = await cluster.createDatabase();
-    const first = openPostgresStores(url);
-    await first.ready;
-    const second = openPostgresStores(url);
-    await expect(second.ready).rejects.toMatchObject({
-      code: "COURIER_STORE_LOCKED",
-      message: expect.stringContaining("one instance per database"),
-    });
-    await second.close();
-    await first.close();
-    // Released with its connection: the next one gets it.
-    const third = openPostgresStores(url);
-    await expect(third.ready).resolves.toBeUndefined();
-    await third.close();
-  });
 });

@@ -22,7 +22,7 @@ describe("PostgreSQL stores of several instances on one database", () => {
   afterAll(() => cluster.stop(), 30_000);
   beforeEach(async () => {
     const url = await cluster.createDatabase();
-    instances = [openPostgresStores(url, { shared: true }), openPostgresStores(url, { shared: true })];
+    instances = [openPostgresStores(url, { leased: false }), openPostgresStores(url, { leased: false })];
     await Promise.all(instances.map((s) => s.ready));
   });
   afterEach(async () => {

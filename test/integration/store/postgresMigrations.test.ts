@@ -61,7 +61,7 @@ describe("PostgreSQL schema migrations", () => {
     // Bounded: 4 new databases, 3 instances (pools) each, all started at once.
     for (let round = 0; round < 4; round++) {
       const url = await cluster.createDatabase();
-      const instances = Array.from({ length: 3 }, () => openPostgresStores(url, { shared: true }));
+      const instances = Array.from({ length: 3 }, () => openPostgresStores(url, { leased: false }));
       const outcomes = await Promise.allSettled(instances.map((s) => s.ready));
       await Promise.all(instances.map((s) => s.close()));
       expect(outcomes.map((o) => o.status)).toEqual(["fulfilled", "fulfilled", "fulfilled"]);

@@ -54,7 +54,12 @@ describe("loadConfig", () => {
         maxBodyBytes: 33_554_432,
         allowQueryToken: false,
       },
-      store: { path: path.join(dir, "data", "courier.sqlite"), synchronous: "NORMAL", retentionDays: 7 },
+      store: {
+        leaseSeconds: 5,
+        path: path.join(dir, "data", "courier.sqlite"),
+        synchronous: "NORMAL",
+        retentionDays: 7,
+      },
       outbox: {
         maxConcurrency: 32,
         rate: { perSecond: 50, burst: 100 },

@@ -7,7 +7,6 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import pg from "pg";
-import type { CourierConfig } from "../../../../src/config/schema.ts";
 import type { CourierStores } from "../../../../src/runtime/Courier.ts";
 import { openPostgresStores, openSqliteStores } from "../../../../src/runtime/createCourier.ts";
 import { startPostgresCluster } from "../../../support/postgresCluster.ts";
@@ -43,8 +42,7 @@ const sqlite: StoreKind = {
         return join(folder, "courier.sqlite");
       },
       async open(path) {
-        const store: CourierConfig["store"] = { path, synchronous: "NORMAL", retentionDays: 7 };
-        return openSqliteStores(store);
+        return openSqliteStores({ path, synchronous: "NORMAL" });
       },
       // Another connection to the file: the store's own sees the schema change at its next statement.
       async exec(path, sql) {

@@ -1,11 +1,14 @@
+import { randomUUID } from "node:crypto";
 import type { Logger } from "pino";
 import type { PluginData } from "../store/PluginStore.ts";
 import type { Schedule } from "./schedule.ts";
 
 /** A longest sleep: the clock is looked at again at least this often (clock changes, DST). */
 const MAX_SLEEP_MS = 3_600_000;
-/** After a run the store could not record, try again this much later. */
+/** After a run the store could not record, or while another instance runs the slot, look again this much later. */
 const RETRY_MS = 5_000;
+/** How long a claim on a slot holds: longer than any run, so that a live holder is never overtaken. */
+const CLAIM_MS = 300_000;
 
 export interface ScheduledJob {
   readonly plugin: string;
@@ -27,7 +30,7 @@ const SYSTEM_CLOCK: SchedulerClock = {
 };
 
 export interface SchedulerOptions {
-  readonly data: Pick<PluginData, "lastSlot" | "saveSlot">;
+  readonly data: Pick<PluginData, "lastSlot" | "saveSlot" | "claimSlot">;
   /** Runs a job for one slot; resolves when it is done or given up, rejects when it must run again. */
   readonly run: (job: ScheduledJob, slot: number) => Promise<void>;
   readonly log: Logger;
@@ -46,12 +49,16 @@ interface JobState {
 /**
  * Runs `bot.every` jobs at their slots. The last slot run is saved per job, so after downtime
  * the slots missed run once (the latest of them), not once each; a slot interrupted by a crash
- * runs again, under the same cause, so its sends are not doubled.
+ * runs again, under the same cause, so its sends are not doubled. A slot is claimed before it
+ * runs: of several instances on one store, one runs it; a claim whose holder died expires
+ * (`CLAIM_MS`) and the slot runs again elsewhere.
  */
 export class Scheduler {
   readonly #options: SchedulerOptions;
   readonly #clock: SchedulerClock;
   readonly #jobs: JobState[] = [];
+  /** This scheduler's name on its claims. */
+  readonly #holder = randomUUID();
   #stopped = true;
 
   constructor(options: SchedulerOptions) {
@@ -102,6 +109,23 @@ export class Scheduler {
     const due = job.schedule.latest(state.watermark, this.#clock.now());
     if (due !== undefined) {
       try {
+        const now = this.#clock.now();
+        const claim = await this.#options.data.claimSlot(
+          job.plugin,
+          job.name,
+          due,
+          this.#holder,
+          now,
+          now + CLAIM_MS,
+        );
+        if (claim === "busy") return this.#sleep(state, RETRY_MS); // another instance runs it now
+        if (claim === "done") {
+          state.watermark = (await this.#options.data.lastSlot(job.plugin, job.name)) ?? due;
+          return this.#sleep(
+            state,
+            (job.schedule.next(Math.max(state.watermark, now)) ?? now + MAX_SLEEP_MS) - now,
+          );
+        }
         await this.#options.run(job, due);
         state.watermark = due;
         await this.#options.data.saveSlot(job.plugin, job.name, due);

@@ -21,7 +21,22 @@ export interface PluginData {
   forPlugin(plugin: string): PluginStore;
   /** The last slot (ms epoch) the schedule ran for; undefined before its first run. */
   lastSlot(plugin: string, schedule: string): Promise<number | undefined>;
+  /** Records that the slot ran (the last slot never goes back), and ends its claim. */
   saveSlot(plugin: string, schedule: string, slot: number): Promise<void>;
+  /**
+   * Claims a slot for `holder` until `until` (ms epoch), so that of several instances one runs it:
+   * "ours" when the slot is not run yet and nobody else holds a live claim (an expired claim, its
+   * holder gone, is taken over); "done" when its last slot is this one or later; "busy" when
+   * another holder's claim is live. The schedule must have a saved slot.
+   */
+  claimSlot(
+    plugin: string,
+    schedule: string,
+    slot: number,
+    holder: string,
+    now: number,
+    until: number,
+  ): Promise<"ours" | "done" | "busy">;
   /**
    * Claims a signed webhook body (`hash`, on `route`: `POST /github`) for `deliveryId` at `now`
    * (ms epoch). Resolves the id of another delivery that claimed it on that route less than

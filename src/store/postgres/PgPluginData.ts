@@ -73,9 +73,31 @@ export class PgPluginData implements PluginData {
   async saveSlot(plugin: string, schedule: string, slot: number): Promise<void> {
     await this.#pool.query(
       `INSERT INTO plugin_schedules (plugin, name, last_slot) VALUES ($1, $2, $3)
-       ON CONFLICT (plugin, name) DO UPDATE SET last_slot = excluded.last_slot`,
+       ON CONFLICT (plugin, name) DO UPDATE SET last_slot = GREATEST(plugin_schedules.last_slot, excluded.last_slot),
+         running_holder = NULL, running_until = NULL`,
       [plugin, schedule, slot],
     );
+  }
+
+  async claimSlot(
+    plugin: string,
+    schedule: string,
+    slot: number,
+    holder: string,
+    now: number,
+    until: number,
+  ): Promise<"ours" | "done" | "busy"> {
+    // Of two instances claiming at once, the second waits on the first's row lock, then finds
+    // the claim live and updates nothing.
+    const claimed = await this.#pool.query(
+      `UPDATE plugin_schedules SET running_holder = $4, running_until = $6
+       WHERE plugin = $1 AND name = $2 AND last_slot < $3
+         AND (running_until IS NULL OR running_until < $5 OR running_holder = $4)`,
+      [plugin, schedule, slot, holder, now, until],
+    );
+    if ((claimed.rowCount ?? 0) > 0) return "ours";
+    const last = await this.lastSlot(plugin, schedule);
+    return last !== undefined && last >= slot ? "done" : "busy";
   }
 
   async claimWebhookBody(

@@ -83,4 +83,7 @@ export const PG_MIGRATIONS: readonly string[] = [
      id text PRIMARY KEY,
      seen_at bigint NOT NULL
    );`,
+  // A slot claimed by the instance running it: one of several instances runs each slot.
+  `ALTER TABLE plugin_schedules ADD COLUMN running_holder text;
+   ALTER TABLE plugin_schedules ADD COLUMN running_until bigint;`,
 ];

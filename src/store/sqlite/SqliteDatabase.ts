@@ -156,6 +156,9 @@ const MIGRATIONS: readonly string[] = [
    CREATE UNIQUE INDEX inbound_items_key ON inbound_items (item_key);
    CREATE INDEX inbound_items_trouble ON inbound_items (state, seq) WHERE state IS NOT NULL;
    DROP TABLE inbound_txns;`,
+  // A slot claimed by the instance running it (several instances on PostgreSQL; the same code here).
+  `ALTER TABLE plugin_schedules ADD COLUMN running_holder TEXT;
+   ALTER TABLE plugin_schedules ADD COLUMN running_until INTEGER;`,
 ];
 
 /**

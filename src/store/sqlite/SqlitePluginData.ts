@@ -13,6 +13,7 @@ export class SqlitePluginData implements PluginData {
   readonly #list: StatementSync;
   readonly #lastSlot: StatementSync;
   readonly #saveSlot: StatementSync;
+  readonly #claimSlot: StatementSync;
   readonly #pruneClaims: StatementSync;
   readonly #claim: StatementSync;
   readonly #release: StatementSync;
@@ -32,7 +33,14 @@ export class SqlitePluginData implements PluginData {
     this.#lastSlot = this.#db.prepare("SELECT last_slot FROM plugin_schedules WHERE plugin = ? AND name = ?");
     this.#saveSlot = this.#db.prepare(
       `INSERT INTO plugin_schedules (plugin, name, last_slot) VALUES (?, ?, ?)
-       ON CONFLICT (plugin, name) DO UPDATE SET last_slot = excluded.last_slot`,
+       ON CONFLICT (plugin, name) DO UPDATE SET last_slot = max(last_slot, excluded.last_slot),
+         running_holder = NULL, running_until = NULL`,
+    );
+    this.#claimSlot = this.#db.prepare(
+      `UPDATE plugin_schedules SET running_holder = ?4, running_until = ?6
+       WHERE plugin = ?1 AND name = ?2 AND last_slot < ?3
+         AND (running_until IS NULL OR running_until < ?5 OR running_holder = ?4)
+       RETURNING 1`,
     );
     // A claim's time is its updated_at (the caller's clock); a range on the key, so the index serves it.
     this.#pruneClaims = this.#db.prepare(
@@ -78,6 +86,19 @@ export class SqlitePluginData implements PluginData {
 
   async saveSlot(plugin: string, schedule: string, slot: number): Promise<void> {
     this.#saveSlot.run(plugin, schedule, slot);
+  }
+
+  async claimSlot(
+    plugin: string,
+    schedule: string,
+    slot: number,
+    holder: string,
+    now: number,
+    until: number,
+  ): Promise<"ours" | "done" | "busy"> {
+    if (this.#claimSlot.get(plugin, schedule, slot, holder, now, until) !== undefined) return "ours";
+    const last = (this.#lastSlot.get(plugin, schedule) as { last_slot: number } | undefined)?.last_slot;
+    return last !== undefined && last >= slot ? "done" : "busy";
   }
 
   async claimWebhookBody(

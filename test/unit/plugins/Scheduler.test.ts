@@ -91,4 +91,29 @@ describe("Scheduler", () => {
     expect(runs).toEqual([11 * MINUTE]);
     scheduler.stop();
   });
+
+  test("two schedulers on one store (two instances): each slot runs once; a live claim of another holder waits, an expired one is taken over", async () => {
+    const data = new SqlitePluginData({ path: ":memory:" });
+    const a = setup(10 * MINUTE + 30_000, data);
+    const b = setup(10 * MINUTE + 30_000, data);
+    await a.scheduler.start();
+    await b.scheduler.start();
+    for (const { clock } of [a, b]) clock.time = 11 * MINUTE;
+    await Promise.all([a.scheduler.runDue(), b.scheduler.runDue()]);
+    expect([...a.runs, ...b.runs]).toEqual([11 * MINUTE]);
+
+    // A holder that is still running the next slot: neither starts it until its claim expires.
+    for (const { clock } of [a, b]) clock.time = 12 * MINUTE;
+    expect(await data.claimSlot("p", "tick", 12 * MINUTE, "ghost", 12 * MINUTE, 12 * MINUTE + 10_000)).toBe(
+      "ours",
+    );
+    await Promise.all([a.scheduler.runDue(), b.scheduler.runDue()]);
+    expect([...a.runs, ...b.runs]).toEqual([11 * MINUTE]);
+    // The holder died: its claim expires, and one of the two runs the slot.
+    for (const { clock } of [a, b]) clock.time = 12 * MINUTE + 10_001;
+    await Promise.all([a.scheduler.runDue(), b.scheduler.runDue()]);
+    expect([...a.runs, ...b.runs]).toEqual([11 * MINUTE, 12 * MINUTE]);
+    a.scheduler.stop();
+    b.scheduler.stop();
+  });
 });

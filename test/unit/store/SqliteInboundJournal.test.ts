@@ -106,6 +106,8 @@ describe("SqliteInboundJournal", () => {
         ('1', 'toDevice', 'todevice:@u:x', NULL, '{}', 'pending', 1, NULL),
         ('1', 'event', 'room:!a:x', '$9', '{}', 'done', 1, NULL);
       DELETE FROM inbound_items WHERE seq = 4;
+      ALTER TABLE plugin_schedules DROP COLUMN running_holder;
+      ALTER TABLE plugin_schedules DROP COLUMN running_until;
       PRAGMA user_version = 6;`);
     db.close();
     const journal = new SqliteInboundJournal({ path });

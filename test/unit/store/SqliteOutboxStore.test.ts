@@ -46,6 +46,8 @@ describe("SqliteOutboxStore", () => {
         attempts INTEGER NOT NULL DEFAULT 0, error TEXT, settled_at INTEGER);
       CREATE TABLE inbound_txns (txn_id TEXT NOT NULL, body_hash TEXT NOT NULL, received_at INTEGER NOT NULL,
         PRIMARY KEY (txn_id, body_hash)) WITHOUT ROWID;
+      ALTER TABLE plugin_schedules DROP COLUMN running_holder;
+      ALTER TABLE plugin_schedules DROP COLUMN running_until;
       PRAGMA user_version = 3;`);
     const rows = old.prepare("SELECT seq, txn_id FROM outbox").all() as Array<{
       seq: number;

@@ -75,6 +75,20 @@ describe.each(STORE_KINDS)("PluginData on $name", (kind) => {
     expect(await data.lastSlot("a", "tock")).toBeUndefined();
   });
 
+  test("schedule slots are claimed by one holder at a time; a done slot is done for everyone; an expired claim is taken over", async () => {
+    const data = await pluginData();
+    await data.saveSlot("a", "tick", 100);
+    expect(await data.claimSlot("a", "tick", 200, "one", 1000, 2000)).toBe("ours");
+    expect(await data.claimSlot("a", "tick", 200, "one", 1000, 2000)).toBe("ours"); // its own again
+    expect(await data.claimSlot("a", "tick", 200, "two", 1500, 2500)).toBe("busy");
+    expect(await data.claimSlot("a", "tick", 200, "two", 2001, 3001)).toBe("ours"); // "one" died
+    await data.saveSlot("a", "tick", 200);
+    expect(await data.claimSlot("a", "tick", 200, "one", 2100, 3100)).toBe("done");
+    expect(await data.claimSlot("a", "tick", 300, "one", 2100, 3100)).toBe("ours"); // saveSlot ended the claim
+    await data.saveSlot("a", "tick", 150); // a late save never moves the slot back
+    expect(await data.lastSlot("a", "tick")).toBe(200);
+  });
+
   describe("webhook body claims", () => {
     test("the first delivery to claim a body has it; another within the window is told its id; the same delivery again keeps its claim and its time", async () => {
       const data = await pluginData();

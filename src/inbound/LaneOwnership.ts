@@ -19,8 +19,12 @@ export interface LaneOwnershipEvents {
  * `PgLaneLeases`.
  */
 export interface LaneOwnership {
+  /** This instance's name among those sharing the store. */
+  readonly instanceId: string;
   /** Whether this instance holds the lane's lease now. No I/O. */
   owns(lane: string): boolean;
+  /** How many lanes this instance holds now (metrics, dashboard). No I/O. */
+  ownedCount(): number;
   /** Takes the lane's lease when nobody holds it (or it expired); true when it is ours. Does I/O. */
   claim(lane: string): Promise<boolean>;
   /** Starts renewing, balancing and listening; resolves after the first renewal. Does I/O. */

@@ -174,6 +174,7 @@ export class Courier {
     });
     this.metrics = config.metrics.enabled ? new CourierMetrics(this.outbox) : undefined;
     this.metrics?.watchOutbox(this.outbox);
+    if (options.stores.ownership) this.metrics?.watchOwnership(options.stores.ownership);
     const isOwnUser = (id: string) => id === this.botUserId || this.#ownNamespace(id);
     this.host = new PluginHost({
       outbox: this.outbox,
@@ -214,7 +215,12 @@ export class Courier {
             store: this.#outboxStore,
             inbound: this.#journal,
             plugins: () => this.host.status(),
-            about: () => ({ botUserId: this.botUserId, homeserver: config.homeserver.url, ping: this.#ping }),
+            about: () => ({
+              botUserId: this.botUserId,
+              homeserver: config.homeserver.url,
+              ping: this.#ping,
+              ...this.#instance(),
+            }),
             throttle: this.#throttle,
             logger: this.log.child({ component: "admin" }),
             ...(options.chat
@@ -228,6 +234,16 @@ export class Courier {
                 }
               : {}),
           });
+  }
+
+  /** This instance among those sharing the store, and the lanes it holds (dashboard). No I/O. */
+  #instance(): Record<string, unknown> {
+    const ownership = this.#stores.ownership;
+    if (!ownership) return {};
+    return {
+      instance: ownership.outbox.instanceId,
+      lanesOwned: { outbox: ownership.outbox.ownedCount(), inbound: ownership.inbound.ownedCount() },
+    };
   }
 
   /** The port the appservice endpoint listens on (after start). */

@@ -7,6 +7,8 @@ import { checkTokens, loadRegistration, type Registration } from "../../config/r
 import type { CourierConfig } from "../../config/schema.ts";
 import { MatrixClient } from "../../matrix/MatrixClient.ts";
 import { MatrixError } from "../../matrix/MatrixError.ts";
+import { createPool, schemaVersion } from "../../store/postgres/PgDatabase.ts";
+import { inspectLeases } from "../../store/postgres/PgLaneLeases.ts";
 
 export type CheckStatus = "pass" | "warn" | "fail" | "skip";
 
@@ -56,7 +58,7 @@ export async function runDoctor(configPath: string, options: DoctorOptions = {})
   } catch (error) {
     add("registration", "fail", (error as Error).message);
     skipRest(LATER.slice(0, -1), "needs a consistent registration");
-    storeCheck(config, add);
+    await storeCheck(config, add);
     return results;
   }
 
@@ -111,7 +113,7 @@ export async function runDoctor(configPath: string, options: DoctorOptions = {})
   } finally {
     await client.close();
   }
-  storeCheck(config, add);
+  await storeCheck(config, add);
   return results;
 }
 
@@ -254,10 +256,11 @@ async function ghostCheck(
   }
 }
 
-function storeCheck(
+async function storeCheck(
   config: CourierConfig,
   add: (name: string, status: CheckStatus, detail: string) => void,
-): void {
+): Promise<void> {
+  if (config.store.url !== undefined) return add("store", ...(await postgresCheck(config.store.url)));
   const path = config.store.path;
   if (path === ":memory:") return add("store", "skip", "skipped: in memory");
   try {
@@ -279,5 +282,31 @@ function storeCheck(
     add("store", "pass", `${path} is writable, mode 600`);
   } catch (error) {
     add("store", "fail", `${path}: ${(error as Error).message}`);
+  }
+}
+
+/** A PostgreSQL store: reachable, its schema not newer than this courier, who shares it. */
+async function postgresCheck(url: string): Promise<[CheckStatus, string]> {
+  const pool = createPool({ url, poolSize: 1 });
+  // The URL may carry a password: name the database by host and name only.
+  const { host, pathname } = new URL(url);
+  const where = `PostgreSQL ${host}${pathname}`;
+  try {
+    const { found, known } = await schemaVersion(pool);
+    if (found > known)
+      return [
+        "fail",
+        `${where}: schema version ${found} is newer than this courier's (${known}); upgrade courier`,
+      ];
+    if (found < known) return ["pass", `${where} reachable; schema ${found}, migrated to ${known} at start`];
+    const { liveInstances, leases } = await inspectLeases(pool);
+    return [
+      "pass",
+      `${where} reachable; schema ${found}; ${liveInstances} instance(s) seen in the last minute, ${leases} lane lease(s) held`,
+    ];
+  } catch (error) {
+    return ["fail", `${where}: ${(error as Error).message}`];
+  } finally {
+    await pool.end();
   }
 }

@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import type { LaneOwnership } from "../../inbound/LaneOwnership.ts";
 import type { Outbox } from "../../outbox/Outbox.ts";
 import type { OutboxRow } from "../../store/OutboxStore.ts";
 import type { JournaledCounts } from "../../inbound/options.ts";
@@ -134,6 +135,19 @@ export class CourierMetrics {
       async collect() {
         const oldest = Math.min(...(await stats()).lanes.map((l) => l.oldestCreatedAt));
         this.set(Number.isFinite(oldest) ? (Date.now() - oldest) / 1000 : 0);
+      },
+    });
+  }
+
+  /** Lanes this instance holds, when several instances share the store (PostgreSQL). */
+  watchOwnership(ownership: Readonly<Record<"outbox" | "inbound", Pick<LaneOwnership, "ownedCount">>>): void {
+    new Gauge({
+      name: "courier_lanes_owned",
+      help: "Lanes (rooms, to-device senders) this instance holds the lease of, by work: outbox (sending) or inbound (dispatching).",
+      labelNames: ["work"],
+      registers: [this.registry],
+      collect() {
+        for (const work of ["outbox", "inbound"] as const) this.set({ work }, ownership[work].ownedCount());
       },
     });
   }

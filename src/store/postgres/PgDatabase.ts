@@ -104,3 +104,11 @@ export async function inTransaction<T>(
     client.release(broken);
   }
 }
+
+/** The schema version a database is at (0: never migrated), and the one this code knows. Does I/O. */
+export async function schemaVersion(pool: pg.Pool): Promise<{ found: number; known: number }> {
+  const { rows } = await pool.query<{ version: number | null }>(
+    "SELECT CASE WHEN to_regclass('courier_schema') IS NULL THEN 0 ELSE (SELECT max(version) FROM courier_schema) END AS version",
+  );
+  return { found: rows[0]?.version ?? 0, known: PG_MIGRATIONS.length };
+}

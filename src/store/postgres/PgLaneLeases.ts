@@ -80,6 +80,10 @@ export class PgLaneLeases implements LaneOwnership {
     this.#log = options.logger ?? pino({ level: "silent" });
   }
 
+  ownedCount(): number {
+    return performance.now() < this.#trustedUntil ? this.#owned.size : 0;
+  }
+
   owns(lane: string): boolean {
     return this.#owned.has(lane) && performance.now() < this.#trustedUntil;
   }
@@ -117,6 +121,9 @@ export class PgLaneLeases implements LaneOwnership {
       this.instanceId,
       this.#prefix,
     ]);
+    // No longer counted among the live instances when shares are computed (the instance's other
+    // kind of work, if still running, counts it again at its next renewal).
+    await this.#pool.query("DELETE FROM courier_instances WHERE id = $1", [this.instanceId]);
   }
 
   /** Lanes this instance holds, as the database says (metrics, dashboard). Does I/O. */
@@ -196,4 +203,13 @@ export class PgLaneLeases implements LaneOwnership {
     await client.query(`LISTEN ${this.#work.channel}`);
     this.#listener = client;
   }
+}
+
+/** The instances seen in the last minute and the lane leases held (`courier doctor`). Does I/O. */
+export async function inspectLeases(pool: pg.Pool): Promise<{ liveInstances: number; leases: number }> {
+  const { rows } = await pool.query<{ live: number; leases: number }>(
+    `SELECT (SELECT count(*)::integer FROM courier_instances WHERE seen_at > ${DB_NOW} - 60000) AS live,
+       (SELECT count(*)::integer FROM lane_leases WHERE expires_at >= ${DB_NOW}) AS leases`,
+  );
+  return { liveInstances: rows[0]!.live, leases: rows[0]!.leases };
 }

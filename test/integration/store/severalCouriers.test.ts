@@ -2,6 +2,10 @@
 // transactions spread across them as a load balancer would: each event is handled once (handler
 // runs counted across the three), and the replies of each room arrive in order. Then one instance
 // stops mid-traffic and the other two take its rooms.
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { runDoctor } from "../../../src/ops/doctor/runDoctor.ts";
 import { definePlugin } from "../../../src/plugins/definePlugin.ts";
 import { startDashboardStack, type DashboardStack } from "../../support/dashboardStack.ts";
 import { FakeHomeserver } from "../../support/FakeHomeserver.ts";
@@ -86,5 +90,18 @@ describe("several Couriers on one PostgreSQL database", () => {
       const replies = hs.roomEvents(`!room${r}:fake.test`).map((e) => (e.content as { body: string }).body);
       expect(replies).toEqual(Array.from({ length: PER_ROOM }, (_, i) => `seen ${i * ROOMS + r}`));
     }
+
+    // Operators see who holds what: the metric, and `courier doctor` on the database.
+    const metric = await stacks[1]!.courier.metrics!.registry.getSingleMetricAsString("courier_lanes_owned");
+    expect(metric).toMatch(/courier_lanes_owned\{work="outbox"\} \d+/);
+    const dir = mkdtempSync(path.join(tmpdir(), "courier-doctor-pg-"));
+    const config = path.join(dir, "config.yaml");
+    writeFileSync(config, `homeserver:\n  url: ${hs.url}\n  serverName: fake.test\nstore:\n  url: ${url}\n`);
+    const store = (await runDoctor(config, { env: {} })).find((r) => r.name === "store");
+    rmSync(dir, { recursive: true, force: true });
+    expect(store).toMatchObject({
+      status: "pass",
+      detail: expect.stringMatching(/schema \d+; 2 instance\(s\) seen/),
+    });
   }, 120_000);
 });

@@ -8,6 +8,7 @@ test("every courier metric is documented, and the quoted process metrics exist",
   const metrics = new CourierMetrics({
     stats: async () => ({ lanes: [], totals: { pending: 0, sent: 0, dead: 0 } }),
   } as never);
+  metrics.watchOwnership({ outbox: { ownedCount: () => 0 }, inbound: { ownedCount: () => 0 } });
   const names = (await metrics.registry.getMetricsAsJSON()).map((m) => m.name);
   const own = names.filter((n) => !/^courier_(process|nodejs)_/.test(n));
   for (const name of own)

@@ -30,6 +30,8 @@ export interface StackOptions {
    * `toCourier`: Synapse's pushes), seeded with `seed`. No faults until a test sets them.
    */
   readonly faultProxies?: { readonly seed: number };
+  /** Where Synapse pushes transactions instead of the framework's port (a load balancer). */
+  readonly appserviceUrl?: string;
 }
 
 export interface User {
@@ -90,7 +92,7 @@ export class E2eStack {
         ? undefined
         : await FaultProxy.start({ upstream: `http://127.0.0.1:${port}`, seed: seed ^ 0x7c0 });
     // Where Synapse pushes transactions: the framework, or the proxy in front of it.
-    const appserviceUrl = toCourier?.url ?? `http://127.0.0.1:${port}`;
+    const appserviceUrl = options.appserviceUrl ?? toCourier?.url ?? `http://127.0.0.1:${port}`;
     const registrationPath = path.join(dir, "registration.yaml");
     writeFileSync(
       registrationPath,

@@ -12,6 +12,7 @@ const BENCHES = [
   "inboundThroughput.ts",
   "outboundSideBySide.ts",
   "synapseSideBySide.ts",
+  "outboxThroughputPg.ts",
 ];
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const only = process.argv[2];

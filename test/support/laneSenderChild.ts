@@ -13,6 +13,8 @@ export interface LaneSenderOptions {
   leaseMs: number;
   homeserverUrl: string;
   asToken: string;
+  /** Lanes sending at once. @default 16 */
+  maxConcurrency?: number;
 }
 
 const options = JSON.parse(process.argv[2] ?? "{}") as LaneSenderOptions;
@@ -28,11 +30,14 @@ const outbox = new Outbox({
   transport: client,
   appserviceId: "lanes-test",
   botUserId: userId("@bot:fake.test"),
-  maxConcurrency: 16,
+  maxConcurrency: options.maxConcurrency ?? 16,
   rate: { perSecond: 10_000, burst: 10_000 },
   retry: { baseMs: 5, capMs: 100 },
   ownership: new PgLaneLeases(pool, { instanceId: options.instanceId, leaseMs: options.leaseMs }),
 });
+// Send latencies (benchmarks): reported as one JSON line when told to stop.
+const latencies: number[] = [];
+outbox.on("sent", (_row, _eventId, ms) => latencies.push(ms));
 await outbox.start();
 process.stdout.write("ready\n");
 process.once("SIGTERM", () => {
@@ -40,7 +45,7 @@ process.once("SIGTERM", () => {
     await outbox.stop(2000);
     await pool.end();
     await client.close();
-    process.stdout.write("stopped\n");
+    process.stdout.write(`${JSON.stringify({ sent: latencies.length, latencies })}\nstopped\n`);
     process.exit(0);
   })();
 });

@@ -1,4 +1,4 @@
-import { randomUUID } from "node:crypto";
+import { createHash, randomUUID } from "node:crypto";
 import type pg from "pg";
 import { pino, type Logger } from "pino";
 import type { LaneOwnership, LaneOwnershipEvents } from "../../inbound/LaneOwnership.ts";
@@ -69,6 +69,9 @@ export class PgLaneLeases implements LaneOwnership {
   #timer: NodeJS.Timeout | undefined;
   #ticking: Promise<void> | undefined;
   #stopped = false;
+  /** Live instances at the last renewal: which of them takes a lane announced with no owner. */
+  #liveIds: string[] = [];
+  readonly #claiming = new Set<string>();
 
   constructor(pool: pg.Pool, options: PgLaneLeasesOptions = {}) {
     this.#pool = pool;
@@ -169,6 +172,12 @@ export class PgLaneLeases implements LaneOwnership {
     );
     const pending = new Set(rows.map((r) => r.lane));
     const live = Math.max(1, rows[0]?.live ?? 1);
+    this.#liveIds = (
+      await this.#pool.query<{ id: string }>(
+        `SELECT id FROM courier_instances WHERE seen_at > ${DB_NOW} - $1`,
+        [lease],
+      )
+    ).rows.map((r) => r.id);
     const share = Math.ceil(pending.size / live);
     const busy = [...owned].filter((lane) => pending.has(lane)).sort();
     const giveBack = [...[...owned].filter((lane) => !pending.has(lane)), ...busy.slice(share)];
@@ -189,10 +198,32 @@ export class PgLaneLeases implements LaneOwnership {
     if (!this.#stopped) this.#events?.owned([...owned].filter((lane) => pending.has(lane)));
   }
 
+  /**
+   * A lane got rows and this instance does not hold it: when this instance is the lane's
+   * preferred one among the live instances (rendezvous hashing: each lane has one, and the lanes
+   * spread evenly), it takes a free lease now rather than at the next renewal, so a new room's
+   * first message waits for no renewal. An owner, if any, keeps the lane.
+   */
+  async #claimAnnounced(lane: string): Promise<void> {
+    if (this.#stopped || this.#claiming.has(lane)) return;
+    if (this.#liveIds.length > 0 && preferredOwner(lane, this.#liveIds) !== this.instanceId) return;
+    this.#claiming.add(lane);
+    try {
+      if (await this.claim(lane)) this.#events?.grew([lane]);
+    } catch (error) {
+      this.#log.warn({ err: error, lane }, "could not claim an announced lane; the next renewal will");
+    } finally {
+      this.#claiming.delete(lane);
+    }
+  }
+
   async #listen(): Promise<void> {
     const client = await this.#pool.connect();
     client.on("notification", (message) => {
-      if (message.channel === this.#work.channel && message.payload) this.#events?.grew([message.payload]);
+      if (message.channel !== this.#work.channel || !message.payload) return;
+      const lane = message.payload;
+      if (this.#owned.has(lane)) this.#events?.grew([lane]);
+      else void this.#claimAnnounced(lane);
     });
     // A lost connection: listen again at the next renewal (which also sends what was missed).
     client.on("error", (error) => {
@@ -203,6 +234,17 @@ export class PgLaneLeases implements LaneOwnership {
     await client.query(`LISTEN ${this.#work.channel}`);
     this.#listener = client;
   }
+}
+
+/** The live instance that a lane prefers: the highest hash of (instance, lane). */
+function preferredOwner(lane: string, instanceIds: readonly string[]): string | undefined {
+  let best: string | undefined;
+  let bestScore = "";
+  for (const id of instanceIds) {
+    const score = createHash("sha1").update(id).update("\u0000").update(lane).digest("hex");
+    if (score > bestScore) [best, bestScore] = [id, score];
+  }
+  return best;
 }
 
 /** The instances seen in the last minute and the lane leases held (`courier doctor`). Does I/O. */

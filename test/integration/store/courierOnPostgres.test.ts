@@ -48,7 +48,13 @@ describe("a Courier on PostgreSQL", () => {
     await stack.hs.waitFor(() => stack!.hs.roomEvents(ROOM).length === 3, 10_000, "three replies");
     await stack.courier.dispatcher.onIdle();
     expect(runs).toBe(3);
-    expect(await stack.courier.outbox.stats()).toMatchObject({ totals: { pending: 0, sent: 3, dead: 0 } });
+    // Outcomes are committed shortly after the sends (settlements are grouped).
+    await stack.hs.waitFor(
+      async () => (await stack!.courier.outbox.stats()).totals.sent === 3,
+      10_000,
+      "3 sends recorded",
+    );
+    expect((await stack.courier.outbox.stats()).totals).toEqual({ pending: 0, sent: 3, dead: 0 });
     const hs = stack.hs;
     await stack.courier.stop(2000);
 
@@ -64,6 +70,12 @@ describe("a Courier on PostgreSQL", () => {
     await stack.courier.dispatcher.onIdle();
     expect(runs).toBe(4);
     expect(stack.hs.roomEvents(ROOM).map((e) => (e.content as { body: string }).body)).toEqual(["seen 4"]);
-    expect(await stack.courier.outbox.stats()).toMatchObject({ totals: { pending: 0, sent: 4, dead: 0 } });
+    // Outcomes are committed shortly after the sends (settlements are grouped).
+    await stack.hs.waitFor(
+      async () => (await stack!.courier.outbox.stats()).totals.sent === 4,
+      10_000,
+      "4 sends recorded",
+    );
+    expect((await stack.courier.outbox.stats()).totals).toEqual({ pending: 0, sent: 4, dead: 0 });
   }, 60_000);
 });

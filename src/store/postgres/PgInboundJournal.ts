@@ -1,7 +1,6 @@
 import type pg from "pg";
 import type {
   InboundItem,
-  InboundKind,
   InboundRecord,
   InboundRecordBatch,
   InboundSettlement,
@@ -11,29 +10,16 @@ import type {
   NewInboundItem,
   PendingRead,
 } from "../../inbound/InboundJournal.ts";
+import {
+  PENDING_COLUMNS,
+  RECORD_COLUMNS,
+  toItem,
+  toRecord,
+  type RawItem,
+  type RawRecord,
+} from "../inboundRows.ts";
 import { inTransaction, withoutNul } from "./PgDatabase.ts";
 
-interface RawItem {
-  seq: number;
-  txn_id: string;
-  kind: string;
-  lane: string;
-  item_key: string;
-  event_id: string | null;
-  json: string;
-  attempts: number;
-}
-
-interface RawRecord extends RawItem {
-  state: string | null;
-  error: string | null;
-  received_at: number;
-  settled_at: number | null;
-}
-
-const PENDING_COLUMNS = "i.seq, i.txn_id, i.kind, i.lane, i.item_key, i.event_id, i.json, p.attempts";
-const RECORD_COLUMNS =
-  "seq, txn_id, kind, lane, item_key, event_id, json, attempts, state, error, received_at, settled_at";
 const NOT_PENDING = "NOT EXISTS (SELECT 1 FROM inbound_pending p WHERE p.seq = inbound_items.seq)";
 
 /** The channel on which a journal commit names the lanes that got items (see PgLaneLeases). */
@@ -194,19 +180,7 @@ export class PgInboundJournal implements InboundJournal {
       `SELECT ${RECORD_COLUMNS} FROM inbound_items WHERE ${where} ORDER BY seq DESC LIMIT $1`,
       filter.state === undefined || filter.state === "done" ? [filter.limit] : [filter.limit, filter.state],
     );
-    return rows.map((raw) => ({
-      seq: raw.seq,
-      txnId: raw.txn_id,
-      kind: raw.kind as InboundKind,
-      lane: raw.lane,
-      eventId: raw.event_id ?? undefined,
-      state: (raw.state ?? "done") as InboundState,
-      attempts: raw.attempts,
-      error: raw.error ?? undefined,
-      json: raw.json,
-      receivedAt: raw.received_at,
-      settledAt: raw.settled_at ?? undefined,
-    }));
+    return rows.map(toRecord);
   }
 
   async totals(): Promise<Record<InboundState, number>> {
@@ -232,17 +206,4 @@ export class PgInboundJournal implements InboundJournal {
     );
     return result.rowCount ?? 0;
   }
-}
-
-function toItem(raw: RawItem): InboundItem {
-  return {
-    seq: raw.seq,
-    txnId: raw.txn_id,
-    kind: raw.kind as InboundKind,
-    lane: raw.lane,
-    key: raw.item_key,
-    eventId: raw.event_id ?? undefined,
-    json: raw.json,
-    attempts: raw.attempts,
-  };
 }

@@ -1,7 +1,6 @@
 import type { DatabaseSync, StatementSync } from "node:sqlite";
 import type {
   InboundItem,
-  InboundKind,
   InboundRecord,
   InboundRecordBatch,
   InboundState,
@@ -10,30 +9,16 @@ import type {
   NewInboundItem,
   PendingRead,
 } from "../../inbound/InboundJournal.ts";
+import {
+  PENDING_COLUMNS,
+  RECORD_COLUMNS,
+  toItem,
+  toRecord,
+  type RawItem,
+  type RawRecord,
+} from "../inboundRows.ts";
 import { openOrShare, type SqliteOptions } from "./SqliteDatabase.ts";
 
-interface RawItem {
-  seq: number;
-  txn_id: string;
-  kind: string;
-  lane: string;
-  item_key: string;
-  event_id: string | null;
-  json: string;
-  attempts: number;
-}
-
-interface RawRecord extends RawItem {
-  state: string | null;
-  error: string | null;
-  received_at: number;
-  settled_at: number | null;
-}
-
-/** An item's columns, with the dispatch count of a pending one (`p`: inbound_pending). */
-const PENDING_COLUMNS = "i.seq, i.txn_id, i.kind, i.lane, i.item_key, i.event_id, i.json, p.attempts";
-const RECORD_COLUMNS =
-  "seq, txn_id, kind, lane, item_key, event_id, json, attempts, state, error, received_at, settled_at";
 const NOT_PENDING = "seq NOT IN (SELECT seq FROM inbound_pending)";
 
 /**
@@ -196,19 +181,7 @@ export class SqliteInboundJournal implements InboundJournal {
       : filter.state === "done"
         ? this.#listDone.all(filter.limit)
         : this.#listTrouble.all(filter.state, filter.limit)) as unknown as RawRecord[];
-    return rows.map((raw) => ({
-      seq: raw.seq,
-      txnId: raw.txn_id,
-      kind: raw.kind as InboundKind,
-      lane: raw.lane,
-      eventId: raw.event_id ?? undefined,
-      state: (raw.state ?? "done") as InboundState,
-      attempts: raw.attempts,
-      error: raw.error ?? undefined,
-      json: raw.json,
-      receivedAt: raw.received_at,
-      settledAt: raw.settled_at ?? undefined,
-    }));
+    return rows.map(toRecord);
   }
 
   async totals(): Promise<Record<InboundState, number>> {
@@ -233,17 +206,4 @@ export class SqliteInboundJournal implements InboundJournal {
   async close(): Promise<void> {
     if (this.#ownsDb) this.#db.close();
   }
-}
-
-function toItem(raw: RawItem): InboundItem {
-  return {
-    seq: raw.seq,
-    txnId: raw.txn_id,
-    kind: raw.kind as InboundKind,
-    lane: raw.lane,
-    key: raw.item_key,
-    eventId: raw.event_id ?? undefined,
-    json: raw.json,
-    attempts: raw.attempts,
-  };
 }

@@ -160,6 +160,8 @@ describe("several instances on one PostgreSQL outbox", () => {
     expect(Math.max(...takeover)).toBeGreaterThanOrEqual(LEASE_MS / 2);
     await pool.end();
     const stillRunning = senders.filter((s) => s.child.exitCode === null && s.child.signalCode === null);
+    // A sender restarted late may still be starting (its SIGTERM handler comes with "ready").
+    await until("the running senders ready", () => stillRunning.every((s) => s.output().includes("ready")));
     for (const s of stillRunning) s.child.kill("SIGTERM");
     const codes = await Promise.all(stillRunning.map((s) => s.exited));
     expect(codes).toEqual(stillRunning.map(() => 0));

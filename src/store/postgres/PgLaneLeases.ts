@@ -164,20 +164,19 @@ export class PgLaneLeases implements LaneOwnership {
     this.#owned = owned;
     this.#trustedUntil = began + (lease * 2) / 3;
 
-    const { rows } = await this.#pool.query<{ lane: string; owner: string | null; live: number }>(
-      `SELECT p.lane, l.owner, (SELECT count(*)::integer FROM courier_instances WHERE seen_at > ${DB_NOW} - $1) AS live
-       FROM (${this.#work.pendingLanes}) p
-       LEFT JOIN lane_leases l ON l.lane = $2 || p.lane AND l.expires_at >= ${DB_NOW}`,
-      [lease, this.#prefix],
-    );
-    const pending = new Set(rows.map((r) => r.lane));
-    const live = Math.max(1, rows[0]?.live ?? 1);
     this.#liveIds = (
       await this.#pool.query<{ id: string }>(
         `SELECT id FROM courier_instances WHERE seen_at > ${DB_NOW} - $1`,
         [lease],
       )
     ).rows.map((r) => r.id);
+    const live = Math.max(1, this.#liveIds.length);
+    const { rows } = await this.#pool.query<{ lane: string; owner: string | null }>(
+      `SELECT p.lane, l.owner FROM (${this.#work.pendingLanes}) p
+       LEFT JOIN lane_leases l ON l.lane = $1 || p.lane AND l.expires_at >= ${DB_NOW}`,
+      [this.#prefix],
+    );
+    const pending = new Set(rows.map((r) => r.lane));
     const share = Math.ceil(pending.size / live);
     const busy = [...owned].filter((lane) => pending.has(lane)).sort();
     const giveBack = [...[...owned].filter((lane) => !pending.has(lane)), ...busy.slice(share)];

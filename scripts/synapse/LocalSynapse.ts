@@ -2,7 +2,7 @@
 // scripts/synapse/run.ts) and the e2e tests. It runs the pinned Synapse from the venv that
 // install.sh builds under .cache/synapse/venv, with a homeserver.yaml generated here:
 // SQLite in the data directory, one client listener on 127.0.0.1, no federation, relaxed rate
-// limits, MSC2409 to-device pushes to appservices enabled.
+// limits, MSC2409 to-device pushes and MSC3202 transaction extensions for appservices enabled.
 import { spawn, type ChildProcess } from "node:child_process";
 import { createHash, createHmac, randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
@@ -343,11 +343,20 @@ export class LocalSynapse {
       suppress_key_server_warning: true,
       federation_domain_whitelist: [],
       app_service_config_files: this.#opts.registrationFiles.map((f) => path.resolve(f)),
+      // What each flag enables, with the Synapse functions: docs/encryption.md.
       experimental_features: {
         // MSC2409/MSC4203: push to-device messages to appservices that opted in with
-        // `receive_ephemeral` / `de.sorunome.msc2409.push_ephemeral`. (Device masquerading,
-        // MSC3202's `?device_id=`, is stable in this Synapse and needs no flag.)
+        // `receive_ephemeral` / `de.sorunome.msc2409.push_ephemeral` (without it
+        // ApplicationServicesHandler.notify_interested_services_ephemeral drops the TO_DEVICE
+        // stream). Device masquerading, MSC3202's `?device_id=`, needs no flag
+        // (Auth.get_appservice_user); nor does MSC4190's `PUT /devices/{id}` as the appservice
+        // (DeviceRestServlet.on_PUT).
         msc2409_to_device_messages_enabled: true,
+        // MSC3202 transaction extensions, for appservices whose registration has
+        // `org.matrix.msc3202: true`: device list changes (notify_interested_services_ephemeral,
+        // DEVICE_LIST stream), one-time key counts and unused fallback key types
+        // (_ServiceQueuer._compute_msc3202_otk_counts_and_fallback_keys) in each transaction.
+        msc3202_transaction_extensions: true,
       },
       rc_message: rc(this.#opts.rcMessage),
       rc_registration: rc(),

@@ -64,6 +64,11 @@ function resolvePaths(config: CourierConfig, folder: string): CourierConfig {
       ...config.store,
       path: config.store.path === ":memory:" ? ":memory:" : local(config.store.path),
     },
+    encryption: {
+      ...config.encryption,
+      path: local(config.encryption.path),
+      storeKeyFile: local(config.encryption.storeKeyFile),
+    },
     // Only ./ and ../ are paths; anything else is a package name, looked up from the config's
     // folder (its node_modules, then the parents'), like the operator's own `npm install` put it.
     plugins: config.plugins.map((entry) => {

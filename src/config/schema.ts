@@ -189,6 +189,27 @@ const store = z
   .strict()
   .prefault({});
 
+const encryption = z
+  .object({
+    /** End-to-end encryption: decrypt what encrypted rooms send, encrypt what is sent there. @default false */
+    enabled: z.boolean().default(false),
+    /** Ghosts get devices and keys too (bridges); otherwise only the bot, and ghosts send in clear. @default false */
+    ghosts: z.boolean().default(false),
+    /**
+     * The key the crypto store is encrypted with: 32 bytes, base64. Set it from the environment
+     * (COURIER_ENCRYPTION_STORE_KEY), never in the file; unset: read from `storeKeyFile`.
+     */
+    storeKey: secret.optional(),
+    /** File holding the store key; made (0600, random) on first start. Back it up with the store. @default "./data/crypto.key" */
+    storeKeyFile: z.string().min(1).default("./data/crypto.key"),
+    /** The crypto store (devices' keys and sessions), SQLite. @default "./data/crypto.sqlite" */
+    path: z.string().min(1).default("./data/crypto.sqlite"),
+    /** How long an encrypted event whose key has not come holds its room before it waits aside. @default 5000 */
+    keyWaitMs: z.number().int().min(0).max(60_000).default(5000),
+  })
+  .strict()
+  .prefault({});
+
 const outbox = z
   .object({
     /** Lanes (rooms) sending at the same time. @default 32 */
@@ -323,7 +344,7 @@ const plugins = z
   );
 
 export const configSchema = z
-  .object({ homeserver, appservice, store, outbox, dispatcher, logging, admin, metrics, plugins })
+  .object({ homeserver, appservice, store, encryption, outbox, dispatcher, logging, admin, metrics, plugins })
   .strict();
 
 /** The configuration after validation, with every default applied and paths absolute. */

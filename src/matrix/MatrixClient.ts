@@ -282,11 +282,13 @@ export class MatrixClient {
     roomId: string,
     eventType: string,
     stateKey = "",
+    as?: Masquerade,
   ): Promise<{ sender?: string; content: Record<string, unknown> } | undefined> {
+    const query = masqueradeQuery(as ? { userId: as.userId } : undefined);
     try {
       const answer = (await this.send({
         method: "GET",
-        path: `${CLIENT_V3}/rooms/${seg(roomId)}/state/${seg(eventType)}/${seg(stateKey)}?format=event`,
+        path: `${CLIENT_V3}/rooms/${seg(roomId)}/state/${seg(eventType)}/${seg(stateKey)}${query ? `${query}&` : "?"}format=event`,
       })) as Record<string, unknown>;
       // A homeserver that ignores `format` answers with the content alone.
       return typeof answer.content === "object" && answer.content !== null && "type" in answer
@@ -296,6 +298,21 @@ export class MatrixClient {
       if (error instanceof MatrixError && error.status === 404) return undefined;
       throw error;
     }
+  }
+
+  /**
+   * The users joined to or invited into a room (`GET /rooms/{roomId}/members`), read as `as` or
+   * the bot: the recipients of an encrypted event's room key. Does network I/O.
+   */
+  async roomMembers(roomId: RoomId, as?: Masquerade): Promise<UserId[]> {
+    const query = masqueradeQuery(as ? { userId: as.userId } : undefined);
+    const answer = (await this.send({
+      method: "GET",
+      path: `${CLIENT_V3}/rooms/${seg(roomId)}/members${query ? `${query}&` : "?"}not_membership=leave`,
+    })) as { chunk?: Array<{ state_key?: string; content?: { membership?: string } }> };
+    return (answer.chunk ?? [])
+      .filter((m) => m.content?.membership === "join" || m.content?.membership === "invite")
+      .map((m) => m.state_key as UserId);
   }
 
   /** Reads a user's profile (`GET /profile/{userId}`). Does network I/O; returns `displayname` and `avatar_url` when set. */

@@ -13,7 +13,7 @@ import { fromStore, rowsFor, type RowSettings } from "./rows.ts";
 import { Deliveries, deadLetterOf, DROPPED } from "./deliveries.ts";
 import { Settlements } from "./Settlements.ts";
 import { CauseScope } from "./CauseScope.ts";
-import type { Enqueued, OutboxEvents, OutboxItem, OutboxStats } from "./types.ts";
+import type { Enqueued, EventSealer, OutboxEvents, OutboxItem, OutboxStats, SendItem } from "./types.ts";
 
 // The outbox's types live in types.ts; importable from here too, as they always were.
 
@@ -46,6 +46,7 @@ export class Outbox extends EventEmitter<OutboxEvents> {
   readonly #timers = new Set<NodeJS.Timeout>();
   readonly #idleWaiters: Array<() => void> = [];
   readonly #ownership: OutboxOptions["ownership"];
+  readonly #sealer: EventSealer | undefined;
   #started = false;
   #rescanning: Promise<void> = Promise.resolve();
   /**
@@ -81,6 +82,7 @@ export class Outbox extends EventEmitter<OutboxEvents> {
     this.#log = options.logger ?? pino({ level: "silent" });
     this.#random = options.random ?? Math.random;
     this.#ownership = options.ownership;
+    this.#sealer = options.sealer;
     this.#deliveries = new Deliveries(this.#store);
     this.#settlements = new Settlements(this.#store, this.#log, this.#random);
   }
@@ -98,7 +100,10 @@ export class Outbox extends EventEmitter<OutboxEvents> {
    * JournalUnavailableError when the store cannot commit; none of them journals or sends.
    */
   async enqueue(item: OutboxItem): Promise<Enqueued> {
-    const rows = rowsFor(item, this.#rowSettings);
+    const rows = rowsFor(
+      item.kind === "send" && this.#sealer ? await this.#seal(item) : item,
+      this.#rowSettings,
+    );
     let outcomes: InsertOutcome[];
     try {
       outcomes = await this.#store.insert(rows);
@@ -118,6 +123,17 @@ export class Outbox extends EventEmitter<OutboxEvents> {
       duplicate: outcomes.every((o) => !o.inserted),
       delivered: () => this.#deliveries.wait(txnIds),
     };
+  }
+
+  /**
+   * The event to journal for a room send when a sealer encrypts: the item as it is when its
+   * txnId is journaled already (a replay: the row holds the ciphertext; encrypting again would
+   * only advance the ratchet), else what the sealer makes of it.
+   */
+  async #seal(item: SendItem): Promise<SendItem> {
+    const [plain] = rowsFor(item, this.#rowSettings);
+    if (await this.#store.get(plain!.txnId)) return item;
+    return this.#sealer!.seal({ ...item, sender: plain!.sender as UserId });
   }
 
   /** Starts sending: loads every lane with pending rows and replays them as journaled. Does I/O. */

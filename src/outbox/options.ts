@@ -6,6 +6,7 @@ import type { DeviceId, UserId } from "../ids.ts";
 import { DEFAULT_RATE, type RateOptions } from "./TokenBucket.ts";
 import { DEFAULT_RETRY, type RetryOptions } from "./classifyFailure.ts";
 import type { ToDeviceChunkLimits } from "./chunkToDevice.ts";
+import type { EventSealer } from "./types.ts";
 
 /** Defaults of the options the configuration sets too: `config/schema.ts` reads them here. */
 export const OUTBOX_DEFAULTS = {
@@ -65,6 +66,8 @@ export interface OutboxOptions {
    * journaled in other lanes are sent by their owners. @default none: every lane is this outbox's
    */
   readonly ownership?: LaneOwnership;
+  /** Encrypts room events for encrypted rooms before they are journaled. @default none */
+  readonly sealer?: EventSealer;
   /**
    * Which senders other than the bot a request may name (masquerade as): the registration's user
    * namespaces. Any other sender is refused at enqueue with NotOurUserError, before a row is

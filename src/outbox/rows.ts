@@ -65,7 +65,7 @@ export function rowsFor(item: OutboxItem, settings: RowSettings): NewOutboxRow[]
   });
   switch (item.kind) {
     case "send": {
-      const txnId = id("send", `${item.roomId}\u0000${item.eventType}`);
+      const txnId = id("send", `${item.roomId}\u0000${item.txnType ?? item.eventType}`);
       const request = roomSendRequest({
         roomId: item.roomId,
         eventType: item.eventType,
@@ -94,7 +94,7 @@ export function rowsFor(item: OutboxItem, settings: RowSettings): NewOutboxRow[]
         const txnId = id("sendToDevice", item.eventType, part);
         return row(
           "sendToDevice",
-          toDeviceLane(sender),
+          item.inRoomLane ? roomLane(item.inRoomLane) : toDeviceLane(sender),
           txnId,
           toDeviceRequest({ eventType: item.eventType, txnId, messages, as }),
         );

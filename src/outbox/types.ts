@@ -15,12 +15,7 @@ export interface ItemBase {
 }
 
 export type OutboxItem =
-  | (ItemBase & {
-      readonly kind: "send";
-      readonly roomId: RoomId;
-      readonly eventType: string;
-      readonly content: object;
-    })
+  | SendItem
   | (ItemBase & {
       readonly kind: "state";
       readonly roomId: RoomId;
@@ -38,7 +33,34 @@ export type OutboxItem =
       readonly kind: "sendToDevice";
       readonly eventType: string;
       readonly messages: ToDeviceMessages;
+      /**
+       * Send in this room's lane instead of the sender's to-device lane: a room key goes out
+       * before the encrypted events it unlocks. @default the sender's to-device lane
+       */
+      readonly inRoomLane?: RoomId | undefined;
     });
+
+/** A room event to send. */
+export type SendItem = ItemBase & {
+  readonly kind: "send";
+  readonly roomId: RoomId;
+  readonly eventType: string;
+  readonly content: object;
+  /**
+   * The type the txnId is derived from, when `eventType` is not the one the cause sent: an
+   * encrypted event keeps the txnId of its plaintext. @default eventType
+   */
+  readonly txnType?: string | undefined;
+};
+
+/**
+ * Encrypts room events for encrypted rooms before they are journaled (`crypto/`): the row holds
+ * the ciphertext, so a retry or a replay sends the same bytes and never encrypts again.
+ */
+export interface EventSealer {
+  /** The event to journal instead of `item`: encrypted when its room is, else `item` itself. */
+  seal(item: SendItem & { readonly sender: UserId }): Promise<SendItem>;
+}
 
 /** Per-send options of a cause scope's helpers (`send`, `sendState`, `redact`, `sendToDevice`). */
 export interface EnqueueOptions {

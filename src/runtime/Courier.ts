@@ -25,6 +25,11 @@ import { mountMetrics } from "../ops/metrics/metricsRoute.ts";
 import { AdminDashboard } from "../ops/admin/AdminDashboard.ts";
 import { RecoveryPinger } from "./RecoveryPinger.ts";
 import { followOutbox, logProgress, type ProgressObserver } from "../outbox/progress.ts";
+import { CourierCrypto } from "../crypto/CourierCrypto.ts";
+import { IdbMirror } from "../crypto/IdbMirror.ts";
+import { ParkedEvents } from "../crypto/ParkedEvents.ts";
+import { readStoreKey } from "../crypto/storeKey.ts";
+import { ConfigError } from "../errors.ts";
 
 const PRUNE_INTERVAL_MS = 3_600_000;
 /** A backlog at start of at least this many requests gets a progress report while it is replayed. */
@@ -122,6 +127,9 @@ export class Courier {
   readonly #admin: AdminDashboard | undefined;
   /** Wrong admin and metrics tokens per client address; one for both, so guessing either counts. */
   readonly #throttle: FailureThrottle;
+  /** End-to-end encryption; undefined unless `encryption.enabled`. */
+  readonly #crypto: CourierCrypto | undefined;
+  readonly #mirror: IdbMirror | undefined;
 
   constructor(options: CourierOptions) {
     const { config, registration } = options;
@@ -171,6 +179,7 @@ export class Courier {
       // The homeserver lets an appservice masquerade as any user of its namespaces, exclusive
       // or not; anyone else is refused at enqueue, not dead-lettered by a 403 later.
       mayActAs: (id) => namespaceUsers.some((re) => re.test(id)),
+      ...(config.encryption.enabled ? { sealer: { seal: (item) => this.#crypto!.seal(item) } } : {}),
     });
     this.metrics = config.metrics.enabled ? new CourierMetrics(this.outbox) : undefined;
     this.metrics?.watchOutbox(this.outbox);
@@ -189,9 +198,35 @@ export class Courier {
       reservedSecrets: [this.registration.hsToken, this.registration.asToken],
       powerLevels: new PowerLevels((roomId, type) => this.client.getStateEvent(roomId, type)),
     });
+    if (config.encryption.enabled) {
+      if (options.stores.ownership)
+        throw new ConfigError([
+          {
+            file: "config",
+            key: "encryption.enabled",
+            message: "encryption runs on the SQLite store only, not with store.url",
+          },
+        ]);
+      const storeKey = readStoreKey(config.encryption, this.log);
+      this.#mirror = IdbMirror.open(config.encryption.path);
+      this.#crypto = new CourierCrypto({
+        client: this.client,
+        enqueue: (item) => this.outbox.enqueue(item),
+        botUserId: toUserId(this.botUserId),
+        deviceId: COURIER_DEVICE_ID,
+        ghosts: config.encryption.ghosts,
+        isOwnUser,
+        ensureDevice: (userId, deviceId) => this.#devices.ensure(userId, deviceId),
+        storeKey,
+        restore: (name) => this.#mirror!.restore(name),
+        parked: new ParkedEvents(config.encryption.path),
+        keyWaitMs: config.encryption.keyWaitMs,
+        log: this.log.child({ component: "crypto" }),
+      });
+    }
     this.dispatcher = new Dispatcher({
       journal: this.#journal,
-      runner: this.host,
+      runner: this.#crypto ? this.#crypto.runner(this.host) : this.host,
       logger: this.log.child({ component: "dispatcher" }),
       maxConcurrency: config.dispatcher.maxConcurrency,
       onDead: () => this.metrics?.inboundDead(),
@@ -319,6 +354,14 @@ export class Courier {
     this.log.info({ port: this.port, bot: this.botUserId, plugins: this.host.status() }, "courier started");
     this.#ping = await this.pingHomeserver();
     await this.#ensureBotDevice();
+    await this.#crypto
+      ?.start(this.host)
+      .catch((error: unknown) =>
+        this.log.error(
+          { err: error },
+          "encryption could not start; the bot's device is loaded again on its next use",
+        ),
+      );
     await this.#prune();
     this.#pruneTimer = setInterval(() => void this.#prune(), PRUNE_INTERVAL_MS).unref();
   }
@@ -382,10 +425,12 @@ export class Courier {
     this.#recovery.stop();
     await this.dispatcher.stop(deadlineMs);
     await this.host.stop();
+    await this.#crypto?.stop();
     if (options.drain) await this.#drain(deadlineMs);
     await this.outbox.stop(deadlineMs);
     await this.#server?.close();
     await this.#stores.close();
+    this.#mirror?.close();
     this.log.info("courier stopped");
   }
 

@@ -32,6 +32,8 @@ export interface StackOptions {
   readonly faultProxies?: { readonly seed: number };
   /** Where Synapse pushes transactions instead of the framework's port (a load balancer). */
   readonly appserviceUrl?: string;
+  /** Extra keys of the registration file (MSC flags). */
+  readonly registration?: Record<string, unknown>;
 }
 
 export interface User {
@@ -111,6 +113,7 @@ export class E2eStack {
         receive_ephemeral: true,
         "de.sorunome.msc2409.push_ephemeral": true,
         push_ephemeral: true,
+        ...options.registration,
       }),
       { mode: 0o600 },
     );

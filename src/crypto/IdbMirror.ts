@@ -125,25 +125,25 @@ function decodeValue(bytes: Uint8Array): unknown {
 // must be the same bytes for the same IndexedDB key, and V8 writes a string one-byte or two-byte
 // after its internal representation, not its content. Strings as UTF-16 code units (lone
 // surrogates are valid keys); -0 as 0 (the same key for IndexedDB).
-const enum_ = { number: 1, date: 2, string: 3, binary: 4, array: 5 } as const;
+const TAG = { number: 1, date: 2, string: 3, binary: 4, array: 5 } as const;
 function encodeKey(key: IdbKey): Buffer {
   const parts: Buffer[] = [];
   const walk = (k: IdbKey): void => {
     if (typeof k === "number" || k instanceof Date) {
       const b = Buffer.alloc(9);
-      b[0] = typeof k === "number" ? enum_.number : enum_.date;
+      b[0] = typeof k === "number" ? TAG.number : TAG.date;
       const n = typeof k === "number" ? k : k.getTime();
       b.writeDoubleBE(n === 0 ? 0 : n, 1);
       parts.push(b);
     } else if (typeof k === "string" || k instanceof ArrayBuffer) {
       const body = typeof k === "string" ? Buffer.from(k, "utf16le") : Buffer.from(k);
       const head = Buffer.alloc(5);
-      head[0] = typeof k === "string" ? enum_.string : enum_.binary;
+      head[0] = typeof k === "string" ? TAG.string : TAG.binary;
       head.writeUInt32BE(body.length, 1);
       parts.push(head, body);
     } else if (Array.isArray(k)) {
       const head = Buffer.alloc(5);
-      head[0] = enum_.array;
+      head[0] = TAG.array;
       head.writeUInt32BE(k.length, 1);
       parts.push(head);
       for (const item of k) walk(item);
@@ -159,18 +159,18 @@ function decodeKey(bytes: Uint8Array): IdbKey {
   let at = 0;
   const read = (): IdbKey => {
     const tag = buf[at];
-    if (tag === enum_.number || tag === enum_.date) {
+    if (tag === TAG.number || tag === TAG.date) {
       const n = buf.readDoubleBE(at + 1);
       at += 9;
-      return tag === enum_.number ? n : new Date(n);
+      return tag === TAG.number ? n : new Date(n);
     }
     const len = buf.readUInt32BE(at + 1);
     at += 5;
-    if (tag === enum_.array) return Array.from({ length: len }, read);
+    if (tag === TAG.array) return Array.from({ length: len }, read);
     const body = buf.subarray(at, at + len);
     at += len;
-    if (tag === enum_.string) return body.toString("utf16le");
-    if (tag === enum_.binary) return new Uint8Array(body).buffer;
+    if (tag === TAG.string) return body.toString("utf16le");
+    if (tag === TAG.binary) return new Uint8Array(body).buffer;
     throw new TypeError(`IdbMirror: bad key tag ${String(tag)}`);
   };
   return read();
@@ -338,7 +338,8 @@ export class IdbMirror {
   /**
    * Opens (creating, mode 0600) the mirror file, makes fake-indexeddb the global IndexedDB if
    * there is none, and mirrors every committed transaction from now on. One per process at a
-   * time: a second open before close() throws.
+   * time: a second open before close() throws. Open it before anything opens an IndexedDB
+   * database (one in memory and not in the file is an error).
    */
   static open(file: string): IdbMirror {
     if (current !== undefined) throw new Error("IdbMirror: already open in this process");
@@ -353,6 +354,16 @@ export class IdbMirror {
     installPatches();
     patchFactory(g.indexedDB as unknown as RawFactory);
     const mirror = new IdbMirror(file);
+    // A database already in memory but not in the file (at its version) would be mirrored from
+    // here on without its schema, and could not be restored.
+    const recorded = mirror.#sql.prepare("SELECT version FROM idb_databases WHERE name = ?");
+    for (const db of (g.indexedDB as unknown as RawFactory)._databases.values()) {
+      const row = recorded.get(db.name) as { version: number } | undefined;
+      if (db.version > 0 && row?.version !== db.version) {
+        mirror.close();
+        throw new Error(`IdbMirror: database ${db.name} was opened before the mirror`);
+      }
+    }
     current = mirror;
     return mirror;
   }
@@ -431,9 +442,9 @@ export class IdbMirror {
   }
 
   #dropRows(name: string): void {
-    for (const table of ["idb_databases"]) this.#sql.prepare(`DELETE FROM ${table} WHERE name = ?`).run(name);
-    for (const table of ["idb_records", "idb_key_generators"])
-      this.#sql.prepare(`DELETE FROM ${table} WHERE db = ?`).run(name);
+    this.#sql.prepare("DELETE FROM idb_databases WHERE name = ?").run(name);
+    this.#sql.prepare("DELETE FROM idb_records WHERE db = ?").run(name);
+    this.#sql.prepare("DELETE FROM idb_key_generators WHERE db = ?").run(name);
   }
 
   /**

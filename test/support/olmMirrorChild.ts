@@ -110,7 +110,7 @@ async function serve(m: OlmMachine): Promise<void> {
     } else if (request.type !== RequestType.ToDevice) {
       continue;
     }
-    await m.markRequestAsSent(request.id, request.type, JSON.stringify(response));
+    await m.markRequestAsSent(request.id ?? "", request.type, JSON.stringify(response));
   }
 }
 

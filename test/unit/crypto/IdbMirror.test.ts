@@ -6,6 +6,7 @@ import { mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { IdbMirror } from "../../../src/crypto/IdbMirror.ts";
 
 const CHILD = fileURLToPath(new URL("../../support/idbMirrorChild.ts", import.meta.url));
 const run = (mode: string, file: string) =>
@@ -47,4 +48,26 @@ test("a fresh process restores exactly what was committed", () => {
   // Only the prefix, and not the deleted database.
   expect(restored.names).toEqual(["test-a"]);
   expect(restored.stats).toMatchObject({ databases: 2, records: 26 });
+});
+
+test("in this process: one mirror at a time, opened before any database", async () => {
+  const file = join(dir, "inproc.sqlite");
+  const mirror = IdbMirror.open(file);
+  expect(() => IdbMirror.open(join(dir, "other.sqlite"))).toThrow(/already open/);
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- no DOM types in lib
+  const idb = (globalThis as any).indexedDB;
+  await new Promise<void>((resolve, reject) => {
+    const r = idb.open("inproc", 2);
+    r.onupgradeneeded = () => r.result.createObjectStore("s").put(new Uint8Array([1]), "k");
+    r.onsuccess = () => {
+      r.result.close();
+      resolve();
+    };
+    r.onerror = () => reject(r.error as Error);
+  });
+  expect(mirror.stats()).toMatchObject({ databases: 1, records: 1 });
+  mirror.close();
+  // "inproc" is in memory but not in a fresh file: its schema would be missing there.
+  expect(() => IdbMirror.open(join(dir, "fresh.sqlite"))).toThrow(/opened before the mirror/);
+  IdbMirror.open(file).close();
 });

@@ -129,6 +129,29 @@ describe("E2eeClient (matrix-nio)", () => {
       );
       expect(aliceDevices.server?.[alice.deviceId]).toEqual(alice.identityKeys);
       output.push(`[smoke] logins + room + DM exchanges took ${Date.now() - started} ms`);
+
+      // A restart on the same store and device id keeps the identity and the olm sessions.
+      await bob.stop();
+      clients.splice(clients.indexOf(bob), 1);
+      const bobAgain = await E2eeClient.start({
+        homeserver: synapse!.baseUrl,
+        userId: bob.userId,
+        password: PASSWORD,
+        storeDir: path.join(tmp, "store-bob"),
+        deviceId: bob.deviceId,
+        log: (line) => output.push(`[bob2] ${line}`),
+      });
+      clients.push(bobAgain);
+      expect(bobAgain.deviceId).toBe(bob.deviceId);
+      expect(bobAgain.identityKeys).toEqual(bob.identityKeys);
+      const afterId = await alice.sendText(roomId, "after restart");
+      const [after] = await bobAgain.waitFor(roomId, {
+        body: "after restart",
+        decrypted: true,
+        timeoutMs: WAIT_MS,
+      });
+      expect(after).toMatchObject({ eventId: afterId, sender: alice.userId, decrypted: true });
+      expect((await alice.deviceKeys(bob.userId)).server?.[bob.deviceId]).toEqual(bob.identityKeys);
       process.stderr.write(`${output.filter((l) => l.startsWith("[smoke]")).join("\n")}\n`);
     }),
     TEST_TIMEOUT_MS,

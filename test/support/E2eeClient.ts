@@ -334,7 +334,10 @@ export class E2eeClient {
     return (await this.#call("send_text", { room_id: roomId, body }, timeoutMs)) as string;
   }
 
-  /** Every timeline event of the room seen so far, in order. */
+  /**
+   * Every timeline event of the room this process has seen, in order (kept in memory: a restarted
+   * client resumes from its stored sync token and starts an empty list).
+   */
   async messages(roomId: string, types?: string[]): Promise<E2eeEvent[]> {
     const raw = (await this.#request("messages", { room_id: roomId, types: types ?? null })) as Raw[];
     return raw.map(camelEvent);

@@ -319,6 +319,10 @@ export class E2eeClient {
     return (await this.#call("join", { room_id: roomId }, timeoutMs)) as string;
   }
 
+  async invite(roomId: string, userId: string): Promise<void> {
+    await this.#request("invite", { room_id: roomId, user_id: userId });
+  }
+
   /** Waits until this client's sync shows the user joined (or invited) in the room. */
   async waitMember(
     roomId: string,
@@ -390,6 +394,19 @@ export class E2eeClient {
         deleted: d.deleted as boolean,
       })),
     };
+  }
+
+  /** Writes this device's megolm session keys to a file (Element's key export format). */
+  async exportKeys(file: string, passphrase: string): Promise<void> {
+    await this.#request("export_keys", { path: path.resolve(file), passphrase }, 60_000);
+  }
+
+  /**
+   * Imports megolm session keys from an export, then retries the undecryptable events; resolves
+   * with how many of them it decrypted (they get `lateDecryptedAt`).
+   */
+  async importKeys(file: string, passphrase: string): Promise<number> {
+    return (await this.#request("import_keys", { path: path.resolve(file), passphrase }, 60_000)) as number;
   }
 
   /** Stops syncing and exits (the device and its store stay: start again with the same storeDir). */

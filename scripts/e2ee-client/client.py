@@ -355,6 +355,13 @@ class Client:
         await self._wait_room(room_id, timeout_ms)
         return response.room_id
 
+    async def cmd_invite(self, room_id: str, user_id: str) -> bool:
+        c = self._c()
+        response = await c.room_invite(room_id, user_id)
+        if isinstance(response, ErrorResponse):
+            raise CommandError(f"invite failed: {_error_text(response)}")
+        return True
+
     async def cmd_wait_member(
         self, room_id: str, user_id: str, membership: str = "join", timeout_ms: float = DEFAULT_WAIT_MS
     ) -> bool:
@@ -468,6 +475,18 @@ class Client:
                 }
             )
         return {"devices": devices, "server": server}
+
+    async def cmd_export_keys(self, path: str, passphrase: str) -> bool:
+        """Writes this device's megolm session keys to `path` (Element's key export format)."""
+        await self._c().export_keys(path, passphrase)
+        return True
+
+    async def cmd_import_keys(self, path: str, passphrase: str) -> int:
+        """Imports megolm session keys from an export; returns how many stored events it decrypted."""
+        await self._c().import_keys(path, passphrase)
+        decrypted = self._retry_pending()
+        await self._notify()
+        return decrypted
 
     async def cmd_close(self) -> bool:
         self.closing = True

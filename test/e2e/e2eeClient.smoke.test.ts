@@ -129,6 +129,51 @@ describe("E2eeClient (matrix-nio)", () => {
       );
       expect(aliceDevices.server?.[alice.deviceId]).toEqual(alice.identityKeys);
       output.push(`[smoke] logins + room + DM exchanges took ${Date.now() - started} ms`);
+
+      // A late joiner sees the earlier message (shared history) but has no key for it: recorded
+      // as undecryptable, and it stays so; what is sent after the join it decrypts.
+      const charlie = await login("charlie");
+      await alice.invite(roomId, charlie.userId);
+      await charlie.join(roomId);
+      await alice.waitMember(roomId, charlie.userId);
+      const [early] = await charlie.waitFor(roomId, { types: ["m.room.encrypted"], timeoutMs: WAIT_MS });
+      expect(early).toMatchObject({
+        sender: alice.userId,
+        type: "m.room.encrypted",
+        body: null,
+        decrypted: false,
+        undecryptable: true,
+        wasUndecryptable: true,
+      });
+      expect(early!.sessionId).toBeTruthy();
+      await alice.sendText(roomId, "welcome charlie");
+      await charlie.waitFor(roomId, { body: "welcome charlie", decrypted: true, timeoutMs: WAIT_MS });
+      expect((await charlie.messages(roomId)).find((e) => e.eventId === early!.eventId)?.undecryptable).toBe(
+        true,
+      );
+
+      // A restart on the same store and device id keeps the identity and the olm sessions.
+      await bob.stop();
+      clients.splice(clients.indexOf(bob), 1);
+      const bobAgain = await E2eeClient.start({
+        homeserver: synapse!.baseUrl,
+        userId: bob.userId,
+        password: PASSWORD,
+        storeDir: path.join(tmp, "store-bob"),
+        deviceId: bob.deviceId,
+        log: (line) => output.push(`[bob2] ${line}`),
+      });
+      clients.push(bobAgain);
+      expect(bobAgain.deviceId).toBe(bob.deviceId);
+      expect(bobAgain.identityKeys).toEqual(bob.identityKeys);
+      const afterId = await alice.sendText(roomId, "after restart");
+      const [after] = await bobAgain.waitFor(roomId, {
+        body: "after restart",
+        decrypted: true,
+        timeoutMs: WAIT_MS,
+      });
+      expect(after).toMatchObject({ eventId: afterId, sender: alice.userId, decrypted: true });
+      expect((await alice.deviceKeys(bob.userId)).server?.[bob.deviceId]).toEqual(bob.identityKeys);
       process.stderr.write(`${output.filter((l) => l.startsWith("[smoke]")).join("\n")}\n`);
     }),
     TEST_TIMEOUT_MS,

@@ -319,6 +319,10 @@ export class E2eeClient {
     return (await this.#call("join", { room_id: roomId }, timeoutMs)) as string;
   }
 
+  async invite(roomId: string, userId: string): Promise<void> {
+    await this.#request("invite", { room_id: roomId, user_id: userId });
+  }
+
   /** Waits until this client's sync shows the user joined (or invited) in the room. */
   async waitMember(
     roomId: string,
@@ -334,7 +338,10 @@ export class E2eeClient {
     return (await this.#call("send_text", { room_id: roomId, body }, timeoutMs)) as string;
   }
 
-  /** Every timeline event of the room seen so far, in order. */
+  /**
+   * Every timeline event of the room this process has seen, in order (kept in memory: a restarted
+   * client resumes from its stored sync token and starts an empty list).
+   */
   async messages(roomId: string, types?: string[]): Promise<E2eeEvent[]> {
     const raw = (await this.#request("messages", { room_id: roomId, types: types ?? null })) as Raw[];
     return raw.map(camelEvent);
@@ -387,6 +394,19 @@ export class E2eeClient {
         deleted: d.deleted as boolean,
       })),
     };
+  }
+
+  /** Writes this device's megolm session keys to a file (Element's key export format). */
+  async exportKeys(file: string, passphrase: string): Promise<void> {
+    await this.#request("export_keys", { path: path.resolve(file), passphrase }, 60_000);
+  }
+
+  /**
+   * Imports megolm session keys from an export, then retries the undecryptable events; resolves
+   * with how many of them it decrypted (they get `lateDecryptedAt`).
+   */
+  async importKeys(file: string, passphrase: string): Promise<number> {
+    return (await this.#request("import_keys", { path: path.resolve(file), passphrase }, 60_000)) as number;
   }
 
   /** Stops syncing and exits (the device and its store stay: start again with the same storeDir). */

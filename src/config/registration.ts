@@ -28,6 +28,8 @@ export interface Registration {
   readonly namespaces: Namespaces;
   readonly rateLimited: boolean;
   readonly receiveEphemeral: boolean;
+  /** MSC3202: device-list changes and one-time-key counts in transactions (encryption needs them). */
+  readonly deviceLists?: boolean;
 }
 
 /** The registration file's content, as homeservers read it. */
@@ -42,6 +44,7 @@ export interface RegistrationFile {
   readonly receive_ephemeral: boolean;
   readonly push_ephemeral: boolean;
   readonly "de.sorunome.msc2409.push_ephemeral": boolean;
+  readonly "org.matrix.msc3202"?: boolean;
 }
 
 export interface WriteResult {
@@ -79,6 +82,7 @@ const registrationSchema = z.object({
   receive_ephemeral: z.boolean().optional(),
   push_ephemeral: z.boolean().optional(),
   "de.sorunome.msc2409.push_ephemeral": z.boolean().optional(),
+  "org.matrix.msc3202": z.boolean().optional(),
 });
 
 const onlyRegexAndExclusive = (list: readonly Namespace[]): Namespace[] =>
@@ -127,6 +131,9 @@ export function buildRegistration(
     receive_ephemeral: appservice.receiveEphemeral,
     push_ephemeral: appservice.receiveEphemeral,
     "de.sorunome.msc2409.push_ephemeral": appservice.receiveEphemeral,
+    // Encryption: device-list changes and key counts in transactions (Synapse also needs its
+    // `msc3202_transaction_extensions` flag; docs/encryption.md).
+    ...(config.encryption.enabled ? { "org.matrix.msc3202": true } : {}),
   };
 }
 
@@ -235,6 +242,7 @@ export function loadRegistration(path: string): Registration {
     rateLimited: r.rate_limited,
     receiveEphemeral:
       r.receive_ephemeral ?? r["de.sorunome.msc2409.push_ephemeral"] ?? r.push_ephemeral ?? false,
+    deviceLists: r["org.matrix.msc3202"] ?? false,
   };
 }
 

@@ -363,11 +363,27 @@ export class MatrixClient {
   }
 
   /**
-   * Gives an appservice user a device (`POST /login`, `m.login.application_service`): to-device
-   * messages reach a user only through its devices. Logging in again with the same `deviceId`
-   * keeps that device. Does network I/O; returns the device id.
+   * Gives an appservice user a device: `PUT /devices/{deviceId}?user_id=` as the appservice
+   * (MSC4190; Synapse's `DeviceRestServlet.on_PUT` upserts it, 201 or 200, and issues no token),
+   * else, on a homeserver without it, an `m.login.application_service` login with that device id
+   * (which MSC4190's registrations refuse). To-device messages reach a user only through its
+   * devices. Does network I/O; returns the device id.
    */
   async ensureDevice(localpart: string, deviceId: string): Promise<string> {
+    const userId = `@${localpart}:${await this.#getServerName()}` as UserId;
+    try {
+      await this.send({
+        method: "PUT",
+        path: `${CLIENT_V3}/devices/${seg(deviceId)}${masqueradeQuery({ userId })}`,
+        body: JSON.stringify({ display_name: "matrix-courier" }),
+      });
+      return deviceId;
+    } catch (error) {
+      const unsupported =
+        error instanceof MatrixError &&
+        (error.status === 404 || error.status === 405 || error.errcode === "M_UNRECOGNIZED");
+      if (!unsupported) throw error;
+    }
     const res = (await this.send({
       method: "POST",
       path: `${CLIENT_V3}/login`,

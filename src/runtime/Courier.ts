@@ -223,6 +223,11 @@ export class Courier {
         keyWaitMs: config.encryption.keyWaitMs,
         log: this.log.child({ component: "crypto" }),
       });
+      if (!registration.receiveEphemeral || !registration.deviceLists)
+        this.log.warn(
+          { registration: config.appservice.registration },
+          "encryption needs receive_ephemeral and org.matrix.msc3202 in the registration: run `courier register`, restart the homeserver",
+        );
     }
     this.dispatcher = new Dispatcher({
       journal: this.#journal,

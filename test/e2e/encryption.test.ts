@@ -6,10 +6,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { E2eeClient } from "../support/E2eeClient.ts";
-import { E2eStack, SERVER_NAME, type CourierProcess } from "./support/E2eStack.ts";
-
-/** What appservice encryption needs in the registration (docs/encryption.md). */
-export const ENCRYPTION_REGISTRATION = { "org.matrix.msc3202": true };
+import { E2eStack, ENCRYPTION_REGISTRATION, SERVER_NAME, type CourierProcess } from "./support/E2eStack.ts";
 
 describe("encryption with a real Synapse and matrix-nio", () => {
   let stack: E2eStack;

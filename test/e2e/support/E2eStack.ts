@@ -16,6 +16,9 @@ import {
 import { FaultProxy } from "../../support/FaultProxy.ts";
 
 export const SERVER_NAME = "localhost";
+
+/** What appservice encryption needs in the registration (docs/encryption.md). */
+export const ENCRYPTION_REGISTRATION = { "org.matrix.msc3202": true };
 const CLI = fileURLToPath(new URL("../../../src/cli/main.ts", import.meta.url));
 const FAULTY = fileURLToPath(new URL("../../support/faultyCourierMain.ts", import.meta.url));
 

@@ -5,6 +5,7 @@ import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import { runDoctor } from "../../src/ops/doctor/runDoctor.ts";
 import { E2eeClient } from "../support/E2eeClient.ts";
 import { E2eStack, ENCRYPTION_REGISTRATION, SERVER_NAME, type CourierProcess } from "./support/E2eStack.ts";
 
@@ -66,6 +67,14 @@ describe("encryption with a real Synapse and matrix-nio", () => {
     const [reply] = await echoed(roomId, "direct secret");
     expect(reply).toMatchObject({ body: "direct secret", decrypted: true });
   }, 90_000);
+
+  test("courier doctor finds the bot's device publishing its keys", async () => {
+    const results = await runDoctor(stack.configPath, { env: {} });
+    expect(results.find((r) => r.name === "encryption")).toMatchObject({
+      status: "pass",
+      detail: expect.stringContaining(`${stack.botUserId} device COURIER publishes ed25519`),
+    });
+  }, 60_000);
 
   test("after a restart the bot's device is the same and answers in the old session's room", async () => {
     const before = await alice.deviceKeys(stack.botUserId, { query: true });

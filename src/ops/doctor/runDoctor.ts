@@ -9,6 +9,7 @@ import { MatrixClient } from "../../matrix/MatrixClient.ts";
 import { MatrixError } from "../../matrix/MatrixError.ts";
 import { createPool, schemaVersion } from "../../store/postgres/PgDatabase.ts";
 import { inspectLeases } from "../../store/postgres/PgLaneLeases.ts";
+import { COURIER_DEVICE_ID } from "../../outbox/MatrixTransport.ts";
 
 export type CheckStatus = "pass" | "warn" | "fail" | "skip";
 
@@ -85,7 +86,7 @@ export async function runDoctor(configPath: string, options: DoctorOptions = {})
       add("homeserver", "fail", `${config.homeserver.url} cannot be reached: ${(error as Error).message}`);
     }
     if (!reachable) {
-      skipRest(["clock", "as_token", "ping", "ghost registration"], "needs the homeserver");
+      skipRest(["clock", "as_token", "ping", "ghost registration", "encryption"], "needs the homeserver");
     } else {
       add("clock", ...(await clockCheck(config.homeserver.url, timeoutMs, options.clockSkew)));
       const botUserId = `@${registration.senderLocalpart}:${config.homeserver.serverName}`;
@@ -104,10 +105,11 @@ export async function runDoctor(configPath: string, options: DoctorOptions = {})
         add("as_token", "fail", tokenDiagnosis(error));
       }
       if (!tokenOk) {
-        skipRest(["ping", "ghost registration"], "needs an accepted as_token");
+        skipRest(["ping", "ghost registration", "encryption"], "needs an accepted as_token");
       } else {
         add("ping", ...(await pingCheck(config, registration, client)));
         add("ghost registration", ...(await ghostCheck(config, registration, client)));
+        add("encryption", ...(await encryptionCheck(config, registration, client, botUserId)));
       }
     }
   } finally {
@@ -253,6 +255,49 @@ async function ghostCheck(
     return ["pass", `${userId} ${created ? "registered" : "was already registered"}`];
   } catch (error) {
     return ["fail", `could not register @${localpart}: ${(error as Error).message}`];
+  }
+}
+
+/**
+ * With `encryption.enabled`: the registration asks for to-device messages and MSC3202's device
+ * lists and key counts, and the bot's device publishes its keys (it has once started). The
+ * homeserver's experimental flags cannot be read over the API; docs/encryption.md names them.
+ */
+async function encryptionCheck(
+  config: CourierConfig,
+  registration: Registration,
+  client: MatrixClient,
+  botUserId: string,
+): Promise<[CheckStatus, string]> {
+  if (!config.encryption.enabled) return ["skip", "skipped: encryption.enabled is false"];
+  const missing = [
+    !registration.receiveEphemeral && "receive_ephemeral",
+    !registration.deviceLists && "org.matrix.msc3202",
+  ].filter((m) => m !== false);
+  if (missing.length > 0)
+    return [
+      "fail",
+      `the registration lacks ${missing.join(" and ")}: run \`courier register\`, then restart the homeserver`,
+    ];
+  try {
+    const answer = (await client.send({
+      method: "POST",
+      path: "/_matrix/client/v3/keys/query",
+      body: JSON.stringify({ device_keys: { [botUserId]: [COURIER_DEVICE_ID] } }),
+    })) as { device_keys?: Record<string, Record<string, { keys?: Record<string, string> }>> };
+    const keys = answer.device_keys?.[botUserId]?.[COURIER_DEVICE_ID]?.keys;
+    const ed25519 = keys?.[`ed25519:${COURIER_DEVICE_ID}`];
+    if (!ed25519)
+      return [
+        "warn",
+        `${botUserId} has no keys on device ${COURIER_DEVICE_ID} yet: they are uploaded at the first start`,
+      ];
+    return [
+      "pass",
+      `${botUserId} device ${COURIER_DEVICE_ID} publishes ed25519 ${ed25519}; homeserver flags msc2409_to_device_messages_enabled and msc3202_transaction_extensions are not visible from here (docs/encryption.md)`,
+    ];
+  } catch (error) {
+    return ["fail", `could not query the bot's device keys: ${(error as Error).message}`];
   }
 }
 

@@ -69,6 +69,7 @@ test("service stopped: every check passes, doctor answers the ping itself, regis
     as_token: "pass",
     ping: "pass",
     "ghost registration": "pass",
+    encryption: "skip",
     store: "pass",
   });
   expect(results.find((r) => r.name === "ping")!.detail).toContain("service is not running");

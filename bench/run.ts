@@ -13,6 +13,7 @@ const BENCHES = [
   "outboundSideBySide.ts",
   "synapseSideBySide.ts",
   "outboxThroughputPg.ts",
+  "encryption.ts",
 ];
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const only = process.argv[2];

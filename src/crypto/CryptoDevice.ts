@@ -98,6 +98,8 @@ export class CryptoDevice {
   /** The homeserver's last count of our one-time keys; the sdk takes a missing count for 0. */
   #keyCounts: Map<string, number> | undefined;
   #broken: string | undefined;
+  /** Per room, the members whose devices were queried and Olm sessions claimed last time. */
+  readonly #sessionsFor = new Map<string, string>();
 
   private constructor(machine: OlmMachine, parts: CryptoDeviceParts) {
     this.#machine = machine;
@@ -151,6 +153,9 @@ export class CryptoDevice {
   }): Promise<ReceivedToDevice[]> {
     return this.#exclusive(async () => {
       if (input.keyCounts) this.#keyCounts = new Map(Object.entries(input.keyCounts));
+      // A device came or went, or a new Olm session may be needed: check again at the next encrypt.
+      if ((input.changed?.length ?? 0) + (input.left?.length ?? 0) + (input.toDevice?.length ?? 0) > 0)
+        this.#sessionsFor.clear();
       const processed = await this.#machine.receiveSyncChanges(
         JSON.stringify(input.toDevice ?? []),
         new DeviceLists(
@@ -225,12 +230,18 @@ export class CryptoDevice {
       // The sdk takes ownership of (and frees) the ids in an array it is given: fresh ones each call.
       const users = () => members.map((m) => new SdkUserId(m));
       const room = () => new SdkRoomId(roomId);
-      await this.#machine.updateTrackedUsers(users());
-      await this.#flush();
-      const claim = await this.#machine.getMissingSessions(users());
-      if (claim) {
-        const answer = await sendKeyRequest(this.#parts.client, claim, this.#as());
-        await this.#machine.markRequestAsSent(claim.id, RequestType.KeysClaim, answer);
+      // Devices known and Olm sessions made for these members already, unless a device list
+      // changed since: then only the share (a no-op until the session rotates) and the encrypt.
+      const membersKey = [...members].sort().join("\u0000");
+      if (this.#sessionsFor.get(roomId) !== membersKey) {
+        await this.#machine.updateTrackedUsers(users());
+        await this.#flush();
+        const claim = await this.#machine.getMissingSessions(users());
+        if (claim) {
+          const answer = await sendKeyRequest(this.#parts.client, claim, this.#as());
+          await this.#machine.markRequestAsSent(claim.id, RequestType.KeysClaim, answer);
+        }
+        this.#sessionsFor.set(roomId, membersKey);
       }
       for (const request of await this.#machine.shareRoomKey(room(), users(), encryptionSettings(settings))) {
         await this.#toDevice(request, roomId);

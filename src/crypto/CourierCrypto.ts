@@ -151,6 +151,11 @@ export class CourierCrypto implements EventSealer {
     this.#options.parked.close();
   }
 
+  /** Drops events parked before `before` (ms) whose key never came; returns how many. */
+  prune(before: number): number {
+    return this.#options.parked.prune(before);
+  }
+
   /** Devices loaded, and events waiting for their keys (metrics, dashboard). */
   stats(): { devices: number; parked: number } {
     return { devices: this.#devices.size, parked: this.#options.parked.count() };

@@ -377,7 +377,9 @@ export class Courier {
     try {
       const outbox = await this.#outboxStore.prune(before);
       const inbound = await this.#journal.prune(before);
-      if (outbox + inbound > 0) this.log.info({ outbox, inbound }, "pruned old journal rows");
+      const parked = this.#crypto?.prune(before) ?? 0;
+      if (outbox + inbound + parked > 0)
+        this.log.info({ outbox, inbound, parked }, "pruned old journal rows");
     } catch (error) {
       this.log.warn({ err: error }, "could not prune old journal rows; retrying later");
     }

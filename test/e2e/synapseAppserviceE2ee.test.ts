@@ -1,5 +1,5 @@
 // What the pinned Synapse offers an appservice for end-to-end encryption, as
-// docs/encryption-synapse.md describes it: MSC4190 device creation, MSC3202 device masquerading
+// docs/encryption.md ("Synapse settings") describes it: MSC4190 device creation, MSC3202 device masquerading
 // for keys/upload, keys/query and sendToDevice, and in its transactions MSC2409/MSC4203 to-device
 // messages and MSC3202 one-time key counts, fallback key types and device list changes. Raw HTTP,
 // no framework: a Synapse upgrade that changes any of it fails here first.

@@ -11,7 +11,7 @@ import {
   ProcessedToDeviceEventType,
   RequestType,
   RoomId as SdkRoomId,
-  ShieldColor,
+  ShieldStateCode,
   StoreHandle,
   ToDeviceRequest,
   TrustRequirement,
@@ -188,12 +188,7 @@ export class CryptoDevice {
           algorithm: "m.megolm.v1.aes-sha2",
           senderDevice: decrypted.senderDevice?.toString(),
           senderCurve25519Key: decrypted.senderCurve25519Key,
-          trust:
-            shield.color === ShieldColor.None
-              ? "verified"
-              : shield.color === ShieldColor.Grey
-                ? "unverified"
-                : "warning",
+          trust: trustOf(shield.code),
           warning: shield.message,
         },
       };
@@ -350,6 +345,19 @@ function encryptionSettings(room: RoomEncryptionSettings): EncryptionSettings {
   };
   settings.historyVisibility = visibility[room.historyVisibility ?? "shared"] ?? HistoryVisibility.Shared;
   return settings;
+}
+
+/**
+ * The sdk's shield, in the plugin's words: no warning is "verified"; a device its owner has not
+ * signed, or a user not verified, is "unverified" (every device without cross-signing, the bot's
+ * own view of most senders); anything else (unknown device, keys not guaranteed, a verification
+ * violated, a mismatched sender) is "warning".
+ */
+function trustOf(code: ShieldStateCode | undefined): EventEncryption["trust"] {
+  if (code === undefined) return "verified";
+  if (code === ShieldStateCode.UnsignedDevice || code === ShieldStateCode.UnverifiedIdentity)
+    return "unverified";
+  return "warning";
 }
 
 function timeout<T>(promise: Promise<T>, ms: number): Promise<T> {

@@ -223,6 +223,7 @@ export class Courier {
         keyWaitMs: config.encryption.keyWaitMs,
         log: this.log.child({ component: "crypto" }),
       });
+      this.metrics?.watchCrypto(this.#crypto);
       if (!registration.receiveEphemeral || !registration.deviceLists)
         this.log.warn(
           { registration: config.appservice.registration },

@@ -68,6 +68,12 @@ describe("encryption with a real Synapse and matrix-nio", () => {
     expect(reply).toMatchObject({ body: "direct secret", decrypted: true });
   }, 90_000);
 
+  test("metrics show the bot's device loaded and nothing waiting for a key", async () => {
+    const metrics = await fetch(`http://127.0.0.1:${stack.appservicePort}/metrics`).then((r) => r.text());
+    expect(metrics).toMatch(/^courier_crypto_devices 1$/m);
+    expect(metrics).toMatch(/^courier_crypto_parked_events 0$/m);
+  });
+
   test("courier doctor finds the bot's device publishing its keys", async () => {
     const results = await runDoctor(stack.configPath, { env: {} });
     expect(results.find((r) => r.name === "encryption")).toMatchObject({

@@ -60,6 +60,13 @@ describe("loadConfig", () => {
         synchronous: "NORMAL",
         retentionDays: 7,
       },
+      encryption: {
+        enabled: false,
+        ghosts: false,
+        keyWaitMs: 5000,
+        path: path.join(dir, "data", "crypto.sqlite"),
+        storeKeyFile: path.join(dir, "data", "crypto.key"),
+      },
       outbox: {
         maxConcurrency: 32,
         rate: { perSecond: 50, burst: 100 },
@@ -271,7 +278,7 @@ stroe: {}
 
   test("a null key (`~:`) is reported on its own line", () => {
     expect(problems(file(`${MINIMAL}~: 1\n`))).toEqual([
-      'config.yaml:4: [""]: unknown key; expected one of: homeserver, appservice, store, outbox, dispatcher, logging, admin, metrics, plugins',
+      'config.yaml:4: [""]: unknown key; expected one of: homeserver, appservice, store, encryption, outbox, dispatcher, logging, admin, metrics, plugins',
     ]);
   });
 

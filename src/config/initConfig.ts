@@ -60,6 +60,14 @@ store:
   # retentionDays: 7            # how long sent requests and handled transactions are kept
   # url: postgres://courier@127.0.0.1/courier   # PostgreSQL instead of the file (docs/scaling.md); password in COURIER_STORE_URL
 
+# End-to-end encryption (docs/encryption.md): the bot reads and answers in encrypted rooms and DMs.
+# Needs org.matrix.msc3202 in the registration (\`courier register\` adds it) and two Synapse flags.
+# encryption:
+#   enabled: true
+#   ghosts: false               # true: ghosts get devices too; false: they send in clear
+#   storeKeyFile: ./data/crypto.key   # made on first start; or COURIER_ENCRYPTION_STORE_KEY. Back it up.
+#   path: ./data/crypto.sqlite
+
 outbox:
   # maxConcurrency: 32          # rooms sending at the same time
   rate: { perSecond: 50, burst: 100 } # per sender

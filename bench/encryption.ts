@@ -10,10 +10,8 @@
 import "fake-indexeddb/auto";
 import {
   DecryptionSettings,
-  DeviceId,
   DeviceLists,
   EncryptionSettings,
-  OlmMachine,
   RoomId,
   TrustRequirement,
   UserId,
@@ -22,7 +20,7 @@ import { pino } from "pino";
 import { CryptoDevice, type DeviceToDevice } from "../src/crypto/CryptoDevice.ts";
 import type { DeviceId as OurDeviceId, RoomId as OurRoomId, UserId as OurUserId } from "../src/ids.ts";
 import { MatrixClient } from "../src/matrix/MatrixClient.ts";
-import { KeyServer } from "../test/support/KeyServer.ts";
+import { KeyServer, serveKeyRequests, userMachine } from "../test/support/KeyServer.ts";
 import { percentile, report, round, rssMb } from "./support.ts";
 
 const MESSAGES = Number(process.env.BENCH_CRYPTO_MESSAGES ?? 2000);
@@ -32,20 +30,6 @@ const silent = pino({ level: "silent" });
 
 const keys = await KeyServer.start();
 const client = new MatrixClient({ homeserverUrl: keys.url, accessToken: "bench" });
-
-async function userMachine(user: string, device: string): Promise<OlmMachine> {
-  const machine = await OlmMachine.initialize(new UserId(user), new DeviceId(device));
-  for (const request of await machine.outgoingRequests()) {
-    const path = request.constructor.name === "KeysUploadRequest" ? "keys/upload" : "keys/query";
-    if (request.id)
-      await machine.markRequestAsSent(
-        request.id,
-        request.type,
-        JSON.stringify(keys.handle(path, request.body, `${user}\u0000${device}`)),
-      );
-  }
-  return machine;
-}
 
 function device(user: string, journaled: DeviceToDevice[]): Promise<CryptoDevice> {
   return CryptoDevice.load({
@@ -85,7 +69,7 @@ const summary = (times: number[]) => {
 // The bot's device and a user; the first encrypt shares the room key.
 const journaled: DeviceToDevice[] = [];
 const bot = await device("@bot:x", journaled);
-const alice = await userMachine("@alice:x", "ALICE");
+const alice = await userMachine(keys, "@alice:x", "ALICE");
 const settings = { rotationPeriodMsgs: MESSAGES * 10 };
 const content = { msgtype: "m.text", body: "a message of a usual length, some fifty characters" };
 const first = await bot.encrypt(ROOM, ["@alice:x"], settings, "m.room.message", content);
@@ -97,7 +81,7 @@ const toAlice = journaled.splice(0).map((r) => ({
 await alice.receiveSyncChanges(JSON.stringify(toAlice), new DeviceLists(), new Map(), new Set());
 
 // Baseline: the bare sdk, a second machine of the same kind with its own shared session.
-const bare = await userMachine("@carol:x", "CAROL");
+const bare = await userMachine(keys, "@carol:x", "CAROL");
 await bare.updateTrackedUsers([new UserId("@alice:x")]);
 const claim = await bare.getMissingSessions([new UserId("@alice:x")]);
 if (claim?.id)
@@ -133,19 +117,8 @@ report({
 
 // Decrypt: the user's messages to the bot. Alice shares her room key with the bot's device
 // (to-device, fed through CryptoDevice.receive as a transaction's would be).
-const server = (machine: OlmMachine, as: string) => async () => {
-  for (const request of await machine.outgoingRequests()) {
-    const path = { 0: "keys/upload", 1: "keys/query", 2: "keys/claim" }[request.type as 0 | 1 | 2];
-    if (path && request.id)
-      await machine.markRequestAsSent(
-        request.id,
-        request.type,
-        JSON.stringify(keys.handle(path, request.body, as)),
-      );
-  }
-};
 await alice.updateTrackedUsers([new UserId("@bot:x")]);
-await server(alice, "@alice:x\u0000ALICE")();
+await serveKeyRequests(keys, alice, "@alice:x\u0000ALICE");
 const aliceClaim = await alice.getMissingSessions([new UserId("@bot:x")]);
 if (aliceClaim?.id)
   await alice.markRequestAsSent(

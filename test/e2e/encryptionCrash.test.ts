@@ -2,12 +2,7 @@
 // the framework is killed with SIGKILL at moments picked by a seeded draw and started again.
 // The user's independent client (matrix-nio) decrypts every reply: none is undecryptable,
 // duplicated or out of order, and no room key reached its device twice for the same session.
-import { randomBytes } from "node:crypto";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import path from "node:path";
-import { E2eeClient } from "../support/E2eeClient.ts";
-import { E2eStack, ENCRYPTION_REGISTRATION, SERVER_NAME, type CourierProcess } from "./support/E2eStack.ts";
+import { EncryptedStack } from "./support/EncryptedStack.ts";
 
 const ROOMS = 5;
 const PER_ROOM = 40;
@@ -15,60 +10,19 @@ const KILLS = 3;
 const SEED = Number(process.env.CRASH_SEED ?? 20261205);
 
 describe("encryption through SIGKILLs", () => {
-  let stack: E2eStack;
-  let courier: CourierProcess;
-  let alice: E2eeClient;
-  let storeDir: string;
-  const rooms: string[] = [];
+  let e2ee: EncryptedStack;
 
   beforeAll(async () => {
-    stack = await E2eStack.start({
-      registration: ENCRYPTION_REGISTRATION,
-      config: {
-        encryption: { enabled: true },
-        logging: { level: process.env.E2EE_DEBUG ? "debug" : "info" },
-      },
-    });
-    courier = await stack.startCourier();
-    runs.push(courier);
-    await courier.waitForLog(/"msg":"encryption ready"/, 30_000);
-    const password = `pw-${randomBytes(8).toString("hex")}`;
-    await stack.synapse.registerUser("alice", password, { admin: false });
-    storeDir = mkdtempSync(path.join(tmpdir(), "courier-nio-crash-"));
-    alice = await E2eeClient.start({
-      homeserver: stack.synapse.baseUrl,
-      userId: `@alice:${SERVER_NAME}`,
-      password,
-      storeDir,
-    });
+    e2ee = await EncryptedStack.start();
   }, 180_000);
-  const runs: CourierProcess[] = [];
   afterAll(async () => {
-    if (process.env.E2EE_DEBUG) {
-      const seen = await Promise.all(
-        rooms.map(async (r) =>
-          (await alice.messages(r)).map((e) => `${e.sender} ${e.type} ${e.body} u=${e.undecryptable}`),
-        ),
-      );
-      writeFileSync(
-        process.env.E2EE_DEBUG,
-        `${JSON.stringify(seen, null, 1)}\n${runs.map((c) => c.lines.join("\n")).join("\n=====\n")}`,
-      );
-      const { cpSync } = await import("node:fs");
-      cpSync(stack.dir, "/tmp/crash-stack", { recursive: true });
-    }
-    await alice?.stop();
-    await courier?.kill("SIGTERM");
-    await stack?.stop();
-    if (storeDir) rmSync(storeDir, { recursive: true, force: true });
+    await e2ee?.stop();
   }, 30_000);
 
   test(`${ROOMS * PER_ROOM} encrypted commands in ${ROOMS} rooms, ${KILLS} SIGKILLs: every reply once, in order, decryptable`, async () => {
-    for (let r = 0; r < ROOMS; r++) {
-      const roomId = await alice.createRoom({ encrypted: true, invite: [stack.botUserId] });
-      await alice.waitMember(roomId, stack.botUserId, "join", 30_000);
-      rooms.push(roomId);
-    }
+    const { alice, stack } = e2ee;
+    const rooms: string[] = [];
+    for (let r = 0; r < ROOMS; r++) rooms.push(await e2ee.roomWithBot());
     // Kill points: KILLS distinct send counts drawn from the seed (xorshift), in order.
     let state = SEED >>> 0 || 1;
     const draw = () => (
@@ -85,9 +39,7 @@ describe("encryption through SIGKILLs", () => {
       const room = i % ROOMS;
       await alice.sendText(rooms[room]!, `!echo r${room}-${Math.floor(i / ROOMS)}`);
       if (kills.has(i)) {
-        await courier.kill("SIGKILL");
-        courier = await stack.startCourier();
-        runs.push(courier);
+        await e2ee.restartCourier();
         restarts++;
       }
     }

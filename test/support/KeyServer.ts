@@ -2,6 +2,7 @@
 // /keys/query and /keys/claim, for devices named by `?user_id=&device_id=` (how the framework's
 // devices ask) or by the path of an in-process OlmMachine's request (`handle`).
 import { createServer, type Server } from "node:http";
+import { DeviceId, OlmMachine, UserId } from "@matrix-org/matrix-sdk-crypto-wasm";
 
 interface Uploaded {
   deviceKeys: Record<string, unknown> | undefined;
@@ -85,4 +86,24 @@ export class KeyServer {
   async stop(): Promise<void> {
     await new Promise((resolve) => this.#server.close(resolve));
   }
+}
+
+/** Sends an in-process OlmMachine's key requests (upload, query, claim) to `keys` as `as` ("user\0device"). */
+export async function serveKeyRequests(keys: KeyServer, machine: OlmMachine, as: string): Promise<void> {
+  for (const request of await machine.outgoingRequests()) {
+    const endpoint = ["keys/upload", "keys/query", "keys/claim"][request.type as number];
+    if (endpoint && request.id)
+      await machine.markRequestAsSent(
+        request.id,
+        request.type,
+        JSON.stringify(keys.handle(endpoint, request.body, as)),
+      );
+  }
+}
+
+/** A user's device: a plain OlmMachine in memory, its keys uploaded to `keys`. */
+export async function userMachine(keys: KeyServer, user: string, device: string): Promise<OlmMachine> {
+  const machine = await OlmMachine.initialize(new UserId(user), new DeviceId(device));
+  await serveKeyRequests(keys, machine, `${user}\u0000${device}`);
+  return machine;
 }

@@ -6,7 +6,7 @@ import "fake-indexeddb/auto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { DeviceId, EncryptionSettings, OlmMachine, RoomId, UserId } from "@matrix-org/matrix-sdk-crypto-wasm";
+import { EncryptionSettings, RoomId, UserId } from "@matrix-org/matrix-sdk-crypto-wasm";
 import { pino } from "pino";
 import { CourierCrypto } from "../../../src/crypto/CourierCrypto.ts";
 import { ParkedEvents } from "../../../src/crypto/ParkedEvents.ts";
@@ -14,7 +14,7 @@ import type { DeviceId as OurDeviceId, UserId as OurUserId } from "../../../src/
 import type { InboundItem } from "../../../src/inbound/InboundJournal.ts";
 import { MatrixClient } from "../../../src/matrix/MatrixClient.ts";
 import type { OutboxItem } from "../../../src/outbox/types.ts";
-import { KeyServer } from "../../support/KeyServer.ts";
+import { KeyServer, serveKeyRequests, userMachine } from "../../support/KeyServer.ts";
 
 const ROOM = "!room:x";
 const BOT = "@bot:x" as OurUserId;
@@ -33,19 +33,6 @@ describe("CourierCrypto, inbound", () => {
     await keys.stop();
     rmSync(dir, { recursive: true, force: true });
   });
-
-  /** Sends the machine's key requests to the key server as `as`. */
-  async function serve(machine: OlmMachine, as: string): Promise<void> {
-    for (const request of await machine.outgoingRequests()) {
-      const endpoint = ["keys/upload", "keys/query", "keys/claim"][request.type as number];
-      if (endpoint && request.id)
-        await machine.markRequestAsSent(
-          request.id,
-          request.type,
-          JSON.stringify(keys.handle(endpoint, request.body, as)),
-        );
-    }
-  }
 
   test("an event before its key waits, is parked, then handled once, decrypted, when the key comes", async () => {
     const seen: Array<Record<string, unknown>> = [];
@@ -75,10 +62,9 @@ describe("CourierCrypto, inbound", () => {
     const runner = crypto.runner(host);
 
     // The user: her device, an Olm session with the bot's device, a room key shared to it.
-    const alice = await OlmMachine.initialize(new UserId("@alice:x"), new DeviceId("ALICE"));
-    await serve(alice, "@alice:x\u0000ALICE");
+    const alice = await userMachine(keys, "@alice:x", "ALICE");
     await alice.updateTrackedUsers([new UserId(BOT)]);
-    await serve(alice, "@alice:x\u0000ALICE");
+    await serveKeyRequests(keys, alice, "@alice:x\u0000ALICE");
     const claim = await alice.getMissingSessions([new UserId(BOT)]);
     await alice.markRequestAsSent(
       claim!.id,

@@ -5,18 +5,15 @@
 import "fake-indexeddb/auto";
 import {
   DecryptionSettings,
-  DeviceId,
   DeviceLists,
-  OlmMachine,
   RoomId,
   TrustRequirement,
-  UserId,
 } from "@matrix-org/matrix-sdk-crypto-wasm";
 import { pino } from "pino";
 import { CryptoDevice, type DeviceToDevice } from "../../../src/crypto/CryptoDevice.ts";
 import { roomId, userId, type DeviceId as OurDeviceId } from "../../../src/ids.ts";
 import { MatrixClient } from "../../../src/matrix/MatrixClient.ts";
-import { KeyServer } from "../../support/KeyServer.ts";
+import { KeyServer, userMachine } from "../../support/KeyServer.ts";
 
 const ROOM = roomId("!room:x");
 
@@ -32,21 +29,10 @@ describe("CryptoDevice", () => {
     await keys.stop();
   });
 
-  /** The user's side: a plain OlmMachine whose requests the key server answers in-process. */
-  async function userMachine(user: string, device: string): Promise<OlmMachine> {
-    const machine = await OlmMachine.initialize(new UserId(user), new DeviceId(device));
-    for (const request of await machine.outgoingRequests()) {
-      const path = request.constructor.name === "KeysUploadRequest" ? "keys/upload" : "keys/query";
-      const answer = keys.handle(path, request.body, `${user}\u0000${device}`);
-      if (request.id) await machine.markRequestAsSent(request.id, request.type, JSON.stringify(answer));
-    }
-    return machine;
-  }
-
-  test("encrypts a first message and each message after a rotation; the user decrypts them all", async () => {
-    const journaled: DeviceToDevice[] = [];
-    const bot = await CryptoDevice.load({
-      userId: userId("@bot:x"),
+  /** The framework's device for `user`; its to-device requests are collected in `journaled`. */
+  const botDevice = (user: string, journaled: DeviceToDevice[]) =>
+    CryptoDevice.load({
+      userId: userId(user),
       deviceId: "COURIER" as OurDeviceId,
       storeKey: new Uint8Array(32).fill(7),
       restore: async () => {},
@@ -57,7 +43,11 @@ describe("CryptoDevice", () => {
       onRoomKeys: () => {},
       log: pino({ level: "silent" }),
     });
-    const alice = await userMachine("@alice:x", "ALICE");
+
+  test("encrypts a first message and each message after a rotation; the user decrypts them all", async () => {
+    const journaled: DeviceToDevice[] = [];
+    const bot = await botDevice("@bot:x", journaled);
+    const alice = await userMachine(keys, "@alice:x", "ALICE");
     const bodies: string[] = [];
     for (let n = 1; n <= 5; n++) {
       // Rotation every 2 messages: messages 3 and 5 need a new session, shared first.
@@ -103,19 +93,8 @@ describe("CryptoDevice", () => {
 
   test("room keys are journaled in the room's lane, once per session, with a cause unique to the device", async () => {
     const journaled: DeviceToDevice[] = [];
-    const bot = await CryptoDevice.load({
-      userId: userId("@bot2:x"),
-      deviceId: "COURIER" as OurDeviceId,
-      storeKey: new Uint8Array(32).fill(9),
-      restore: async () => {},
-      client,
-      sendToDevice: async (request) => {
-        journaled.push(request);
-      },
-      onRoomKeys: () => {},
-      log: pino({ level: "silent" }),
-    });
-    await userMachine("@carol:x", "CAROL");
+    const bot = await botDevice("@bot2:x", journaled);
+    await userMachine(keys, "@carol:x", "CAROL");
     const sessions = new Set<string>();
     for (let n = 0; n < 4; n++) {
       const sealed = await bot.encrypt(ROOM, ["@carol:x"], { rotationPeriodMsgs: 2 }, "m.room.message", {

@@ -37,6 +37,7 @@ function device(user: string, journaled: DeviceToDevice[]): Promise<CryptoDevice
     deviceId: "COURIER" as OurDeviceId,
     storeKey: new Uint8Array(32).fill(1),
     restore: async () => {},
+    persisted: async () => {},
     client,
     sendToDevice: async (request) => {
       journaled.push(request);

@@ -6,7 +6,7 @@ import type { MatrixClient } from "../matrix/MatrixClient.ts";
 import type { Enqueue, EventSealer, SendItem } from "../outbox/types.ts";
 import { CryptoDevice, type Decrypted } from "./CryptoDevice.ts";
 import { EncryptedRooms } from "./EncryptedRooms.ts";
-import type { ParkedEvents } from "./ParkedEvents.ts";
+import type { ParkedEvents } from "../store/CryptoStore.ts";
 
 export interface CourierCryptoOptions {
   readonly client: MatrixClient;
@@ -22,8 +22,10 @@ export interface CourierCryptoOptions {
   /** Makes sure the user has the device on the homeserver (keys are uploaded for it). */
   readonly ensureDevice: (userId: UserId, deviceId: DeviceId) => Promise<void>;
   readonly storeKey: Uint8Array;
-  /** Brings a device's stored state into memory (the IndexedDB mirror); none: in memory only. */
+  /** Brings a device's stored state into memory (the IndexedDB mirror). */
   readonly restore: (storeName: string) => Promise<void>;
+  /** Settles once the crypto state changed so far is committed in the store. */
+  readonly persisted: () => Promise<void>;
   readonly parked: ParkedEvents;
   /** How long an event whose key has not come yet holds its room before it is parked. */
   readonly keyWaitMs: number;
@@ -53,6 +55,8 @@ export class CourierCrypto implements EventSealer {
   /** Unparking, one session after another: a key reported twice must not run an event twice. */
   #unparking: Promise<void> = Promise.resolve();
   #warnedClear = false;
+  /** Events parked, kept here for the metrics (read at start, then counted). */
+  #parkedCount = 0;
 
   constructor(options: CourierCryptoOptions) {
     this.#options = options;
@@ -67,7 +71,8 @@ export class CourierCrypto implements EventSealer {
       { userId: bot.userId, deviceId: bot.deviceId, ed25519: bot.identityKeys.ed25519 },
       "encryption ready",
     );
-    for (const sessionId of this.#options.parked.sessions()) this.#unpark(sessionId);
+    this.#parkedCount = await this.#options.parked.count();
+    for (const sessionId of await this.#options.parked.sessions()) this.#unpark(sessionId);
   }
 
   /** Whether a user of ours has a device with keys. */
@@ -94,6 +99,7 @@ export class CourierCrypto implements EventSealer {
       deviceId,
       storeKey: this.#options.storeKey,
       restore: this.#options.restore,
+      persisted: this.#options.persisted,
       client: this.#options.client,
       sendToDevice: async (request) => {
         await this.#options.enqueue({
@@ -143,22 +149,24 @@ export class CourierCrypto implements EventSealer {
     return { dispatch: (item) => this.#dispatch(host, item) };
   }
 
-  /** Frees the machines (their state is stored) and closes the parked events' table. */
+  /** Frees the machines; their state is stored. */
   async stop(): Promise<void> {
+    await this.#unparking;
     const devices = await Promise.allSettled(this.#devices.values());
     for (const d of devices) if (d.status === "fulfilled") d.value.close();
     this.#devices.clear();
-    this.#options.parked.close();
   }
 
   /** Drops events parked before `before` (ms) whose key never came; returns how many. */
-  prune(before: number): number {
-    return this.#options.parked.prune(before);
+  async prune(before: number): Promise<number> {
+    const pruned = await this.#options.parked.prune(before);
+    this.#parkedCount = Math.max(0, this.#parkedCount - pruned);
+    return pruned;
   }
 
   /** Devices loaded, and events waiting for their keys (metrics, dashboard). */
   stats(): { devices: number; parked: number } {
-    return { devices: this.#devices.size, parked: this.#options.parked.count() };
+    return { devices: this.#devices.size, parked: this.#parkedCount };
   }
 
   async #dispatch(host: ItemRunner, item: InboundItem): Promise<string[]> {
@@ -192,7 +200,8 @@ export class CourierCrypto implements EventSealer {
     }
     if (outcome.ok) return host.dispatch(decryptedItem(item, payload, outcome));
     if (outcome.keyMissing && outcome.sessionId) {
-      this.#options.parked.park(String(payload.event_id), outcome.sessionId, item);
+      await this.#options.parked.park(String(payload.event_id), outcome.sessionId, item);
+      this.#parkedCount++;
       this.#options.log.info(
         { eventId: payload.event_id, roomId: payload.room_id, sessionId: outcome.sessionId },
         "no key yet for this encrypted event: it is handled when the key comes",
@@ -275,7 +284,7 @@ export class CourierCrypto implements EventSealer {
     this.#unparking = this.#unparking.then(async () => {
       const host = this.#host;
       if (!host) return;
-      for (const item of this.#options.parked.waitingFor(sessionId)) {
+      for (const item of await this.#options.parked.waitingFor(sessionId)) {
         const payload = JSON.parse(item.json) as Record<string, unknown>;
         const outcome = await this.#decrypt(payload);
         if (!outcome.ok) continue;
@@ -283,7 +292,8 @@ export class CourierCrypto implements EventSealer {
           const failures = await host.dispatch(decryptedItem(item, payload, outcome));
           if (failures.length > 0)
             this.#options.log.warn({ failures, eventId: payload.event_id }, "handlers failed");
-          this.#options.parked.done(String(payload.event_id));
+          await this.#options.parked.done(String(payload.event_id));
+          this.#parkedCount = Math.max(0, this.#parkedCount - 1);
         } catch (error) {
           this.#options.log.warn(
             { err: error, eventId: payload.event_id },

@@ -47,6 +47,11 @@ export interface CryptoDeviceParts {
   readonly storeKey: Uint8Array;
   /** Brings this device's stored state into memory before the sdk opens it. */
   readonly restore: (storeName: string) => Promise<void>;
+  /**
+   * Settles once the device's state changed so far is committed in the store: awaited before
+   * anything built on it is journaled, so a crash never leaves a ratchet behind a sent message.
+   */
+  readonly persisted: () => Promise<void>;
   readonly client: MatrixClient;
   /** Journals a to-device request in the outbox; resolves once it is committed. */
   readonly sendToDevice: (request: DeviceToDevice) => Promise<void>;
@@ -248,6 +253,7 @@ export class CryptoDevice {
         this.#broken = (error as Error).message;
         throw error;
       });
+      await this.#parts.persisted();
       return JSON.parse(sealed) as Record<string, unknown>;
     });
   }
@@ -295,6 +301,7 @@ export class CryptoDevice {
   /** Journals a to-device request in the outbox (committed), then marks it sent to the machine. */
   async #toDevice(request: ToDeviceRequest, inRoomLane: RoomId | undefined): Promise<void> {
     const { messages } = JSON.parse(request.body) as { messages: ToDeviceMessages };
+    await this.#parts.persisted();
     await this.#parts.sendToDevice({
       sender: this.userId,
       deviceId: this.deviceId,

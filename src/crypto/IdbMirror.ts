@@ -1,10 +1,11 @@
-// A write-through of fake-indexeddb (in memory) into a SQLite file, and its restore on start.
+// A write-through of fake-indexeddb (in memory) into the crypto store, and its restore on start.
 //
 // The crypto wasm (@matrix-org/matrix-sdk-crypto-wasm) keeps its whole state (Olm account, Olm
 // and Megolm sessions, devices…) in IndexedDB; in Node that is fake-indexeddb, in memory. Every
-// committed IndexedDB transaction is written here, in ONE SQLite transaction, synchronously,
-// before its "complete" event reaches the page's listeners: when the sdk's awaited call
-// returns, the change is on disk, and commits reach the disk in commit order.
+// committed IndexedDB transaction is handed to the store (store/CryptoStore.ts) as ONE change,
+// before its "complete" event reaches the page's listeners, in commit order. The SQLite store
+// commits it there and then: when the sdk's awaited call returns, the change is on disk. The
+// PostgreSQL store queues it: `flushed()` says when it is committed.
 //
 // fake-indexeddb 6.2.8 internals relied on (pinned exactly in package.json; re-read on upgrade):
 // - lib/ObjectStore.js: storeRecord(record, noOverwrite, rollbackLog), deleteRecord(keyOrRange,
@@ -17,13 +18,19 @@
 //   the last request; `mode`, `_rollbackLog`, `db._rawDatabase` (lib/Database.js: name,
 //   version, rawObjectStores).
 // - FDBFactory.js: a database is dropped by `_databases.delete(name)` (deleteDatabase).
-import { DatabaseSync, type StatementSync } from "node:sqlite";
-import { chmodSync, closeSync, mkdirSync, openSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { Deserializer, Serializer } from "node:v8";
 import * as fakeIdb from "fake-indexeddb";
+import type {
+  CryptoStore,
+  MirrorStats,
+  RecordOp,
+  StoreSchema,
+  StoredDatabase,
+} from "../store/CryptoStore.ts";
+import { SqliteCryptoStore } from "../store/sqlite/SqliteCryptoStore.ts";
 
 // --- the internals, typed as far as we use them ------------------------------------------------
 
@@ -178,12 +185,6 @@ function decodeKey(bytes: Uint8Array): IdbKey {
 
 // --- schema ------------------------------------------------------------------------------------
 
-interface StoreSchema {
-  name: string;
-  keyPath: string | string[] | null;
-  autoIncrement: boolean;
-  indexes: { name: string; keyPath: string | string[]; unique: boolean; multiEntry: boolean }[];
-}
 function schemaOf(db: RawDatabase): StoreSchema[] {
   return [...db.rawObjectStores.values()].map((s) => ({
     name: s.name,
@@ -299,49 +300,19 @@ function patchFactory(factory: RawFactory): void {
 
 // --- the mirror --------------------------------------------------------------------------------
 
-const SCHEMA = `
-  CREATE TABLE IF NOT EXISTS idb_databases (
-    name TEXT PRIMARY KEY,
-    version INTEGER NOT NULL,
-    schema TEXT NOT NULL
-  ) WITHOUT ROWID;
-  CREATE TABLE IF NOT EXISTS idb_records (
-    db TEXT NOT NULL,
-    store TEXT NOT NULL,
-    key BLOB NOT NULL,
-    value BLOB NOT NULL,
-    PRIMARY KEY (db, store, key)
-  ) WITHOUT ROWID;
-  CREATE TABLE IF NOT EXISTS idb_key_generators (
-    db TEXT NOT NULL,
-    store TEXT NOT NULL,
-    num REAL NOT NULL,
-    PRIMARY KEY (db, store)
-  ) WITHOUT ROWID;
-`;
-
-export interface IdbMirrorStats {
-  databases: number;
-  records: number;
-  /** Bytes of the stored keys and values (not the file's size). */
-  bytes: number;
-}
-
 export class IdbMirror {
-  readonly #sql: DatabaseSync;
-  readonly #put: StatementSync;
-  readonly #delete: StatementSync;
-  readonly #clear: StatementSync;
-  readonly #generator: StatementSync;
+  readonly #store: CryptoStore;
+  /** Databases in memory when the mirror opened: each must be in the store at its version. */
+  #unverified: Array<{ name: string; version: number }>;
   #closed = false;
 
   /**
-   * Opens (creating, mode 0600) the mirror file, makes fake-indexeddb the global IndexedDB if
-   * there is none, and mirrors every committed transaction from now on. One per process at a
-   * time: a second open before close() throws. Open it before anything opens an IndexedDB
-   * database (one in memory and not in the file is an error).
+   * Makes fake-indexeddb the global IndexedDB if there is none, and mirrors every committed
+   * transaction into `store` (a path: a SQLite crypto store there) from now on. One per process
+   * at a time: a second open before close() throws. Open it before anything opens an IndexedDB
+   * database: one in memory and not in the store makes the first `restore` throw.
    */
-  static open(file: string): IdbMirror {
+  static open(store: CryptoStore | string): IdbMirror {
     if (current !== undefined) throw new Error("IdbMirror: already open in this process");
     const g = globalThis as Record<string, unknown>;
     if (g.indexedDB === undefined) {
@@ -353,69 +324,29 @@ export class IdbMirror {
       throw new Error("IdbMirror: globalThis.indexedDB is not this fake-indexeddb's");
     installPatches();
     patchFactory(g.indexedDB as unknown as RawFactory);
-    const mirror = new IdbMirror(file);
-    // A database already in memory but not in the file (at its version) would be mirrored from
-    // here on without its schema, and could not be restored.
-    const recorded = mirror.#sql.prepare("SELECT version FROM idb_databases WHERE name = ?");
-    for (const db of (g.indexedDB as unknown as RawFactory)._databases.values()) {
-      const row = recorded.get(db.name) as { version: number } | undefined;
-      if (db.version > 0 && row?.version !== db.version) {
-        mirror.close();
-        throw new Error(`IdbMirror: database ${db.name} was opened before the mirror`);
-      }
-    }
+    const mirror = new IdbMirror(typeof store === "string" ? new SqliteCryptoStore(store) : store);
+    mirror.#unverified = [...(g.indexedDB as unknown as RawFactory)._databases.values()]
+      .filter((db) => db.version > 0)
+      .map((db) => ({ name: db.name, version: db.version }));
     current = mirror;
     return mirror;
   }
 
-  private constructor(file: string) {
-    if (file !== ":memory:") {
-      mkdirSync(dirname(file), { recursive: true });
-      // Created 0600 before SQLite sees it (its -wal and -shm take the main file's mode); an
-      // existing file is narrowed too: it holds every private key of the device.
-      closeSync(openSync(file, "a", 0o600));
-      chmodSync(file, 0o600);
-    }
-    this.#sql = new DatabaseSync(file);
-    // FULL: the WAL is fsynced at every commit. NORMAL would survive a process crash, but a power
-    // cut could then lose the last crypto commits while a later outbox row built on them (a
-    // message encrypted with an advanced Megolm ratchet, a claimed one-time key) survives in its
-    // own file: the restored device would reuse ratchet indexes or lose Olm sessions.
-    this.#sql.exec(`PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; ${SCHEMA}`);
-    this.#put = this.#sql.prepare(
-      "INSERT OR REPLACE INTO idb_records (db, store, key, value) VALUES (?, ?, ?, ?)",
-    );
-    this.#delete = this.#sql.prepare("DELETE FROM idb_records WHERE db = ? AND store = ? AND key = ?");
-    this.#clear = this.#sql.prepare("DELETE FROM idb_records WHERE db = ? AND store = ?");
-    this.#generator = this.#sql.prepare(
-      "INSERT OR REPLACE INTO idb_key_generators (db, store, num) VALUES (?, ?, ?)",
-    );
-  }
-
-  #inTransaction(body: () => void): void {
-    this.#sql.exec("BEGIN IMMEDIATE");
-    try {
-      body();
-      this.#sql.exec("COMMIT");
-    } catch (err) {
-      if (this.#sql.isTransaction) this.#sql.exec("ROLLBACK");
-      throw err;
-    }
+  private constructor(store: CryptoStore) {
+    this.#store = store;
+    this.#unverified = [];
   }
 
   /** @internal One committed readwrite transaction's changes, in the order they ran. */
   writeOps(ops: readonly Op[]): void {
-    this.#inTransaction(() => {
-      const generators = new Map<string, Op & { kind: "generator" }>();
-      for (const op of ops) {
-        if (op.kind === "put") this.#put.run(op.db, op.store, op.key, op.value);
-        else if (op.kind === "delete") this.#delete.run(op.db, op.store, op.key);
-        else if (op.kind === "clear") this.#clear.run(op.db, op.store);
-        else generators.set(`${op.db}\0${op.store}`, op);
-      }
+    const generators = new Map<string, RecordOp>();
+    const records: RecordOp[] = [];
+    for (const op of ops) {
+      if (op.kind !== "generator") records.push(op);
       // The generator's state at commit (it never goes back, even when its records are deleted).
-      for (const g of generators.values()) this.#generator.run(g.db, g.store, g.raw.keyGenerator?.num ?? 0);
-    });
+      else generators.set(`${op.db}\0${op.store}`, { ...op, num: op.raw.keyGenerator?.num ?? 0 });
+    }
+    this.#store.write({ kind: "records", ops: [...records, ...generators.values()] });
   }
 
   /**
@@ -423,111 +354,103 @@ export class IdbMirror {
    * rare, and they create, delete and rename stores and indexes outside the record operations.
    */
   writeSnapshot(db: RawDatabase): void {
-    this.#inTransaction(() => {
-      this.#dropRows(db.name);
-      this.#sql
-        .prepare("INSERT INTO idb_databases (name, version, schema) VALUES (?, ?, ?)")
-        .run(db.name, db.version, JSON.stringify(schemaOf(db)));
-      for (const store of db.rawObjectStores.values()) {
-        for (const r of store.records.values())
-          this.#put.run(db.name, store.name, encodeKey(r.key), encodeValue(r.value));
-        if (store.keyGenerator !== null) this.#generator.run(db.name, store.name, store.keyGenerator.num);
-      }
-    });
+    const stores = [...db.rawObjectStores.values()];
+    const database: StoredDatabase = {
+      name: db.name,
+      version: db.version,
+      schema: schemaOf(db),
+      records: stores.flatMap((store) =>
+        [...store.records.values()].map((r) => ({
+          store: store.name,
+          key: encodeKey(r.key),
+          value: encodeValue(r.value),
+        })),
+      ),
+      generators: stores
+        .filter((store) => store.keyGenerator !== null)
+        .map((store) => ({ store: store.name, num: store.keyGenerator!.num })),
+    };
+    this.#store.write({ kind: "database", database });
   }
 
   /** @internal indexedDB.deleteDatabase(name) completed. */
   dropDatabase(name: string): void {
-    this.#inTransaction(() => this.#dropRows(name));
+    this.#store.write({ kind: "drop", name });
   }
 
-  #dropRows(name: string): void {
-    this.#sql.prepare("DELETE FROM idb_databases WHERE name = ?").run(name);
-    this.#sql.prepare("DELETE FROM idb_records WHERE db = ?").run(name);
-    this.#sql.prepare("DELETE FROM idb_key_generators WHERE db = ?").run(name);
+  /** Settles once every change so far is committed in the store. */
+  flushed(): Promise<void> {
+    return this.#store.flushed();
   }
 
   /**
-   * Loads every recorded database whose name starts with `prefix` and that is not in memory yet:
-   * opened at exactly its recorded version, its stores and indexes created and its records put
-   * in that upgrade (not mirrored), then closed; the sdk's own open then finds nothing to upgrade.
+   * Loads every stored database whose name starts with `prefix` and that is not in memory yet:
+   * opened at exactly its stored version, its stores and indexes created and its records put in
+   * that upgrade (not mirrored), then closed; the sdk's own open then finds nothing to upgrade.
    */
   async restore(prefix: string): Promise<void> {
+    if (this.#unverified.length > 0) {
+      const stored = new Map((await this.#store.load("")).map((db) => [db.name, db.version]));
+      const stray = this.#unverified.find((db) => stored.get(db.name) !== db.version);
+      // It would be mirrored from here on without its schema, and could not be restored.
+      if (stray) throw new Error(`IdbMirror: database ${stray.name} was opened before the mirror`);
+      this.#unverified = [];
+    }
     const factory = (globalThis as Record<string, unknown>).indexedDB as RawFactory;
     const inMemory = new Set((await factory.databases()).map((d) => d.name));
-    const rows = this.#sql
-      .prepare("SELECT name, version, schema FROM idb_databases WHERE substr(name, 1, length(?)) = ?")
-      .all(prefix, prefix) as { name: string; version: number; schema: string }[];
-    for (const row of rows) {
-      if (inMemory.has(row.name)) continue;
-      await this.#restoreOne(factory, row.name, row.version, JSON.parse(row.schema) as StoreSchema[]);
+    for (const db of await this.#store.load(prefix)) {
+      if (!inMemory.has(db.name)) await restoreOne(factory, db);
     }
   }
 
-  async #restoreOne(
-    factory: RawFactory,
-    name: string,
-    version: number,
-    schema: StoreSchema[],
-  ): Promise<void> {
-    const records = this.#sql.prepare("SELECT key, value FROM idb_records WHERE db = ? AND store = ?");
-    const generators = new Map(
-      (
-        this.#sql.prepare("SELECT store, num FROM idb_key_generators WHERE db = ?").all(name) as {
-          store: string;
-          num: number;
-        }[]
-      ).map((r) => [r.store, r.num]),
-    );
-    await new Promise<void>((resolve, reject) => {
-      const request = factory.open(name, version);
-      request.onupgradeneeded = () => {
-        const tx = request.transaction;
-        if (tx === null) return;
-        unmirrored.add(tx._rollbackLog);
-        const db = request.result as RawConnection;
-        for (const s of schema) {
-          const store = db.createObjectStore(s.name, { keyPath: s.keyPath, autoIncrement: s.autoIncrement });
-          for (const i of s.indexes)
-            store.createIndex(i.name, i.keyPath, { unique: i.unique, multiEntry: i.multiEntry });
-          for (const row of records.iterate(name, s.name) as Iterable<{
-            key: Uint8Array;
-            value: Uint8Array;
-          }>) {
-            const value = decodeValue(row.value);
-            // An inline key comes out of the value; an out-of-line one is given.
-            if (s.keyPath === null) store.put(value, decodeKey(row.key));
-            else store.put(value);
-          }
-        }
-        // The recorded generator is at least what the puts advance it to: restore it as it was.
-        for (const [storeName, num] of generators) {
-          const raw = db._rawDatabase.rawObjectStores.get(storeName);
-          if (raw?.keyGenerator) raw.keyGenerator.num = Math.max(raw.keyGenerator.num, num);
-        }
-      };
-      request.onsuccess = () => {
-        (request.result as RawConnection).close();
-        resolve();
-      };
-      request.onerror = () => reject(request.error as Error);
-    });
+  stats(): Promise<MirrorStats> {
+    return this.#store.stats();
   }
 
-  stats(): IdbMirrorStats {
-    const count = (sql: string) => (this.#sql.prepare(sql).get() as { n: number | null }).n ?? 0;
-    return {
-      databases: count("SELECT count(*) AS n FROM idb_databases"),
-      records: count("SELECT count(*) AS n FROM idb_records"),
-      bytes: count("SELECT sum(length(key) + length(value)) AS n FROM idb_records"),
-    };
-  }
-
-  /** Stops mirroring (the patches stay, idle) and closes the file. */
-  close(): void {
+  /** Stops mirroring (the patches stay, idle) and closes the store once its writes are in. */
+  async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
     if (current === this) current = undefined;
-    this.#sql.close();
+    await this.#store.close();
   }
+}
+
+async function restoreOne(factory: RawFactory, stored: StoredDatabase): Promise<void> {
+  const records = new Map<string, Array<{ key: Uint8Array; value: Uint8Array }>>();
+  for (const r of stored.records) {
+    let list = records.get(r.store);
+    if (!list) records.set(r.store, (list = []));
+    list.push(r);
+  }
+  await new Promise<void>((resolve, reject) => {
+    const request = factory.open(stored.name, stored.version);
+    request.onupgradeneeded = () => {
+      const tx = request.transaction;
+      if (tx === null) return;
+      unmirrored.add(tx._rollbackLog);
+      const db = request.result as RawConnection;
+      for (const s of stored.schema) {
+        const store = db.createObjectStore(s.name, { keyPath: s.keyPath, autoIncrement: s.autoIncrement });
+        for (const i of s.indexes)
+          store.createIndex(i.name, i.keyPath, { unique: i.unique, multiEntry: i.multiEntry });
+        for (const row of records.get(s.name) ?? []) {
+          const value = decodeValue(row.value);
+          // An inline key comes out of the value; an out-of-line one is given.
+          if (s.keyPath === null) store.put(value, decodeKey(row.key));
+          else store.put(value);
+        }
+      }
+      // The stored generator is at least what the puts advance it to: restore it as it was.
+      for (const { store: storeName, num } of stored.generators) {
+        const raw = db._rawDatabase.rawObjectStores.get(storeName);
+        if (raw?.keyGenerator) raw.keyGenerator.num = Math.max(raw.keyGenerator.num, num);
+      }
+    };
+    request.onsuccess = () => {
+      (request.result as RawConnection).close();
+      resolve();
+    };
+    request.onerror = () => reject(request.error as Error);
+  });
 }

@@ -27,9 +27,9 @@ import { RecoveryPinger } from "./RecoveryPinger.ts";
 import { followOutbox, logProgress, type ProgressObserver } from "../outbox/progress.ts";
 import { CourierCrypto } from "../crypto/CourierCrypto.ts";
 import { IdbMirror } from "../crypto/IdbMirror.ts";
-import { ParkedEvents } from "../crypto/ParkedEvents.ts";
+import type { CryptoStore } from "../store/CryptoStore.ts";
+import { SqliteCryptoStore } from "../store/sqlite/SqliteCryptoStore.ts";
 import { readStoreKey } from "../crypto/storeKey.ts";
-import { ConfigError } from "../errors.ts";
 
 const PRUNE_INTERVAL_MS = 3_600_000;
 /** A backlog at start of at least this many requests gets a progress report while it is replayed. */
@@ -72,6 +72,8 @@ export interface CourierStores {
   close(): Promise<void>;
   /** Settles once the stores can be used (a database's schema migrated); `start()` awaits it first. */
   readonly ready?: Promise<void>;
+  /** The crypto store, made when encryption is on. @default a SQLite file at `encryption.path` */
+  readonly crypto?: () => CryptoStore;
   /** Several instances share the stores: who sends which outbox lane, who dispatches which inbound one. */
   readonly ownership?: { readonly outbox: LaneOwnership; readonly inbound: LaneOwnership };
 }
@@ -130,6 +132,7 @@ export class Courier {
   /** End-to-end encryption; undefined unless `encryption.enabled`. */
   readonly #crypto: CourierCrypto | undefined;
   readonly #mirror: IdbMirror | undefined;
+  readonly #cryptoStore: CryptoStore | undefined;
 
   constructor(options: CourierOptions) {
     const { config, registration } = options;
@@ -199,16 +202,9 @@ export class Courier {
       powerLevels: new PowerLevels((roomId, type) => this.client.getStateEvent(roomId, type)),
     });
     if (config.encryption.enabled) {
-      if (options.stores.ownership)
-        throw new ConfigError([
-          {
-            file: "config",
-            key: "encryption.enabled",
-            message: "encryption runs on the SQLite store only, not with store.url",
-          },
-        ]);
       const storeKey = readStoreKey(config.encryption, this.log);
-      this.#mirror = IdbMirror.open(config.encryption.path);
+      this.#cryptoStore = options.stores.crypto?.() ?? new SqliteCryptoStore(config.encryption.path);
+      this.#mirror = IdbMirror.open(this.#cryptoStore);
       this.#crypto = new CourierCrypto({
         client: this.client,
         enqueue: (item) => this.outbox.enqueue(item),
@@ -219,7 +215,8 @@ export class Courier {
         ensureDevice: (userId, deviceId) => this.#devices.ensure(userId, deviceId),
         storeKey,
         restore: (name) => this.#mirror!.restore(name),
-        parked: new ParkedEvents(config.encryption.path),
+        persisted: () => this.#mirror!.flushed(),
+        parked: this.#cryptoStore.parked,
         keyWaitMs: config.encryption.keyWaitMs,
         log: this.log.child({ component: "crypto" }),
       });
@@ -299,6 +296,7 @@ export class Courier {
   /** Loads the plugins, replays what a previous run left, opens the endpoint, pings the homeserver. */
   async start(): Promise<void> {
     await this.#stores.ready;
+    await this.#cryptoStore?.claim?.();
     for (const entry of this.config.plugins) {
       if (!entry.enabled) continue;
       try {
@@ -378,7 +376,7 @@ export class Courier {
     try {
       const outbox = await this.#outboxStore.prune(before);
       const inbound = await this.#journal.prune(before);
-      const parked = this.#crypto?.prune(before) ?? 0;
+      const parked = (await this.#crypto?.prune(before)) ?? 0;
       if (outbox + inbound + parked > 0)
         this.log.info({ outbox, inbound, parked }, "pruned old journal rows");
     } catch (error) {
@@ -437,8 +435,8 @@ export class Courier {
     if (options.drain) await this.#drain(deadlineMs);
     await this.outbox.stop(deadlineMs);
     await this.#server?.close();
+    await this.#mirror?.close();
     await this.#stores.close();
-    this.#mirror?.close();
     this.log.info("courier stopped");
   }
 

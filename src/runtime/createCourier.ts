@@ -11,6 +11,7 @@ import { WriterLock } from "../store/sqlite/WriterLock.ts";
 import { createPool, migratePostgres } from "../store/postgres/PgDatabase.ts";
 import { PgLaneLeases, type LeasedWork } from "../store/postgres/PgLaneLeases.ts";
 import { PgInboundJournal } from "../store/postgres/PgInboundJournal.ts";
+import { PgCryptoStore } from "../store/postgres/PgCryptoStore.ts";
 import { PgOutboxStore } from "../store/postgres/PgOutboxStore.ts";
 import { PgPluginData } from "../store/postgres/PgPluginData.ts";
 import { Courier, type CourierOptions, type CourierStores } from "./Courier.ts";
@@ -111,6 +112,7 @@ export function openPostgresStores(url: string, options: PostgresStoresOptions =
     pluginData: new PgPluginData(pool),
     ready,
     ...(leased ? { ownership: { outbox: leases("outbox"), inbound: leases("inbound") } } : {}),
+    crypto: () => new PgCryptoStore(pool, options.logger?.child({ component: "crypto-store" })),
     async close() {
       await outbox.flush();
       await pool.end();

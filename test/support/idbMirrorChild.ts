@@ -219,7 +219,7 @@ if (mode === "write") {
   await mirror.restore("test-");
   const ms = performance.now() - started;
   const names = ((await idb.databases()) as { name: string }[]).map((d) => d.name).sort();
-  console.log(JSON.stringify({ dump: await dump("test-"), names, stats: mirror.stats(), ms }));
+  console.log(JSON.stringify({ dump: await dump("test-"), names, stats: await mirror.stats(), ms }));
 } else if (mode === "burst") {
   const db = await open("burst", 1, (d) => d.createObjectStore("s"));
   for (let n = 0; ; n++) {
@@ -246,4 +246,4 @@ if (mode === "write") {
     JSON.stringify({ last, perTx: [...perTx].sort((a, b) => a[0] - b[0]), perTxSize: BURST_PER_TX + 0 }),
   );
 }
-mirror.close();
+await mirror.close();

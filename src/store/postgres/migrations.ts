@@ -86,4 +86,30 @@ export const PG_MIGRATIONS: readonly string[] = [
   // A slot claimed by the instance running it: one of several instances runs each slot.
   `ALTER TABLE plugin_schedules ADD COLUMN running_holder text;
    ALTER TABLE plugin_schedules ADD COLUMN running_until bigint;`,
+  // Encryption: the devices' IndexedDB state (crypto/IdbMirror) and the events waiting for keys.
+  `CREATE TABLE crypto_idb_databases (
+     name text PRIMARY KEY,
+     version integer NOT NULL,
+     schema text NOT NULL
+   );
+   CREATE TABLE crypto_idb_records (
+     db text NOT NULL,
+     store text NOT NULL,
+     key bytea NOT NULL,
+     value bytea NOT NULL,
+     PRIMARY KEY (db, store, key)
+   );
+   CREATE TABLE crypto_idb_key_generators (
+     db text NOT NULL,
+     store text NOT NULL,
+     num double precision NOT NULL,
+     PRIMARY KEY (db, store)
+   );
+   CREATE TABLE crypto_parked_events (
+     event_id text PRIMARY KEY,
+     session_id text NOT NULL,
+     item text NOT NULL,
+     parked_at bigint NOT NULL
+   );
+   CREATE INDEX crypto_parked_by_session ON crypto_parked_events (session_id);`,
 ];

@@ -9,7 +9,7 @@ import path from "node:path";
 import { EncryptionSettings, RoomId, UserId } from "@matrix-org/matrix-sdk-crypto-wasm";
 import { pino } from "pino";
 import { CourierCrypto } from "../../../src/crypto/CourierCrypto.ts";
-import { ParkedEvents } from "../../../src/crypto/ParkedEvents.ts";
+import { SqliteCryptoStore } from "../../../src/store/sqlite/SqliteCryptoStore.ts";
 import type { DeviceId as OurDeviceId, UserId as OurUserId } from "../../../src/ids.ts";
 import type { InboundItem } from "../../../src/inbound/InboundJournal.ts";
 import { MatrixClient } from "../../../src/matrix/MatrixClient.ts";
@@ -54,7 +54,8 @@ describe("CourierCrypto, inbound", () => {
       ensureDevice: async () => {},
       storeKey: new Uint8Array(32).fill(3),
       restore: async () => {},
-      parked: new ParkedEvents(path.join(dir, "crypto.sqlite")),
+      persisted: async () => {},
+      parked: new SqliteCryptoStore(path.join(dir, "crypto.sqlite")).parked,
       keyWaitMs: 50,
       log: pino({ level: "silent" }),
     });

@@ -36,6 +36,7 @@ describe("CryptoDevice", () => {
       deviceId: "COURIER" as OurDeviceId,
       storeKey: new Uint8Array(32).fill(7),
       restore: async () => {},
+      persisted: async () => {},
       client,
       sendToDevice: async (request) => {
         journaled.push(request);

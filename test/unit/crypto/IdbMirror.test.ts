@@ -65,9 +65,13 @@ test("in this process: one mirror at a time, opened before any database", async 
     };
     r.onerror = () => reject(r.error as Error);
   });
-  expect(mirror.stats()).toMatchObject({ databases: 1, records: 1 });
-  mirror.close();
+  expect(await mirror.stats()).toMatchObject({ databases: 1, records: 1 });
+  await mirror.close();
   // "inproc" is in memory but not in a fresh file: its schema would be missing there.
-  expect(() => IdbMirror.open(join(dir, "fresh.sqlite"))).toThrow(/opened before the mirror/);
-  IdbMirror.open(file).close();
+  const fresh = IdbMirror.open(join(dir, "fresh.sqlite"));
+  await expect(fresh.restore("")).rejects.toThrow(/opened before the mirror/);
+  await fresh.close();
+  const again = IdbMirror.open(file);
+  await again.restore("");
+  await again.close();
 });

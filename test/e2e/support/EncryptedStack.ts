@@ -28,7 +28,7 @@ export class EncryptedStack {
   ): Promise<EncryptedStack> {
     const stack = await E2eStack.start({
       registration: ENCRYPTION_REGISTRATION,
-      config: { encryption: { enabled: true, ...options.encryption }, ...options.config },
+      config: { ...options.config, encryption: { enabled: true, ...options.encryption } },
     });
     const courier = await stack.startCourier();
     await courier.waitForLog(/"msg":"encryption ready"/, 30_000);

@@ -102,6 +102,8 @@ export interface ContractStores {
   open(): Promise<CourierStores>;
   /** Closes this test's stores and opens its database again: what a restart finds. */
   reopen(): Promise<CourierStores>;
+  /** This test's database: a file path or a URL. */
+  where(): string;
   /**
    * Makes writes to `table` fail (with "boom") where `when` holds, an SQL condition on `NEW`
    * that both databases read alike; resolves a function that undoes it.
@@ -142,6 +144,7 @@ export function useStores(kind: StoreKind): ContractStores {
       opened = undefined;
       return stores.open();
     },
+    where: () => need(where),
     async failWrites(table, event, when) {
       const s = need(server);
       const database = need(where);

@@ -118,7 +118,7 @@ export class CryptoDevice {
     sdkReady ??= initAsync();
     await sdkReady;
     const storeName = `courier/${parts.userId}/${parts.deviceId}`;
-    await parts.restore(storeName);
+    await parts.restore(`${storeName}::`); // the sdk's databases are `<name>::matrix-sdk-crypto…`
     const handle = await StoreHandle.openWithKey(storeName, parts.storeKey);
     const machine = await OlmMachine.initFromStore(
       new SdkUserId(parts.userId),

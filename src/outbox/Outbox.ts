@@ -26,6 +26,9 @@ const LANE_TURN = 8;
  * homeserver accepts it or refuses it for good. Requests of one lane leave in order; lanes run
  * concurrently up to `maxConcurrency`.
  */
+/** The fewest rows a lane holds when `maxHeldRows` is shared among many lanes. */
+const MIN_WINDOW = 16;
+
 export class Outbox extends EventEmitter<OutboxEvents> {
   readonly #store: OutboxStore;
   readonly #transport: OutboxTransport;
@@ -36,6 +39,7 @@ export class Outbox extends EventEmitter<OutboxEvents> {
   readonly #retry: RetryOptions;
   readonly #timeoutMs: number;
   readonly #window: number;
+  readonly #maxHeld: number;
   readonly #stalledLaneMs: number;
   readonly #log: Logger;
   readonly #random: () => number;
@@ -76,6 +80,7 @@ export class Outbox extends EventEmitter<OutboxEvents> {
     this.#retry = { ...OUTBOX_DEFAULTS.retry, ...options.retry };
     this.#timeoutMs = options.requestTimeoutMs ?? OUTBOX_DEFAULTS.requestTimeoutMs;
     this.#window = options.laneWindow ?? 256;
+    this.#maxHeld = options.maxHeldRows ?? 8192;
     // Under load a lane's head settles every few ms; 100 ms without one is a homeserver that is
     // down, slow or limiting us, and the rows held for it would only grow the heap.
     this.#stalledLaneMs = options.stalledLaneMs ?? 100;
@@ -220,7 +225,7 @@ export class Outbox extends EventEmitter<OutboxEvents> {
       // Rows below the head the lane holds now were settled before it got there: pending ones
       // among them were put back.
       const head = lane.rows[0]?.seq ?? lane.lastSeq + 1;
-      const older = fromStore(await this.#store.loadLane(key, 0, this.#window)).filter(
+      const older = fromStore(await this.#store.loadLane(key, 0, this.#windowNow())).filter(
         (row) => row.seq < head,
       );
       lane.adopt(older);
@@ -306,7 +311,7 @@ export class Outbox extends EventEmitter<OutboxEvents> {
     }
     // A lane missing from memory has no pending rows (start() loaded them all), so it is complete.
     const lane = this.#laneFor(row.lane, true);
-    lane.offer(row, this.#window, this.#stalledLaneMs);
+    lane.offer(row, this.#windowNow(), this.#stalledLaneMs);
     this.#pump(lane);
   }
 
@@ -350,14 +355,23 @@ export class Outbox extends EventEmitter<OutboxEvents> {
     return wait > 0;
   }
 
+  /** Rows one lane may hold now: `laneWindow`, or its share of `maxHeldRows` among the lanes loaded. */
+  #windowNow(): number {
+    return Math.max(
+      MIN_WINDOW,
+      Math.min(this.#window, Math.floor(this.#maxHeld / Math.max(1, this.#lanes.size))),
+    );
+  }
+
   #load(lane: OutboxLane): void {
     lane.loading = true;
-    this.#store.loadLane(lane.key, lane.lastSeq, this.#window).then(
+    const window = this.#windowNow();
+    this.#store.loadLane(lane.key, lane.lastSeq, window).then(
       (loaded) => {
         let rows = fromStore(loaded);
         if (this.#dropped.size > 0) rows = rows.filter((row) => !this.#dropped.delete(row.txnId));
         // Settled here, not yet in the store: pending there, but delivered.
-        lane.loaded(this.#settlements.pendingOf(rows), this.#window);
+        lane.loaded(this.#settlements.pendingOf(rows), window);
         this.#pump(lane);
       },
       (error: unknown) => {

@@ -56,6 +56,11 @@ export interface OutboxOptions {
   /** Pending rows of one lane held in memory; the rest wait in the store. @default 256 */
   readonly laneWindow?: number;
   /**
+   * Pending rows held in memory by all lanes together: with many lanes loaded, each holds its
+   * share (at least 16), so memory is bounded by this, not by the number of rooms. @default 8192
+   */
+  readonly maxHeldRows?: number;
+  /**
    * A lane whose head has waited this long (for a slot, a token or an answer), or failed, takes
    * no more rows into memory: an outage's backlog waits in the store. @default 100
    */

@@ -268,6 +268,24 @@ describe("Outbox", () => {
     );
   });
 
+  test("many lanes share maxHeldRows: each loads its share of rows, and every lane is sent in order", async () => {
+    const { outbox, transport, store } = setup({ laneWindow: 256, maxHeldRows: 48 });
+    const limits: number[] = [];
+    const loadLane = store.loadLane.bind(store);
+    store.loadLane = (lane, afterSeq, limit) => (limits.push(limit), loadLane(lane, afterSeq, limit));
+    const rooms = Array.from({ length: 6 }, (_, r) => roomId(`!share${r}:hs.test`));
+    for (let i = 0; i < 40; i++) await Promise.all(rooms.map((room) => outbox.enqueue(msg(room, i))));
+    await outbox.start();
+    await outbox.onIdle();
+    // Six lanes loaded at once: 48 / 6 = 8 rows each, raised to the floor of 16; never 256.
+    expect(Math.max(...limits)).toBeLessThanOrEqual(48);
+    expect(limits.filter((l) => l === 16).length).toBeGreaterThan(0);
+    for (const room of rooms)
+      expect(transport.bodiesFor(room).map((b) => JSON.parse(b).body)).toEqual(
+        Array.from({ length: 40 }, (_, i) => `m${i}`),
+      );
+  });
+
   test("a stalled lane leaves new rows in the store, and sends them in order once it moves", async () => {
     const { outbox, transport, store } = setup({ stalledLaneMs: 20 });
     let loads = 0;

@@ -16,36 +16,20 @@ import {
   TrustRequirement,
   UserId,
 } from "@matrix-org/matrix-sdk-crypto-wasm";
-import { pino } from "pino";
-import { CryptoDevice, type DeviceToDevice } from "../src/crypto/CryptoDevice.ts";
-import type { DeviceId as OurDeviceId, RoomId as OurRoomId, UserId as OurUserId } from "../src/ids.ts";
+import type { CryptoDevice, DeviceToDevice } from "../src/crypto/CryptoDevice.ts";
+import type { RoomId as OurRoomId } from "../src/ids.ts";
 import { MatrixClient } from "../src/matrix/MatrixClient.ts";
-import { KeyServer, serveKeyRequests, userMachine } from "../test/support/KeyServer.ts";
+import { KeyServer, memoryDevice, serveKeyRequests, userMachine } from "../test/support/KeyServer.ts";
 import { percentile, report, round, rssMb } from "./support.ts";
 
 const MESSAGES = Number(process.env.BENCH_CRYPTO_MESSAGES ?? 2000);
 const DEVICES = Number(process.env.BENCH_CRYPTO_DEVICES ?? 20);
 const ROOM = "!bench:x" as OurRoomId;
-const silent = pino({ level: "silent" });
 
 const keys = await KeyServer.start();
 const client = new MatrixClient({ homeserverUrl: keys.url, accessToken: "bench" });
 
-function device(user: string, journaled: DeviceToDevice[]): Promise<CryptoDevice> {
-  return CryptoDevice.load({
-    userId: user as OurUserId,
-    deviceId: "COURIER" as OurDeviceId,
-    storeKey: new Uint8Array(32).fill(1),
-    restore: async () => {},
-    persisted: async () => {},
-    client,
-    sendToDevice: async (request) => {
-      journaled.push(request);
-    },
-    onRoomKeys: () => {},
-    log: silent,
-  });
-}
+const device = (user: string, journaled: DeviceToDevice[]) => memoryDevice(client, user, journaled);
 
 /** Runs `one` n times; the per-call milliseconds. */
 async function timed(n: number, one: (i: number) => Promise<unknown>): Promise<number[]> {

@@ -8,6 +8,7 @@ import {
   type BridgeHost,
   type OutgoingMessage,
 } from "../../src/index.ts";
+import type { Client } from "matrix-org-irc";
 import { IrcConnection } from "./IrcConnection.ts";
 import { escapeHtml, htmlToIrc, ircToHtml, stripIrcFormatting } from "./ircFormatting.ts";
 
@@ -52,6 +53,37 @@ function nickFor(displayName: string, userId: string, suffix: string): string {
 const user = (nick: string) => ({ id: lower(nick), displayName: nick });
 
 /** IRC lines for a Matrix message, before the length split: one per line of the text. */
+/** Longest wait for the server's answer to the PING that follows a message. */
+const READ_TIMEOUT_MS = 10_000;
+let pings = 0;
+
+/**
+ * Resolves once the server has read everything `client` wrote before: it answers a PING with a
+ * token of ours (`PONG <server> <token>`), in order. Rejects (the message is sent again: a
+ * duplicate at worst) when the answer does not come in time.
+ */
+function serverRead(client: Client): Promise<void> {
+  const token = `courier-${process.pid}-${++pings}`;
+  return new Promise<void>((resolve, reject) => {
+    const answered = (message: { command?: string; args?: string[] }) => {
+      if (message.command !== "PONG" || !message.args?.includes(token)) return;
+      clearTimeout(timer);
+      client.off("raw", answered);
+      resolve();
+    };
+    const timer = setTimeout(() => {
+      client.off("raw", answered);
+      reject(new RemoteUnavailableError("IRC", `no answer to a PING in ${READ_TIMEOUT_MS} ms`));
+    }, READ_TIMEOUT_MS);
+    client.on("raw", answered);
+    client.send("PING", token).catch((error: unknown) => {
+      clearTimeout(timer);
+      client.off("raw", answered);
+      reject(error instanceof Error ? error : new Error(String(error)));
+    });
+  });
+}
+
 function linesOf(message: OutgoingMessage): { action: boolean; text: string } {
   let text = message.html !== undefined ? htmlToIrc(message.html) : message.text;
   if (message.editOf !== undefined) text = `* ${text}`; // IRC has no edits: the new text, marked
@@ -207,8 +239,11 @@ export default defineBridge({
           throw new RemoteUnavailableError("IRC", `not in ${message.channelId}`);
         }
         const { action, text } = linesOf(message);
-        // Written to the socket when it resolves (flood protection off): the outbox marks it sent next.
         await (action ? client.action(message.channelId, text) : client.say(message.channelId, text));
+        // Written to the socket is not read by the server: a crash now would reset the connection
+        // and the server could drop what it had not read. The outbox marks the message sent once
+        // the server answered a PING sent after it (servers answer in order).
+        await serverRead(client);
         return undefined; // IRC messages have no ids
       },
       cost(message) {

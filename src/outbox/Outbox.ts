@@ -225,7 +225,7 @@ export class Outbox extends EventEmitter<OutboxEvents> {
       // Rows below the head the lane holds now were settled before it got there: pending ones
       // among them were put back.
       const head = lane.rows[0]?.seq ?? lane.lastSeq + 1;
-      const older = fromStore(await this.#store.loadLane(key, 0, this.#windowNow())).filter(
+      const older = fromStore(await this.#store.loadLane(key, 0, this.#window)).filter(
         (row) => row.seq < head,
       );
       lane.adopt(older);

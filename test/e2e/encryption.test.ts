@@ -14,15 +14,7 @@ describe("encryption with a real Synapse and matrix-nio", () => {
     await e2ee?.stop();
   }, 30_000);
 
-  const echoed = async (roomId: string, body: string) => {
-    await e2ee.alice.sendText(roomId, `!echo ${body}`);
-    return e2ee.alice.waitFor(roomId, {
-      sender: e2ee.stack.botUserId,
-      decrypted: true,
-      body,
-      timeoutMs: 30_000,
-    });
-  };
+  const echoed = (roomId: string, body: string) => e2ee.echo(roomId, body);
 
   test("!echo secret in an encrypted room: decrypted by the bot, answered encrypted", async () => {
     const { alice, stack } = e2ee;

@@ -27,15 +27,7 @@ describe("encryption on PostgreSQL", () => {
     await cluster?.stop();
   }, 30_000);
 
-  const echoed = async (roomId: string, body: string) => {
-    await e2ee.alice.sendText(roomId, `!echo ${body}`);
-    return e2ee.alice.waitFor(roomId, {
-      sender: e2ee.stack.botUserId,
-      decrypted: true,
-      body,
-      timeoutMs: 30_000,
-    });
-  };
+  const echoed = (roomId: string, body: string) => e2ee.echo(roomId, body);
 
   test("the bot answers encrypted; after a SIGKILL its identity and sessions come back from the database", async () => {
     const { alice, stack } = e2ee;

@@ -3,6 +3,10 @@
 // devices ask) or by the path of an in-process OlmMachine's request (`handle`).
 import { createServer, type Server } from "node:http";
 import { DeviceId, OlmMachine, UserId } from "@matrix-org/matrix-sdk-crypto-wasm";
+import { pino } from "pino";
+import { CryptoDevice, type DeviceToDevice } from "../../src/crypto/CryptoDevice.ts";
+import type { DeviceId as DeviceIdOf, UserId as UserIdOf } from "../../src/ids.ts";
+import type { MatrixClient } from "../../src/matrix/MatrixClient.ts";
 
 interface Uploaded {
   deviceKeys: Record<string, unknown> | undefined;
@@ -106,4 +110,28 @@ export async function userMachine(keys: KeyServer, user: string, device: string)
   const machine = await OlmMachine.initialize(new UserId(user), new DeviceId(device));
   await serveKeyRequests(keys, machine, `${user}\u0000${device}`);
   return machine;
+}
+
+/**
+ * A device of the framework in memory (nothing persisted), talking to `client`'s key server; its
+ * to-device requests are collected in `journaled` instead of an outbox.
+ */
+export function memoryDevice(
+  client: MatrixClient,
+  user: string,
+  journaled: DeviceToDevice[],
+): Promise<CryptoDevice> {
+  return CryptoDevice.load({
+    userId: user as UserIdOf,
+    deviceId: "COURIER" as DeviceIdOf,
+    storeKey: new Uint8Array(32).fill(7),
+    restore: async () => {},
+    persisted: async () => {},
+    client,
+    sendToDevice: async (request) => {
+      journaled.push(request);
+    },
+    onRoomKeys: () => {},
+    log: pino({ level: "silent" }),
+  });
 }

@@ -63,6 +63,17 @@ export class EncryptedStack {
     return roomId;
   }
 
+  /** alice says `!echo <body>` in the room; resolves with the bot's reply once she decrypted it. */
+  async echo(roomId: string, body: string) {
+    await this.alice.sendText(roomId, `!echo ${body}`);
+    return this.alice.waitFor(roomId, {
+      sender: this.stack.botUserId,
+      decrypted: true,
+      body,
+      timeoutMs: 30_000,
+    });
+  }
+
   async stop(): Promise<void> {
     await this.alice.stop();
     await this.courier.kill("SIGTERM");

@@ -9,11 +9,10 @@ import {
   RoomId,
   TrustRequirement,
 } from "@matrix-org/matrix-sdk-crypto-wasm";
-import { pino } from "pino";
-import { CryptoDevice, type DeviceToDevice } from "../../../src/crypto/CryptoDevice.ts";
-import { roomId, userId, type DeviceId as OurDeviceId } from "../../../src/ids.ts";
+import type { DeviceToDevice } from "../../../src/crypto/CryptoDevice.ts";
+import { roomId } from "../../../src/ids.ts";
 import { MatrixClient } from "../../../src/matrix/MatrixClient.ts";
-import { KeyServer, userMachine } from "../../support/KeyServer.ts";
+import { KeyServer, memoryDevice, userMachine } from "../../support/KeyServer.ts";
 
 const ROOM = roomId("!room:x");
 
@@ -29,21 +28,7 @@ describe("CryptoDevice", () => {
     await keys.stop();
   });
 
-  /** The framework's device for `user`; its to-device requests are collected in `journaled`. */
-  const botDevice = (user: string, journaled: DeviceToDevice[]) =>
-    CryptoDevice.load({
-      userId: userId(user),
-      deviceId: "COURIER" as OurDeviceId,
-      storeKey: new Uint8Array(32).fill(7),
-      restore: async () => {},
-      persisted: async () => {},
-      client,
-      sendToDevice: async (request) => {
-        journaled.push(request);
-      },
-      onRoomKeys: () => {},
-      log: pino({ level: "silent" }),
-    });
+  const botDevice = (user: string, journaled: DeviceToDevice[]) => memoryDevice(client, user, journaled);
 
   test("encrypts a first message and each message after a rotation; the user decrypts them all", async () => {
     const journaled: DeviceToDevice[] = [];

@@ -56,13 +56,22 @@ export class RoundRobinBalancer {
     const target = new URL(req.url ?? "/", backend);
     const upstream = request(
       target,
-      { method: req.method, headers: req.headers, timeout: 60_000 },
+      { method: req.method, headers: req.headers, timeout: 15_000 },
       (answer) => {
+        // 503: the instance is starting or stopping and journaled nothing (the appservice
+        // endpoint's contract): the next one may take it, as a balancer with retries would.
+        if (answer.statusCode === 503 && triesLeft > 1) {
+          answer.resume();
+          void this.#forward(req, res, body, triesLeft - 1);
+          return;
+        }
         this.forwarded.set(backend, (this.forwarded.get(backend) ?? 0) + 1);
         res.writeHead(answer.statusCode ?? 502, answer.headers);
         answer.pipe(res);
       },
     );
+    // No answer in time: give up on it, so that the homeserver sees an error and retries.
+    upstream.on("timeout", () => upstream.destroy(new Error("the backend did not answer in time")));
     // Refused (the instance is down): nothing reached it, the next one may take the request.
     upstream.on("error", (error: NodeJS.ErrnoException) => {
       if (res.headersSent) return res.destroy();

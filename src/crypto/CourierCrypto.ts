@@ -55,8 +55,6 @@ export class CourierCrypto implements EventSealer {
   /** Unparking, one session after another: a key reported twice must not run an event twice. */
   #unparking: Promise<void> = Promise.resolve();
   #warnedClear = false;
-  /** Events parked, kept here for the metrics (read at start, then counted). */
-  #parkedCount = 0;
 
   constructor(options: CourierCryptoOptions) {
     this.#options = options;
@@ -64,14 +62,12 @@ export class CourierCrypto implements EventSealer {
   }
 
   /** Loads the bot's device (keys uploaded), then handles events whose keys came while down. */
-  async start(host: ItemRunner): Promise<void> {
-    this.#host = host;
+  async start(): Promise<void> {
     const bot = await this.device(this.#options.botUserId);
     this.#options.log.info(
       { userId: bot.userId, deviceId: bot.deviceId, ed25519: bot.identityKeys.ed25519 },
       "encryption ready",
     );
-    this.#parkedCount = await this.#options.parked.count();
     for (const sessionId of await this.#options.parked.sessions()) this.#unpark(sessionId);
   }
 
@@ -119,9 +115,12 @@ export class CourierCrypto implements EventSealer {
   }
 
   /** The event to journal: encrypted when its room is encrypted and the sender has a device. */
-  async seal(item: SendItem & { readonly sender: UserId }): Promise<SendItem> {
+  async seal(
+    item: SendItem & { readonly sender: UserId },
+    journaled: () => Promise<boolean>,
+  ): Promise<SendItem> {
     const settings = await this.#rooms.settings(item.roomId, this.#reader(item.sender));
-    if (!settings) return item;
+    if (!settings || (await journaled())) return item;
     if (!this.covers(item.sender)) {
       if (!this.#warnedClear) {
         this.#warnedClear = true;
@@ -146,6 +145,7 @@ export class CourierCrypto implements EventSealer {
 
   /** The dispatcher's runner: decrypts and feeds the machines, then runs `host` (the plugins). */
   runner(host: ItemRunner): ItemRunner {
+    this.#host = host;
     return { dispatch: (item) => this.#dispatch(host, item) };
   }
 
@@ -158,15 +158,18 @@ export class CourierCrypto implements EventSealer {
   }
 
   /** Drops events parked before `before` (ms) whose key never came; returns how many. */
-  async prune(before: number): Promise<number> {
-    const pruned = await this.#options.parked.prune(before);
-    this.#parkedCount = Math.max(0, this.#parkedCount - pruned);
-    return pruned;
+  prune(before: number): Promise<number> {
+    return this.#options.parked.prune(before);
   }
 
-  /** Devices loaded, and events waiting for their keys (metrics, dashboard). */
-  stats(): { devices: number; parked: number } {
-    return { devices: this.#devices.size, parked: this.#parkedCount };
+  /** Devices loaded in this process (metrics). */
+  devices(): number {
+    return this.#devices.size;
+  }
+
+  /** Events waiting for their keys (metrics). */
+  parked(): Promise<number> {
+    return this.#options.parked.count();
   }
 
   async #dispatch(host: ItemRunner, item: InboundItem): Promise<string[]> {
@@ -181,7 +184,7 @@ export class CourierCrypto implements EventSealer {
         return this.#toDevice(host, item, payload);
       case "deviceLists": {
         const lists = { changed: strings(payload.changed), left: strings(payload.left) };
-        await Promise.all([...this.#loaded()].map(async (d) => (await d).receive(lists)));
+        await Promise.all([...this.#devices.values()].map(async (d) => (await d).receive(lists)));
         return [];
       }
       case "otkCounts":
@@ -201,7 +204,6 @@ export class CourierCrypto implements EventSealer {
     if (outcome.ok) return host.dispatch(decryptedItem(item, payload, outcome));
     if (outcome.keyMissing && outcome.sessionId) {
       await this.#options.parked.park(String(payload.event_id), outcome.sessionId, item);
-      this.#parkedCount++;
       this.#options.log.info(
         { eventId: payload.event_id, roomId: payload.room_id, sessionId: outcome.sessionId },
         "no key yet for this encrypted event: it is handled when the key comes",
@@ -219,7 +221,7 @@ export class CourierCrypto implements EventSealer {
   async #decrypt(payload: Record<string, unknown>): Promise<Decrypted> {
     let outcome: Decrypted | undefined;
     await this.device(this.#options.botUserId);
-    for (const device of this.#loaded()) {
+    for (const device of this.#devices.values()) {
       outcome = await (await device).decrypt(payload);
       if (outcome.ok || !outcome.keyMissing) return outcome;
     }
@@ -242,9 +244,9 @@ export class CourierCrypto implements EventSealer {
   async #keyCounts(payload: Record<string, unknown>): Promise<void> {
     const counts = (payload[OTK_COUNTS] ?? {}) as Record<string, Record<string, Record<string, number>>>;
     const fallback = (payload[FALLBACK_TYPES] ?? {}) as Record<string, Record<string, string[]>>;
+    const { deviceId } = this.#options;
     for (const userId of new Set([...Object.keys(counts), ...Object.keys(fallback)])) {
       if (!this.covers(userId)) continue;
-      const deviceId = this.#options.deviceId;
       const keyCounts = counts[userId]?.[deviceId];
       const fallbackKeyTypes = fallback[userId]?.[deviceId];
       if (!keyCounts && !fallbackKeyTypes) continue;
@@ -293,7 +295,6 @@ export class CourierCrypto implements EventSealer {
           if (failures.length > 0)
             this.#options.log.warn({ failures, eventId: payload.event_id }, "handlers failed");
           await this.#options.parked.done(String(payload.event_id));
-          this.#parkedCount = Math.max(0, this.#parkedCount - 1);
         } catch (error) {
           this.#options.log.warn(
             { err: error, eventId: payload.event_id },
@@ -302,10 +303,10 @@ export class CourierCrypto implements EventSealer {
         }
       }
     });
-  }
-
-  *#loaded(): Iterable<Promise<CryptoDevice>> {
-    yield* this.#devices.values();
+    // A failed read must not end the chain: later keys unpark their events all the same.
+    this.#unparking = this.#unparking.catch((error: unknown) =>
+      this.#options.log.warn({ err: error, sessionId }, "could not read the events parked for a key"),
+    );
   }
 
   /** Who reads a room's state for a sender: the sender itself when it is a ghost. */

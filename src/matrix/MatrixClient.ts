@@ -284,11 +284,11 @@ export class MatrixClient {
     stateKey = "",
     as?: Masquerade,
   ): Promise<{ sender?: string; content: Record<string, unknown> } | undefined> {
-    const query = masqueradeQuery(as ? { userId: as.userId } : undefined);
+    const query = masqueradeQuery(as ? { userId: as.userId } : undefined, "format=event");
     try {
       const answer = (await this.send({
         method: "GET",
-        path: `${CLIENT_V3}/rooms/${seg(roomId)}/state/${seg(eventType)}/${seg(stateKey)}${query ? `${query}&` : "?"}format=event`,
+        path: `${CLIENT_V3}/rooms/${seg(roomId)}/state/${seg(eventType)}/${seg(stateKey)}${query}`,
       })) as Record<string, unknown>;
       // A homeserver that ignores `format` answers with the content alone.
       return typeof answer.content === "object" && answer.content !== null && "type" in answer
@@ -305,10 +305,10 @@ export class MatrixClient {
    * the bot: the recipients of an encrypted event's room key. Does network I/O.
    */
   async roomMembers(roomId: RoomId, as?: Masquerade): Promise<UserId[]> {
-    const query = masqueradeQuery(as ? { userId: as.userId } : undefined);
+    const query = masqueradeQuery(as ? { userId: as.userId } : undefined, "not_membership=leave");
     const answer = (await this.send({
       method: "GET",
-      path: `${CLIENT_V3}/rooms/${seg(roomId)}/members${query ? `${query}&` : "?"}not_membership=leave`,
+      path: `${CLIENT_V3}/rooms/${seg(roomId)}/members${query}`,
     })) as { chunk?: Array<{ state_key?: string; content?: { membership?: string } }> };
     return (answer.chunk ?? [])
       .filter((m) => m.content?.membership === "join" || m.content?.membership === "invite")

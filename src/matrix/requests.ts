@@ -33,17 +33,18 @@ export const CLIENT_V3 = "/_matrix/client/v3";
 export const seg = (value: string): string => encodeURIComponent(value);
 
 /**
- * Query string for masquerading. Parameter order is fixed so a replay is byte-identical. The
- * device goes both as the stable `device_id` (Synapse ≥ 1.141) and as MSC3202's unstable name.
+ * Query string for masquerading, then `extra` parameters (already encoded, `name=value`).
+ * Parameter order is fixed so a replay is byte-identical. The device goes both as the stable
+ * `device_id` (Synapse ≥ 1.141) and as MSC3202's unstable name.
  */
-export function masqueradeQuery(as: Masquerade | undefined): string {
-  if (!as) return "";
+export function masqueradeQuery(as: Masquerade | undefined, ...extra: string[]): string {
   const params: string[] = [];
-  if (as.userId) params.push(`user_id=${seg(as.userId)}`);
-  if (as.deviceId) {
+  if (as?.userId) params.push(`user_id=${seg(as.userId)}`);
+  if (as?.deviceId) {
     params.push(`device_id=${seg(as.deviceId)}`);
     params.push(`org.matrix.msc3202.device_id=${seg(as.deviceId)}`);
   }
+  params.push(...extra);
   return params.length ? `?${params.join("&")}` : "";
 }
 

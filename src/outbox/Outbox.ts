@@ -130,15 +130,13 @@ export class Outbox extends EventEmitter<OutboxEvents> {
     };
   }
 
-  /**
-   * The event to journal for a room send when a sealer encrypts: the item as it is when its
-   * txnId is journaled already (a replay: the row holds the ciphertext; encrypting again would
-   * only advance the ratchet), else what the sealer makes of it.
-   */
-  async #seal(item: SendItem): Promise<SendItem> {
+  /** The event to journal for a room send when a sealer encrypts: what the sealer makes of it. */
+  #seal(item: SendItem): Promise<SendItem> {
     const [plain] = rowsFor(item, this.#rowSettings);
-    if (await this.#store.get(plain!.txnId)) return item;
-    return this.#sealer!.seal({ ...item, sender: plain!.sender as UserId });
+    return this.#sealer!.seal(
+      { ...item, sender: plain!.sender as UserId },
+      async () => (await this.#store.get(plain!.txnId)) !== undefined,
+    );
   }
 
   /** Starts sending: loads every lane with pending rows and replays them as journaled. Does I/O. */

@@ -58,8 +58,13 @@ export type SendItem = ItemBase & {
  * the ciphertext, so a retry or a replay sends the same bytes and never encrypts again.
  */
 export interface EventSealer {
-  /** The event to journal instead of `item`: encrypted when its room is, else `item` itself. */
-  seal(item: SendItem & { readonly sender: UserId }): Promise<SendItem>;
+  /**
+   * The event to journal instead of `item`: encrypted when its room is, else `item` itself.
+   * `journaled` says whether the item's txnId is journaled already (a replay: the row holds the
+   * ciphertext, and encrypting again would only advance the ratchet); asked only for an
+   * encrypted room, since it reads the store.
+   */
+  seal(item: SendItem & { readonly sender: UserId }, journaled: () => Promise<boolean>): Promise<SendItem>;
 }
 
 /** Per-send options of a cause scope's helpers (`send`, `sendState`, `redact`, `sendToDevice`). */

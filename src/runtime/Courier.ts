@@ -182,7 +182,9 @@ export class Courier {
       // The homeserver lets an appservice masquerade as any user of its namespaces, exclusive
       // or not; anyone else is refused at enqueue, not dead-lettered by a 403 later.
       mayActAs: (id) => namespaceUsers.some((re) => re.test(id)),
-      ...(config.encryption.enabled ? { sealer: { seal: (item) => this.#crypto!.seal(item) } } : {}),
+      ...(config.encryption.enabled
+        ? { sealer: { seal: (item, journaled) => this.#crypto!.seal(item, journaled) } }
+        : {}),
     });
     this.metrics = config.metrics.enabled ? new CourierMetrics(this.outbox) : undefined;
     this.metrics?.watchOutbox(this.outbox);
@@ -359,7 +361,7 @@ export class Courier {
     this.#ping = await this.pingHomeserver();
     await this.#ensureBotDevice();
     await this.#crypto
-      ?.start(this.host)
+      ?.start()
       .catch((error: unknown) =>
         this.log.error(
           { err: error },

@@ -139,27 +139,27 @@ export class CourierMetrics {
     });
   }
 
-  /** Lanes this instance holds, when several instances share the store (PostgreSQL). */
   /** Encryption: devices loaded, and encrypted events waiting aside for their keys. */
-  watchCrypto(crypto: { stats(): { devices: number; parked: number } }): void {
+  watchCrypto(crypto: { devices(): number; parked(): Promise<number> }): void {
     new Gauge({
       name: "courier_crypto_devices",
       help: "Devices (OlmMachines) of the bot and ghosts loaded in this process.",
       registers: [this.registry],
       collect() {
-        this.set(crypto.stats().devices);
+        this.set(crypto.devices());
       },
     });
     new Gauge({
       name: "courier_crypto_parked_events",
       help: "Encrypted events whose room key has not come: handled when it comes.",
       registers: [this.registry],
-      collect() {
-        this.set(crypto.stats().parked);
+      async collect() {
+        this.set(await crypto.parked());
       },
     });
   }
 
+  /** Lanes this instance holds, when several instances share the store (PostgreSQL). */
   watchOwnership(ownership: Readonly<Record<"outbox" | "inbound", Pick<LaneOwnership, "ownedCount">>>): void {
     new Gauge({
       name: "courier_lanes_owned",

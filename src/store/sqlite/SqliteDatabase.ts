@@ -104,7 +104,7 @@ const MIGRATIONS: readonly string[] = [
    ALTER TABLE outbox_v4 RENAME TO outbox;
    CREATE UNIQUE INDEX outbox_txn_key ON outbox (txn_key);
    CREATE INDEX outbox_pending ON outbox (lane_id, seq) WHERE state = 'pending';`,
-  // The txn keys are indexed in a file of their own now (see TxnKeyIndex), committed once a
+  // The txn keys are indexed in a file of their own now (see KeyIndexFile), committed once a
   // second instead of with every group commit.
   `DROP INDEX outbox_txn_key;`,
   // Pending rows by seq, not by lane: a row enters at the end and leaves from the front, where by
@@ -159,6 +159,9 @@ const MIGRATIONS: readonly string[] = [
   // A slot claimed by the instance running it (several instances on PostgreSQL; the same code here).
   `ALTER TABLE plugin_schedules ADD COLUMN running_holder TEXT;
    ALTER TABLE plugin_schedules ADD COLUMN running_until INTEGER;`,
+  // Inbound item keys are indexed in a file of their own (`-itemkeys`, a KeyIndexFile), as the
+  // outbox's txn keys are: event ids are random, and the unique index wrote a page per event.
+  `DROP INDEX inbound_items_key;`,
 ];
 
 /**

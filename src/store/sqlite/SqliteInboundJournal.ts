@@ -18,12 +18,15 @@ import {
   type RawRecord,
 } from "../inboundRows.ts";
 import { openOrShare, type SqliteOptions } from "./SqliteDatabase.ts";
+import { INBOUND_ITEM_KEYS, KeyIndexFile } from "./KeyIndexFile.ts";
 
 const NOT_PENDING = "seq NOT IN (SELECT seq FROM inbound_pending)";
 
 /**
  * The inbound journal on node:sqlite: what the homeserver pushed, committed before it is
- * answered, one row per item, deduplicated by the item's key (a unique index). An item's row is
+ * answered, one row per item, deduplicated by the item's key, which is indexed in a file of its
+ * own (`<store.path>-itemkeys`, a `KeyIndexFile`: event ids are random, and a unique index in the
+ * journal wrote a page of it per event; docs/decisions/0018-item-key-index-file.md). An item's row is
  * written once; while it waits to be handled it is also listed in `inbound_pending` with its
  * dispatch count, and handling it deletes that small row (a dead letter also marks the item).
  * One commit per transaction (Synapse keeps one in flight per appservice, so there is nothing to
@@ -35,6 +38,8 @@ export class SqliteInboundJournal implements InboundJournal {
   readonly #db: DatabaseSync;
   readonly #ownsDb: boolean;
   readonly #lastSeq: StatementSync;
+  readonly #keys: KeyIndexFile<string>;
+  readonly #exists: StatementSync;
   readonly #insertItem: StatementSync;
   readonly #insertPending: StatementSync;
   readonly #pending: StatementSync;
@@ -54,9 +59,11 @@ export class SqliteInboundJournal implements InboundJournal {
     this.#lastSeq = this.#db.prepare(
       "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'inbound_items'), 0) AS seq",
     );
+    this.#keys = new KeyIndexFile(this.#db, INBOUND_ITEM_KEYS);
+    this.#exists = this.#db.prepare("SELECT 1 AS found FROM inbound_items WHERE seq = ?");
     this.#insertItem = this.#db.prepare(
-      `INSERT INTO inbound_items (item_key, txn_id, kind, lane, event_id, json, received_at, state, error, settled_at)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (item_key) DO NOTHING RETURNING seq`,
+      `INSERT INTO inbound_items (seq, item_key, txn_id, kind, lane, event_id, json, received_at, state, error, settled_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     );
     this.#insertPending = this.#db.prepare("INSERT INTO inbound_pending (seq, attempts) VALUES (?, 1)");
     this.#pending = this.#db.prepare(
@@ -99,42 +106,50 @@ export class SqliteInboundJournal implements InboundJournal {
     const journaled: InboundItem[] = [];
     let rejectedCount = 0;
     let duplicates = 0;
-    this.#db.exec("BEGIN IMMEDIATE");
-    try {
-      const afterSeq = (this.#lastSeq.get() as { seq: number }).seq;
-      for (const item of items) {
-        const rejected = item.rejected;
-        const row = this.#insertItem.get(
-          item.key,
-          txnId,
-          item.kind,
-          item.lane,
-          item.eventId ?? null,
-          item.json,
-          now,
-          rejected === undefined ? null : "rejected",
-          rejected ?? null,
-          rejected === undefined ? null : now,
-        ) as { seq: number } | undefined;
-        if (row === undefined) {
-          duplicates++;
-          continue;
+    let last: { seq: number; id: string } | undefined;
+    this.#keys.beginWriting();
+    return this.#transaction(
+      () => {
+        // Seqs are given here, after the highest ever given (pruned rows included), as
+        // AUTOINCREMENT would: the key is claimed in the index before its row is written.
+        const afterSeq = (this.#lastSeq.get() as { seq: number }).seq;
+        let seq = afterSeq;
+        for (const item of items) {
+          const taken = this.#keys.claim(item.key, seq + 1);
+          if (taken !== undefined) {
+            if (this.#exists.get(taken) !== undefined) {
+              duplicates++;
+              continue;
+            }
+            this.#keys.repoint(item.key, seq + 1); // its row was pruned
+          }
+          seq++;
+          const rejected = item.rejected;
+          this.#insertItem.run(
+            seq,
+            item.key,
+            txnId,
+            item.kind,
+            item.lane,
+            item.eventId ?? null,
+            item.json,
+            now,
+            rejected === undefined ? null : "rejected",
+            rejected ?? null,
+            rejected === undefined ? null : now,
+          );
+          last = { seq, id: item.key };
+          if (rejected !== undefined) {
+            rejectedCount++;
+            continue;
+          }
+          this.#insertPending.run(seq);
+          journaled.push({ ...item, seq, txnId, attempts: 1 });
         }
-        if (rejected !== undefined) {
-          rejectedCount++;
-          continue;
-        }
-        this.#insertPending.run(row.seq);
-        journaled.push({ ...item, seq: row.seq, txnId, attempts: 1 });
-      }
-      // Not the last row's seq: a skipped duplicate may have used one up too.
-      const upToSeq = (this.#lastSeq.get() as { seq: number }).seq;
-      this.#db.exec("COMMIT");
-      return { items: journaled, rejected: rejectedCount, duplicates, afterSeq, upToSeq };
-    } catch (error) {
-      if (this.#db.isOpen && this.#db.isTransaction) this.#db.exec("ROLLBACK");
-      throw error;
-    }
+        return { items: journaled, rejected: rejectedCount, duplicates, afterSeq, upToSeq: seq };
+      },
+      () => last,
+    );
   }
 
   async pending(afterSeq: number, limit: number): Promise<PendingRead> {
@@ -161,18 +176,13 @@ export class SqliteInboundJournal implements InboundJournal {
   async record(batch: InboundRecordBatch): Promise<void> {
     if (batch.begun.length === 0 && batch.settled.length === 0) return;
     const now = Date.now();
-    this.#db.exec("BEGIN IMMEDIATE");
-    try {
+    this.#transaction(() => {
       for (const seq of batch.begun) this.#begin.run(seq);
       for (const s of batch.settled) {
         const pending = this.#handled.get(s.seq) as { attempts: number } | undefined;
         if (pending && s.state === "dead") this.#markDead.run(s.error ?? null, pending.attempts, now, s.seq);
       }
-      this.#db.exec("COMMIT");
-    } catch (error) {
-      if (this.#db.isOpen && this.#db.isTransaction) this.#db.exec("ROLLBACK");
-      throw error;
-    }
+    });
   }
 
   async list(filter: { state?: Exclude<InboundState, "pending">; limit: number }): Promise<InboundRecord[]> {
@@ -196,14 +206,36 @@ export class SqliteInboundJournal implements InboundJournal {
    * (Synapse backs off to ~512 s between tries; the default retention is 7 days).
    */
   async prune(before: number): Promise<number> {
-    const deleted = this.#db
-      .prepare(`DELETE FROM inbound_items WHERE COALESCE(settled_at, received_at) < ? AND ${NOT_PENDING}`)
-      .run(before).changes;
-    return Number(deleted);
+    this.#keys.beginWriting();
+    const prune = this.#db.prepare(
+      `DELETE FROM inbound_items WHERE COALESCE(settled_at, received_at) < ? AND ${NOT_PENDING}
+       RETURNING seq, item_key AS key`,
+    );
+    return this.#transaction(() => {
+      const gone = prune.all(before) as Array<{ seq: number; key: string }>;
+      this.#keys.forget(gone);
+      return gone.length;
+    });
   }
 
-  /** Closes the file when this journal opened it; a shared database is left to its owner. */
+  /** Commits the key index and closes it, and the file when this journal opened it. */
   async close(): Promise<void> {
+    await this.#keys.close();
     if (this.#ownsDb) this.#db.close();
+  }
+
+  /** One write transaction of the journal, its key claims taken back if it fails. */
+  #transaction<T>(work: () => T, last: () => { seq: number; id: string } | undefined = () => undefined): T {
+    return this.#keys.follow(() => {
+      this.#db.exec("BEGIN IMMEDIATE");
+      try {
+        const result = work();
+        this.#db.exec("COMMIT");
+        return result;
+      } catch (error) {
+        if (this.#db.isOpen && this.#db.isTransaction) this.#db.exec("ROLLBACK");
+        throw error;
+      }
+    }, last);
   }
 }

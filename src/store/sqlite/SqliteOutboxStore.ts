@@ -12,7 +12,7 @@ import type {
 } from "../OutboxStore.ts";
 import { openOrShare, type SqliteOptions } from "./SqliteDatabase.ts";
 import { PendingByLane } from "./PendingByLane.ts";
-import { TxnKeyIndex } from "./TxnKeyIndex.ts";
+import { KeyIndexFile, OUTBOX_TXN_KEYS } from "./KeyIndexFile.ts";
 import { txnKey } from "./txnKey.ts";
 import { toRow, withSettlement, type RawRow } from "../outboxRows.ts";
 
@@ -40,7 +40,7 @@ export class SqliteOutboxStore implements OutboxStore {
   readonly #db: DatabaseSync;
   readonly #ownsDb: boolean;
   readonly #insert: StatementSync;
-  readonly #keys: TxnKeyIndex;
+  readonly #keys: KeyIndexFile<bigint>;
   readonly #bySeq: StatementSync;
   readonly #byTxnIdAfter: StatementSync;
   readonly #settleSent: StatementSync;
@@ -53,7 +53,7 @@ export class SqliteOutboxStore implements OutboxStore {
    * Rows the transaction under way inserted: for `#pending` once it commits, and the last is the
    * key index's new mark.
    */
-  #added: Array<{ laneId: number; seq: number; txnId: string }> = [];
+  #added: Array<{ laneId: number; seq: number; id: string }> = [];
   readonly #maxSeq: StatementSync;
   // Prepared once: exec() parses the SQL on every call.
   readonly #begin: StatementSync;
@@ -79,7 +79,7 @@ export class SqliteOutboxStore implements OutboxStore {
       `INSERT INTO outbox (seq, txn_key, txn_id, lane_id, kind, sender, method, path, body, created_at)
        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     );
-    this.#keys = new TxnKeyIndex(this.#db);
+    this.#keys = new KeyIndexFile(this.#db, OUTBOX_TXN_KEYS);
     this.#bySeq = this.#db.prepare(`SELECT ${COLUMNS} FROM outbox WHERE seq = ?`);
     this.#byTxnIdAfter = this.#db.prepare(`SELECT ${COLUMNS} FROM outbox WHERE seq > ? AND txn_id = ?`);
     this.#begin = this.#db.prepare("BEGIN IMMEDIATE");
@@ -338,7 +338,7 @@ export class SqliteOutboxStore implements OutboxStore {
       request.body ?? null,
       now,
     );
-    this.#added.push({ laneId, seq, txnId: row.txnId });
+    this.#added.push({ laneId, seq, id: row.txnId });
     return {
       inserted: true,
       row: {

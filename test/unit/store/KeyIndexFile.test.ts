@@ -194,7 +194,7 @@ describe("the item key index beside the inbound journal", () => {
   test("a pruned item is journaled again when it comes back, and its seq never goes back", async () => {
     const journal = new SqliteInboundJournal({ path });
     const [item] = (await journal.journal("t", [event("$old")])).items;
-    await journal.record({ begun: [], settled: [{ seq: item!.seq, state: "handled" }] });
+    await journal.record({ begun: [], settled: [{ seq: item!.seq, state: "done" }] });
     expect(await journal.prune(Date.now() + 1)).toBe(1);
     expect(await journal.journal("u", [event("$old")])).toMatchObject({ items: [{ seq: 2 }], duplicates: 0 });
     expect(await journal.journal("v", [event("$old")])).toMatchObject({ items: [], duplicates: 1 });

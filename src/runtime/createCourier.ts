@@ -59,12 +59,15 @@ export function openSqliteStores(store: Pick<CourierConfig["store"], "path" | "s
   }
   const checkpointer = store.path === ":memory:" ? undefined : new WalCheckpointer(db, store.path);
   const outbox = new SqliteOutboxStore(db);
+  const inbound = new SqliteInboundJournal(db);
   return {
     outbox,
-    inbound: new SqliteInboundJournal(db),
+    inbound,
     pluginData: new SqlitePluginData(db),
     async close() {
-      await outbox.close(); // the database is shared: this commits, and closes the key index
+      // The database is shared: these commit, and close their key index files.
+      await outbox.close();
+      await inbound.close();
       await checkpointer?.stop();
       db.close();
       lock?.release();

@@ -655,6 +655,7 @@ class Server {
   async stop(): Promise<void> {
     await this.#pool.close();
     await this.#listening.close(2000);
+    await this.journal.close(); // commits its key index and lets go of its write lock
     this.db.close();
   }
 

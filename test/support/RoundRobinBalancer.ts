@@ -11,6 +11,8 @@ export class RoundRobinBalancer {
   backends: string[] = [];
   /** Requests forwarded, per backend. */
   readonly forwarded = new Map<string, number>();
+  /** Transaction pushes still to be answered 500 without forwarding (see `failNextTransactions`). */
+  #failingTransactions = 0;
   readonly #server: Server;
   #next = 0;
   #port = 0;
@@ -26,6 +28,11 @@ export class RoundRobinBalancer {
     const address = balancer.#server.address();
     balancer.#port = typeof address === "object" && address ? address.port : 0;
     return balancer;
+  }
+
+  /** Answers the next `count` transaction pushes 500 itself, as a backend error would. */
+  failNextTransactions(count: number): void {
+    this.#failingTransactions += count;
   }
 
   get url(): string {
@@ -46,6 +53,10 @@ export class RoundRobinBalancer {
     });
     req.on("end", () => {
       if (bytes > MAX_BODY_BYTES) return this.#answer(res, 413, "too large for the balancer");
+      if (this.#failingTransactions > 0 && req.method === "PUT" && req.url?.startsWith("/_matrix/app/v1/transactions/")) {
+        this.#failingTransactions--;
+        return this.#answer(res, 500, "failed by the test");
+      }
       void this.#forward(req, res, Buffer.concat(chunks), this.backends.length);
     });
   }

@@ -177,14 +177,24 @@ export function synapseAppservice(
  * so every few seconds this asks for an appservice ping, which makes Synapse retry at once
  * (`force_retry` in synapse/rest/client/appservice_ping.py), as an operator would: it speeds the
  * delivery up and hides nothing, since whatever Synapse resends arrives before the check passes.
+ *
+ * Synapse can also strand a transaction: `_Recoverer.retry` (synapse/appservice/scheduler.py)
+ * finds nothing left to send and marks the appservice up, and a transaction that
+ * `_TransactionController.send` created in between (it still saw the appservice down, so it stored
+ * it without sending) is then sent by nobody until a later push fails; `force_retry` does nothing
+ * once no recoverer runs. When the appservice is up and the same transactions have waited for
+ * `strandedAfterMs`, `unstrand` is called to make a push fail, which starts a recoverer that sends
+ * the oldest first.
  */
 export async function untilSynapseCaughtUp(
   stack: E2eStack,
   timeoutMs: number,
-  asId = "courier",
+  options: { asId?: string; unstrand?: () => Promise<void>; strandedAfterMs?: number } = {},
 ): Promise<void> {
+  const { asId = "courier", unstrand, strandedAfterMs = 20_000 } = options;
   const deadline = Date.now() + timeoutMs;
   let nudged = Date.now();
+  let waiting = { pending: "", since: Date.now() };
   for (let n = 0; ; n++) {
     const seen = synapseAppservice(stack, asId);
     if (seen.state !== "down" && seen.pendingTxnIds.length === 0) return;
@@ -192,6 +202,13 @@ export async function untilSynapseCaughtUp(
       throw new Error(
         `timed out after ${timeoutMs} ms waiting for Synapse to have every transaction acknowledged (state ${seen.state}, pending ${seen.pendingTxnIds.join(", ")})`,
       );
+    }
+    const pending = seen.pendingTxnIds.join(",");
+    if (seen.state === "down" || pending !== waiting.pending) waiting = { pending, since: Date.now() };
+    else if (unstrand && Date.now() - waiting.since >= strandedAfterMs) {
+      console.log(`Synapse stranded transaction(s) ${pending} with the appservice up: making a push fail`);
+      await unstrand();
+      waiting = { pending, since: Date.now() };
     }
     if (Date.now() - nudged >= 5_000) {
       nudged = Date.now();

@@ -1,5 +1,5 @@
 import { DatabaseSync } from "node:sqlite";
-import { chmodSync, existsSync, mkdirSync, statSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, readdirSync, statSync } from "node:fs";
 import { dirname } from "node:path";
 import { CourierError } from "../../errors.ts";
 import { txnKey } from "./txnKey.ts";
@@ -193,6 +193,9 @@ export class StoreFolderError extends CourierError {
  * Creates a store's folder, private to its owner (0700). `mkdirSync`'s mode only applies to a
  * folder it creates, so an existing one that group or others can enter is narrowed here; one
  * that is not ours (or cannot be narrowed) is refused, with what to do, before any file is made.
+ * So is a folder that is plainly not the store's own: a shared one (sticky bit, as /tmp) or one
+ * holding other folders (a home, /var/lib). Run as root, every such folder is "ours", and
+ * narrowing it would lock everyone else out of it.
  */
 export function privateFolder(folder: string): void {
   mkdirSync(folder, { recursive: true, mode: 0o700 });
@@ -205,6 +208,17 @@ export function privateFolder(folder: string): void {
     throw new StoreFolderError(
       folder,
       `the store's folder ${folder} is mode ${mode} and owned by uid ${stat.uid}, not by this process (uid ${uid}): courier will not narrow another user's folder to 0700; ${fix}`,
+    );
+  }
+  const sub =
+    (stat.mode & 0o1000) === 0
+      ? readdirSync(folder, { withFileTypes: true }).find((e) => e.isDirectory())
+      : undefined;
+  if ((stat.mode & 0o1000) !== 0 || sub) {
+    const what = sub ? `holds other folders (${sub.name})` : "is shared (sticky bit)";
+    throw new StoreFolderError(
+      folder,
+      `the store's folder ${folder} is mode ${mode} and ${what}: courier will not narrow a folder that is not the store's own to 0700; ${fix}`,
     );
   }
   try {

@@ -92,6 +92,23 @@ test("a data folder group or others can enter that is not ours is refused with w
   if (uid === 0) expect(mode(folder)).toBe("755");
 });
 
+test.each([
+  ["shared by everyone (sticky bit, as /tmp)", 0o1777, false, "is shared (sticky bit)"],
+  ["holding other folders (a home, /var/lib)", 0o755, true, "holds other folders (other)"],
+])("a folder %s is refused, not narrowed, even though it is ours", (_what, folderMode, withSub, says) => {
+  const folder = path.join(dir, "shared");
+  mkdirSync(folder);
+  if (withSub) mkdirSync(path.join(folder, "other"));
+  chmodSync(folder, folderMode);
+  const file = path.join(folder, "courier.sqlite");
+  for (const open of [() => openSqlite({ path: file }), () => WriterLock.take(file)]) {
+    expect(open).toThrow(StoreFolderError);
+    expect(open).toThrow(`${says}: courier will not narrow a folder that is not the store's own to 0700`);
+  }
+  expect((statSync(folder).mode & 0o7777).toString(8)).toBe(folderMode.toString(8));
+  expect(existsSync(file)).toBe(false);
+});
+
 test("a database and WAL files an older version left world-readable are narrowed to 0600", () => {
   const file = path.join(dir, "courier.sqlite");
   // An older courier, or another tool: the files as the umask left them, and still open (a crash

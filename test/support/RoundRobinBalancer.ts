@@ -53,7 +53,11 @@ export class RoundRobinBalancer {
     });
     req.on("end", () => {
       if (bytes > MAX_BODY_BYTES) return this.#answer(res, 413, "too large for the balancer");
-      if (this.#failingTransactions > 0 && req.method === "PUT" && req.url?.startsWith("/_matrix/app/v1/transactions/")) {
+      if (
+        this.#failingTransactions > 0 &&
+        req.method === "PUT" &&
+        req.url?.startsWith("/_matrix/app/v1/transactions/")
+      ) {
         this.#failingTransactions--;
         return this.#answer(res, 500, "failed by the test");
       }

@@ -16,9 +16,11 @@ import { KeyIndexFile, OUTBOX_TXN_KEYS } from "./KeyIndexFile.ts";
 import { txnKey } from "./txnKey.ts";
 import { toRow, withSettlement, type RawRow } from "../outboxRows.ts";
 
+/** The columns of a row, but its lane. */
+const OWN_COLUMNS = `seq, txn_id, kind, sender, method, path, body, state, attempts, event_id, error, created_at,
+  settled_at`;
 /** The columns of a row, its lane by name. */
-const COLUMNS = `seq, txn_id, (SELECT name FROM outbox_lanes WHERE id = lane_id) AS lane, kind, sender, method, path,
-  body, state, attempts, event_id, error, created_at, settled_at`;
+const COLUMNS = `${OWN_COLUMNS}, (SELECT name FROM outbox_lanes WHERE id = lane_id) AS lane`;
 
 interface PendingInsert {
   readonly rows: readonly NewOutboxRow[];
@@ -94,7 +96,9 @@ export class SqliteOutboxStore implements OutboxStore {
       "UPDATE outbox SET state = 'dead', error = ?, attempts = ?, settled_at = ? WHERE seq = ? AND state = 'pending'",
     );
     this.#pendingBySeqs = this.#db.prepare(
-      `SELECT ${COLUMNS} FROM outbox WHERE seq IN (SELECT value FROM json_each(?)) AND state = 'pending' ORDER BY seq`,
+      // The lane is the caller's: a lookup of its name per row would cost more than the row.
+      `SELECT ${OWN_COLUMNS}, ?1 AS lane FROM outbox WHERE seq IN (SELECT value FROM json_each(?2)) AND state = 'pending'
+       ORDER BY seq`,
     );
     // One JSON array per lane: a large backlog loads much faster than as row objects.
     this.#allPending = this.#db.prepare(
@@ -141,7 +145,7 @@ export class SqliteOutboxStore implements OutboxStore {
     for (;;) {
       const wanted = limit - rows.length;
       const seqs = pending.after(laneId, after, wanted);
-      const found = this.#pendingBySeqs.all(JSON.stringify(seqs)) as unknown as RawRow[];
+      const found = this.#pendingBySeqs.all(lane, JSON.stringify(seqs)) as unknown as RawRow[];
       if (found.length < seqs.length) {
         // Listed but no longer pending (the list is one writer's view; a guard, not a path).
         const still = new Set(found.map((raw) => raw.seq));

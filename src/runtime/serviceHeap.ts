@@ -12,3 +12,4 @@ import { setFlagsFromString } from "node:v8";
 export function keepYoungGenerationSmall(): void {
   setFlagsFromString("--semi-space-growth-factor=1");
 }
+if (process.env.EXP_HGP) setFlagsFromString(`--heap-growing-percent=${process.env.EXP_HGP}`);

@@ -20,7 +20,7 @@ import { roomSendRequest } from "../src/matrix/requests.ts";
 import { deriveTxnId } from "../src/outbox/deriveTxnId.ts";
 import { roomId, userId } from "../src/ids.ts";
 import type { OutboxTransport } from "../src/outbox/options.ts";
-import { keepYoungGenerationSmall } from "../src/runtime/serviceHeap.ts";
+import { boundServiceHeap } from "../src/runtime/serviceHeap.ts";
 import { report, round, rssMb, startFakeHomeserver } from "./support.ts";
 
 const MESSAGES = Number(process.env.BENCH_PENDING ?? 100_000);
@@ -235,7 +235,7 @@ const [mode, rawArgs] = process.argv.slice(2);
 if (mode) {
   // Each phase is a service process: with the heap setting `courier start` applies (the naive
   // baseline too, so the two differ only in what they hold).
-  keepYoungGenerationSmall();
+  boundServiceHeap();
   const args = JSON.parse(rawArgs ?? "{}");
   const result =
     mode === "fill" ? await fill(args) : mode === "restart" ? await restart(args) : await naive();

@@ -1,4 +1,4 @@
-import { keepYoungGenerationSmall } from "../runtime/serviceHeap.ts";
+import { boundServiceHeap } from "../runtime/serviceHeap.ts";
 import { loadConfig } from "../config/loadConfig.ts";
 import { checkTokens, loadRegistration, writeRegistration } from "../config/registration.ts";
 import { writeStarterConfig } from "../config/initConfig.ts";
@@ -48,7 +48,7 @@ export async function startFromConfig(path: string, options: StartOptions = {}):
   const registration = loadRegistration(config.appservice.registration);
   checkTokens(config, registration, path);
   const logger = createLogger({ level: config.logging.level, pretty: config.logging.pretty });
-  keepYoungGenerationSmall();
+  boundServiceHeap();
   // Both hold tokens (the registration's, the config's admin/metrics/webhook ones): a warning, not
   // a refusal, since a shared group may be deliberate.
   const files = options.warnReadableFiles === false ? [] : [path, config.appservice.registration];

@@ -210,11 +210,9 @@ export function privateFolder(folder: string): void {
       `the store's folder ${folder} is mode ${mode} and owned by uid ${stat.uid}, not by this process (uid ${uid}): courier will not narrow another user's folder to 0700; ${fix}`,
     );
   }
-  const sub =
-    (stat.mode & 0o1000) === 0
-      ? readdirSync(folder, { withFileTypes: true }).find((e) => e.isDirectory())
-      : undefined;
-  if ((stat.mode & 0o1000) !== 0 || sub) {
+  const sticky = (stat.mode & 0o1000) !== 0;
+  const sub = sticky ? undefined : readdirSync(folder, { withFileTypes: true }).find((e) => e.isDirectory());
+  if (sticky || sub) {
     const what = sub ? `holds other folders (${sub.name})` : "is shared (sticky bit)";
     throw new StoreFolderError(
       folder,

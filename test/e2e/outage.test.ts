@@ -11,7 +11,7 @@
 // bot) has arrived in every room: a duplicate is sent before it, in the same room lane.
 import { E2eStack, eventually, type CourierProcess, type User } from "./support/E2eStack.ts";
 import { BURST_PLUGIN, GhostBurst } from "./support/ghostBurst.ts";
-import { synapseAppservice, untilSynapseCaughtUp } from "./support/transactionLog.ts";
+import { synapseAppservice, transactionId, untilSynapseCaughtUp } from "./support/transactionLog.ts";
 
 const CAP_MS = 2_000;
 
@@ -120,7 +120,13 @@ describe("long outages against Synapse", () => {
   const afterMarkers = async (rooms: string[], label: string) => {
     const marker = (r: number) => `${label}-marker${r}`;
     for (const [r, roomId] of rooms.entries()) await stack.say(alice, roomId, `!echo ${marker(r)}`);
-    await untilSynapseCaughtUp(stack, 120_000);
+    // A transaction Synapse stranded while it recovered (see untilSynapseCaughtUp) holds the bot's
+    // own echoes here: every command's echo is in by now. A failed push makes Synapse send it.
+    const unstrand = async () => {
+      stack.toCourier!.failNext(1, "502", (request) => transactionId(request) !== undefined);
+      await stack.say(alice, rooms[0]!, "a push for Synapse to fail");
+    };
+    await untilSynapseCaughtUp(stack, 120_000, { unstrand });
     return eventually("every marker's echo", 120_000, async () => {
       const now = await commandsAndEchoes(rooms);
       return now.every((room, r) => room.echoes.includes(marker(r))) ? now : undefined;

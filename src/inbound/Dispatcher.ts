@@ -108,6 +108,12 @@ export class Dispatcher {
   readonly #ownership: LaneOwnership | undefined;
   /** Lanes being claimed (ownership): their items are read once the claim succeeds. */
   readonly #claiming = new Set<string>();
+  /**
+   * Lanes not in memory whose items the cursor passed while they were not ours (or that were
+   * dropped when the lease went): once the lane is ours, however it became so, those are read
+   * from the journal before anything newer, or the room's order breaks.
+   */
+  readonly #passedOver = new Set<string>();
   readonly #lanes = new Map<string, Lane>();
   /** Every item with seq ≤ cursor is in memory, settled, or waits in an overflowed lane. */
   #cursor = 0;
@@ -164,6 +170,7 @@ export class Dispatcher {
    */
   #readLane(key: string): void {
     if (this.#stopped || this.#lanes.has(key)) return;
+    this.#passedOver.delete(key);
     this.#lanes.set(key, {
       key,
       held: [],
@@ -191,8 +198,9 @@ export class Dispatcher {
       this.#cursor = journaled.upToSeq; // only rejected items: nothing to run
       return;
     }
-    this.#accept(journaled.items);
+    // The cursor first: a lane read from the journal while accepting reads up to it.
     this.#cursor = journaled.upToSeq;
+    this.#accept(journaled.items);
     this.#notifyIdle();
   }
 
@@ -248,8 +256,8 @@ export class Dispatcher {
         while (!this.#stopped && this.#buffered < this.#maxBuffered) {
           const limit = Math.min(READ_WINDOW, this.#maxBuffered - this.#buffered);
           const { items, readUpTo } = await this.#journal.pending(this.#cursor, limit);
-          this.#accept(items);
           this.#cursor = Math.max(this.#cursor, readUpTo);
+          this.#accept(items);
           if (items.length < limit) {
             this.#unread = false;
             break;
@@ -282,9 +290,16 @@ export class Dispatcher {
     const byLane = new Map<Lane, InboundItem[]>();
     for (const item of items) {
       let lane = this.#lanes.get(item.lane);
-      if (!lane && this.#ownership && !this.#ownership.owns(item.lane)) {
-        this.#claim(item.lane);
-        continue; // its owner dispatches it, or this instance once its claim succeeds
+      if (!lane && this.#ownership) {
+        if (!this.#ownership.owns(item.lane)) {
+          this.#passedOver.add(item.lane);
+          this.#claim(item.lane);
+          continue; // its owner dispatches it, or this instance once its claim succeeds
+        }
+        if (this.#passedOver.has(item.lane)) {
+          this.#readLane(item.lane); // this item too: the lane is read up to the cursor, in order
+          continue;
+        }
       }
       if (!lane) {
         lane = {
@@ -353,6 +368,7 @@ export class Dispatcher {
       // Its lease went to another instance: what is held here stays pending for the new owner.
       this.#buffered -= lane.held.length;
       this.#lanes.delete(lane.key);
+      this.#passedOver.add(lane.key);
       this.#notifyIdle();
       return;
     }

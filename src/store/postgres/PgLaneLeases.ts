@@ -178,17 +178,24 @@ export class PgLaneLeases implements LaneOwnership {
     );
     const pending = new Set(rows.map((r) => r.lane));
     const share = Math.ceil(pending.size / live);
-    const busy = [...owned].filter((lane) => pending.has(lane)).sort();
-    const giveBack = [...[...owned].filter((lane) => !pending.has(lane)), ...busy.slice(share)];
+    // A lane in the middle of something is kept, first: its next owner would send or run it again.
+    const busy = (lane: string) => this.#events?.busy(lane) ?? false;
+    const withWork = [...owned]
+      .filter((lane) => pending.has(lane))
+      .sort((a, b) => Number(busy(b)) - Number(busy(a)) || a.localeCompare(b));
+    const giveBack = [...[...owned].filter((lane) => !pending.has(lane)), ...withWork.slice(share)].filter(
+      (lane) => !busy(lane),
+    );
     if (giveBack.length > 0) {
-      await this.#pool.query("DELETE FROM lane_leases WHERE owner = $1 AND lane = ANY($2::text[])", [
-        id,
-        giveBack,
-      ]);
+      // Not ours from now on, before the lease is gone: nothing new starts in them meanwhile.
       for (const lane of giveBack) owned.delete(lane);
+      await this.#pool.query(
+        "DELETE FROM lane_leases WHERE owner = $1 AND lane = ANY(SELECT $2 || l FROM unnest($3::text[]) AS l)",
+        [id, this.#prefix, giveBack],
+      );
     }
     const free = rows.filter((r) => r.owner === null).map((r) => r.lane);
-    const wanted = free.slice(0, Math.max(0, share - busy.length));
+    const wanted = free.slice(0, Math.max(0, share - withWork.length));
     if (wanted.length > 0) {
       const claimed = await this.#pool.query<{ lane: string }>(CLAIM, [wanted, id, lease, this.#prefix]);
       for (const { lane } of claimed.rows) owned.add(lane);

@@ -4,6 +4,7 @@ import { JournalUnavailableError } from "../../../src/errors.ts";
 import { Dispatcher, type DispatcherOptions, type ItemRunner } from "../../../src/inbound/Dispatcher.ts";
 import { SqliteInboundJournal } from "../../../src/store/sqlite/SqliteInboundJournal.ts";
 import type { InboundItem, InboundRecordBatch, NewInboundItem } from "../../../src/inbound/InboundJournal.ts";
+import type { LaneOwnership, LaneOwnershipEvents } from "../../../src/inbound/LaneOwnership.ts";
 
 const silent = pino({ level: "silent" });
 const event = (room: string, n: number): NewInboundItem => ({
@@ -305,5 +306,75 @@ describe("Dispatcher", () => {
     await idle;
     await dispatcher.onIdle();
     expect(await journal.totals()).toMatchObject({ pending: 1, done: 1 });
+  });
+
+  describe("with lanes leased among instances", () => {
+    /** Leases another instance holds unless the test hands them over; a claim never wins. */
+    class HandedOverLeases implements LaneOwnership {
+      readonly instanceId = "this";
+      readonly held = new Set<string>();
+      events: LaneOwnershipEvents | undefined;
+      owns = (lane: string) => this.held.has(lane);
+      ownedCount = () => this.held.size;
+      claim = () => Promise.resolve(false);
+      start = (events: LaneOwnershipEvents) => ((this.events = events), Promise.resolve());
+      stop = () => Promise.resolve();
+    }
+    const settled = () => new Promise((r) => setTimeout(r, 20));
+
+    // PgLaneLeases takes a lane announced by NOTIFY itself and only says the lane grew: the
+    // dispatcher's cursor is past the items it saw while another instance held the lane.
+    test("a lane taken over after its items were passed over runs them first, in journal order", async () => {
+      const seen: string[] = [];
+      const ownership = new HandedOverLeases();
+      const { journal, dispatcher } = setup(
+        { dispatch: async (item) => (seen.push(item.eventId!), []) },
+        { ownership },
+      );
+      await dispatcher.start();
+      dispatcher.offer(await journal.journal("t1", [event("a", 0), event("b", 0)]));
+      await settled();
+      expect(seen).toEqual([]); // another instance holds both rooms
+
+      ownership.held.add("room:a");
+      ownership.events!.grew(["room:a"]);
+      dispatcher.offer(await journal.journal("t2", [event("a", 1)]));
+      await dispatcher.onIdle();
+      await settled();
+      expect(seen).toEqual(["$a0", "$a1"]);
+      expect(await journal.totals()).toMatchObject({ pending: 1, done: 2 }); // b's is its owner's
+    });
+
+    test("items dropped when the lease went are read again, first, when the lane comes back", async () => {
+      const seen: string[] = [];
+      let release: () => void = () => {};
+      const ownership = new HandedOverLeases();
+      ownership.held.add("room:a");
+      const { journal, dispatcher } = setup(
+        {
+          dispatch: (item) =>
+            new Promise<string[]>((r) => {
+              seen.push(item.eventId!);
+              if (item.eventId === "$a0") release = () => r([]);
+              else r([]);
+            }),
+        },
+        { ownership },
+      );
+      await dispatcher.start();
+      dispatcher.offer(await journal.journal("t1", [event("a", 0), event("a", 1)]));
+      while (seen.length === 0) await new Promise((r) => setImmediate(r));
+      ownership.held.delete("room:a"); // the lease lapsed while $a0's handler ran
+      release();
+      await settled();
+      expect(seen).toEqual(["$a0"]); // $a1 stays pending for the lane's owner
+
+      ownership.held.add("room:a");
+      ownership.events!.grew(["room:a"]);
+      dispatcher.offer(await journal.journal("t2", [event("a", 2)]));
+      await dispatcher.onIdle();
+      await settled();
+      expect(seen).toEqual(["$a0", "$a1", "$a2"]);
+    });
   });
 });

@@ -33,7 +33,10 @@ describe("PgLaneLeases", () => {
     pool = createPool({ url: await cluster.createDatabase() });
     await migratePostgres(pool);
     const lanes = ["a", "b", "c", "d"];
-    await new PgInboundJournal(pool).journal("t1", lanes.map((lane) => event(lane, `$${lane}`)));
+    await new PgInboundJournal(pool).journal(
+      "t1",
+      lanes.map((lane) => event(lane, `$${lane}`)),
+    );
     const start = async (instanceId: string, busy: (lane: string) => boolean) => {
       const lease = new PgLaneLeases(pool, { work: "inbound", instanceId, leaseMs: LEASE_MS });
       leases.push(lease);

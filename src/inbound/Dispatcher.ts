@@ -65,9 +65,13 @@ interface Held {
   attempts: number;
   /** The commit counting this process's current dispatch; undefined when it is still to count. */
   begun: Promise<void> | undefined;
-  /** The outcome, once the handlers finished: a store fault then retries only its recording. */
-  outcome: { state: "done" | "dead"; error?: string } | undefined;
   lastError: string | undefined;
+}
+
+/** How an item's dispatch ended. */
+interface Outcome {
+  readonly state: "done" | "dead";
+  readonly error?: string;
 }
 
 interface Lane {
@@ -89,10 +93,12 @@ interface Lane {
  *
  * Bookkeeping is group-committed (`InboundLedger`): before an item's handlers run, its dispatch
  * is counted in the journal (for items fresh from the journal, once for the whole batch they
- * came in); once they finished, its outcome. A crash re-runs only items whose outcome was not
- * committed, and every run is counted: an item that keeps crashing the process is dead-lettered
- * after `maxDispatches`. A failure that is not the store's counts the same way and never holds
- * the room for longer than the budget; a store fault pauses the lane and retries, uncounted.
+ * came in); once they finished, its outcome, which the room's next item does not wait for
+ * (outcomes commit in the order they were reached). A crash re-runs only items whose outcome was
+ * not committed, and every run is counted: an item that keeps crashing the process is
+ * dead-lettered after `maxDispatches`. A failure that is not the store's counts the same way and
+ * never holds the room for longer than the budget; a store fault pauses the lane and retries,
+ * uncounted; an outcome the store could not record is recorded later, its handlers not run again.
  */
 export class Dispatcher {
   readonly #journal: InboundJournal;
@@ -115,6 +121,8 @@ export class Dispatcher {
    */
   readonly #passedOver = new Set<string>();
   readonly #lanes = new Map<string, Lane>();
+  /** Outcomes reached and not yet committed, by lane (the lane may have left memory meanwhile). */
+  readonly #settling = new Map<string, number>();
   /** Every item with seq ≤ cursor is in memory, settled, or waits in an overflowed lane. */
   #cursor = 0;
   /** Items above this seq were journaled after this dispatcher started (read at the first load). */
@@ -131,7 +139,7 @@ export class Dispatcher {
 
   constructor(options: DispatcherOptions) {
     this.#journal = options.journal;
-    this.#ledger = new InboundLedger(options.journal);
+    this.#ledger = new InboundLedger(options.journal, options.logger);
     this.#runner = options.runner;
     this.#log = options.logger;
     this.#queue = new PQueue({ concurrency: options.maxConcurrency ?? DISPATCHER_DEFAULTS.maxConcurrency });
@@ -149,6 +157,7 @@ export class Dispatcher {
    */
   start(): Promise<void> {
     this.#stopped = false;
+    this.#ledger.start();
     if (!this.#ownership) {
       this.wake();
       return Promise.resolve();
@@ -159,7 +168,8 @@ export class Dispatcher {
           for (const key of lanes) if (!this.#lanes.has(key)) this.#readLane(key);
         },
         grew: () => this.wake(),
-        busy: (key) => this.#lanes.get(key)?.running ?? false,
+        // Until its outcomes are committed, or the next owner would run those items again.
+        busy: (key) => (this.#lanes.get(key)?.running ?? false) || this.#settling.has(key),
       })
       .then(() => this.wake());
   }
@@ -234,6 +244,7 @@ export class Dispatcher {
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([this.#queue.onIdle(), new Promise((r) => (timer = setTimeout(r, deadlineMs)))]);
     clearTimeout(timer);
+    await this.#ledger.stop();
     // Given back only now: a lane whose handler still ran would be dispatched again by its next owner.
     await this.#ownership
       ?.stop()
@@ -336,7 +347,6 @@ export class Dispatcher {
         item,
         attempts: item.attempts,
         begun: fresh ? COUNTED : undefined,
-        outcome: undefined,
         lastError: undefined,
       });
       lane.lastSeq = item.seq;
@@ -385,26 +395,24 @@ export class Dispatcher {
 
   async #runHead(lane: Lane, head: Held): Promise<void> {
     const { item } = head;
+    let outcome: Outcome | undefined;
     try {
-      if (!head.outcome) {
-        if (!head.begun) {
-          head.attempts++;
-          head.begun = this.#ledger.begin(item.seq);
-        }
-        try {
-          await head.begun;
-        } catch (error) {
-          head.begun = undefined;
-          head.attempts--;
-          throw error;
-        }
-        head.outcome = await this.#dispatch(lane, head);
-        if (!head.outcome) return this.#retryAfterFailure(lane, head);
+      if (!head.begun) {
+        head.attempts++;
+        head.begun = this.#ledger.begin(item.seq);
       }
-      await this.#ledger.settle({ seq: item.seq, ...head.outcome });
+      try {
+        await head.begun;
+      } catch (error) {
+        head.begun = undefined;
+        head.attempts--;
+        throw error;
+      }
+      outcome = await this.#dispatch(lane, head);
+      if (!outcome) return this.#retryAfterFailure(lane, head);
     } catch (error) {
-      // The store could not count the dispatch, journal a send, or record the outcome: the item
-      // stays at the head, pending in the journal, and goes on after a pause (others go on).
+      // The store could not count the dispatch or journal a send: the item stays at the head,
+      // pending in the journal, and goes on after a pause (others go on).
       lane.storeFaults++;
       const pauseMs = Math.min(STORE_PAUSE_CAP_MS, STORE_PAUSE_BASE_MS * 2 ** (lane.storeFaults - 1));
       this.#log.error(
@@ -417,24 +425,37 @@ export class Dispatcher {
       }, pauseMs);
       return;
     }
-    if (head.outcome.state === "dead") this.#onDead(item, head.outcome.error ?? "");
+    if (outcome.state === "dead") this.#onDead(item, outcome.error ?? "");
     lane.storeFaults = 0;
     lane.failures = 0;
     lane.held.shift();
-    this.#buffered--;
     lane.running = false;
-    // Read on when there is room: the lane's own overflow once it is half empty, the journal
-    // past the cursor once the buffer is.
+    // The next item runs before this outcome is committed: the ledger commits outcomes in the
+    // order they were reached, so a crash re-runs a suffix of the room, in order. The item leaves
+    // the buffer once its outcome is committed.
+    this.#settling.set(lane.key, (this.#settling.get(lane.key) ?? 0) + 1);
+    void this.#ledger.settle({ seq: item.seq, ...outcome }).then(() => this.#settled(lane.key));
+    // Read on when the lane's own overflow is half empty.
     if (lane.overflow && lane.held.length === Math.floor(this.#maxPerLane / 2)) this.#read();
-    if (this.#unread && this.#buffered < this.#maxBuffered / 2) this.#read();
     this.#pump(lane);
+  }
+
+  /** An outcome of the lane was committed. */
+  #settled(key: string): void {
+    const left = (this.#settling.get(key) ?? 1) - 1;
+    if (left === 0) this.#settling.delete(key);
+    else this.#settling.set(key, left);
+    this.#buffered--;
+    // Read on past the cursor once the buffer has room.
+    if (this.#unread && this.#buffered < this.#maxBuffered / 2) this.#read();
+    this.#notifyIdle();
   }
 
   /**
    * Runs the item's handlers, or gives it up when its budget is spent. Undefined when the dispatch
    * threw (not the store): the item runs again. Rejects on a store fault.
    */
-  async #dispatch(lane: Lane, head: Held): Promise<Held["outcome"]> {
+  async #dispatch(lane: Lane, head: Held): Promise<Outcome | undefined> {
     const { item } = head;
     if (head.attempts > this.#maxDispatches) {
       const error =

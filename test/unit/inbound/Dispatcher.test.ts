@@ -227,6 +227,28 @@ describe("Dispatcher", () => {
     expect(await journal.totals()).toMatchObject({ pending: 0, done: 1 });
   });
 
+  test("a room's next item runs before its predecessor's outcome is committed; it leaves the buffer once committed", async () => {
+    const seen: number[] = [];
+    const { journal, dispatcher } = setup({ dispatch: async (item) => (seen.push(item.seq), []) });
+    const record = journal.record.bind(journal);
+    let open: () => void = () => {};
+    const gate = new Promise<void>((resolve) => (open = resolve));
+    journal.record = async (batch) => (await gate, record(batch));
+    dispatcher.start();
+    await dispatcher.onIdle();
+    // Fresh items: their first dispatch was counted as they were journaled.
+    dispatcher.offer(await journal.journal("t1", [event("a", 1), event("a", 2), event("a", 3)]));
+    let idle = false;
+    void dispatcher.onIdle().then(() => (idle = true));
+    for (let turns = 0; seen.length < 3 && turns < 100; turns++) await new Promise((r) => setImmediate(r));
+    expect(seen).toEqual([1, 2, 3]); // no outcome committed yet
+    expect(await journal.totals()).toMatchObject({ pending: 3, done: 0 });
+    expect(idle).toBe(false);
+    open();
+    await dispatcher.onIdle();
+    expect(await journal.totals()).toMatchObject({ pending: 0, done: 3 });
+  });
+
   test("a slow room holds at most its share of the buffer: other rooms go on, and it catches up in order", async () => {
     const seen: string[] = [];
     let releaseA: () => void = () => {};

@@ -5,6 +5,11 @@ import { WalCheckpointer } from "./WalCheckpointer.ts";
 
 /** How often the index's own transaction is committed (and how much a crash can make us re-read). */
 const COMMIT_INTERVAL_MS = 1000;
+/**
+ * The index's page cache. Keys are random, so each insert lands on any leaf: once the index
+ * outgrows SQLite's default 2 MB cache, inserts read pages back from the OS.
+ */
+const CACHE_KIB = 32 * 1024;
 /** A commit this slow hands the index's checkpoints to a worker (see `#checkpointer`). */
 const SLOW_COMMIT_MS = 10;
 
@@ -270,7 +275,8 @@ function openIndexFile(path: string, shape: KeyIndexShape): DatabaseSync {
       if (path !== ":memory:") restrictToOwner(path);
       // NORMAL in WAL: a power cut may lose the last commits, never the file; the journal has them.
       db.exec(
-        `PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 1000; ${schema(shape)}`,
+        `PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 1000;
+         PRAGMA cache_size = -${CACHE_KIB}; ${schema(shape)}`,
       );
       return db;
     } catch (error) {

@@ -116,8 +116,12 @@ const go = (run: string, messages: number, deadline: number) =>
 
 await go(`${args.run}w`, args.warmup ?? 1_000, performance.now() + args.maxSeconds * 1000);
 // BENCH_CPU_PROFILE=<file>: a V8 CPU profile of the measured run alone (not the start-up and the
-// warm-up, which --cpu-prof would include), to open in Chrome's DevTools.
-const profileFile = process.env.BENCH_CPU_PROFILE;
+// warm-up, which --cpu-prof would include), to open in Chrome's DevTools; one per client and run,
+// `<file>` with the client's name and the run's id before its extension.
+const profileFile = process.env.BENCH_CPU_PROFILE?.replace(
+  /(\.cpuprofile)?$/,
+  `.${args.client}.${args.run}$1`,
+);
 const inspector = profileFile ? new Session() : undefined;
 if (inspector) {
   inspector.connect();

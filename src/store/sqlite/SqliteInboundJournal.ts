@@ -46,6 +46,7 @@ export class SqliteInboundJournal implements InboundJournal {
   readonly #pendingInLane: StatementSync;
   readonly #begin: StatementSync;
   readonly #handled: StatementSync;
+  readonly #deadFrom: StatementSync;
   readonly #markDead: StatementSync;
   readonly #list: StatementSync;
   readonly #listDone: StatementSync;
@@ -65,7 +66,11 @@ export class SqliteInboundJournal implements InboundJournal {
       `INSERT INTO inbound_items (seq, item_key, txn_id, kind, lane, event_id, json, received_at, state, error, settled_at)
        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     );
-    this.#insertPending = this.#db.prepare("INSERT INTO inbound_pending (seq, attempts) VALUES (?, 1)");
+    // One statement for a transaction's items, not one per item: they are the rows just written.
+    this.#insertPending = this.#db.prepare(
+      `INSERT INTO inbound_pending (seq, attempts)
+       SELECT seq, 1 FROM inbound_items WHERE seq > ? AND seq <= ? AND state IS NULL`,
+    );
     this.#pending = this.#db.prepare(
       `SELECT ${PENDING_COLUMNS} FROM inbound_pending p JOIN inbound_items i ON i.seq = p.seq
        WHERE p.seq > ? ORDER BY p.seq LIMIT ?`,
@@ -75,7 +80,8 @@ export class SqliteInboundJournal implements InboundJournal {
        WHERE p.seq > ? AND p.seq <= ? AND i.lane = ? ORDER BY p.seq LIMIT ?`,
     );
     this.#begin = this.#db.prepare("UPDATE inbound_pending SET attempts = attempts + 1 WHERE seq = ?");
-    this.#handled = this.#db.prepare("DELETE FROM inbound_pending WHERE seq = ? RETURNING attempts");
+    this.#handled = this.#db.prepare("DELETE FROM inbound_pending WHERE seq = ?");
+    this.#deadFrom = this.#db.prepare("DELETE FROM inbound_pending WHERE seq = ? RETURNING attempts");
     this.#markDead = this.#db.prepare(
       "UPDATE inbound_items SET state = 'dead', error = ?, attempts = ?, settled_at = ? WHERE seq = ?",
     );
@@ -143,9 +149,9 @@ export class SqliteInboundJournal implements InboundJournal {
             rejectedCount++;
             continue;
           }
-          this.#insertPending.run(seq);
           journaled.push({ ...item, seq, txnId, attempts: 1 });
         }
+        if (journaled.length > 0) this.#insertPending.run(afterSeq, seq);
         return { items: journaled, rejected: rejectedCount, duplicates, afterSeq, upToSeq: seq };
       },
       () => last,
@@ -179,8 +185,12 @@ export class SqliteInboundJournal implements InboundJournal {
     this.#transaction(() => {
       for (const seq of batch.begun) this.#begin.run(seq);
       for (const s of batch.settled) {
-        const pending = this.#handled.get(s.seq) as { attempts: number } | undefined;
-        if (pending && s.state === "dead") this.#markDead.run(s.error ?? null, pending.attempts, now, s.seq);
+        if (s.state !== "dead") {
+          this.#handled.run(s.seq);
+          continue;
+        }
+        const pending = this.#deadFrom.get(s.seq) as { attempts: number } | undefined;
+        if (pending) this.#markDead.run(s.error ?? null, pending.attempts, now, s.seq);
       }
     });
   }

@@ -41,6 +41,7 @@ export class SqliteInboundJournal implements InboundJournal {
   readonly #keys: KeyIndexFile<string>;
   readonly #exists: StatementSync;
   readonly #insertItem: StatementSync;
+  readonly #insertRejected: StatementSync;
   readonly #insertPending: StatementSync;
   readonly #pending: StatementSync;
   readonly #pendingInLane: StatementSync;
@@ -63,8 +64,12 @@ export class SqliteInboundJournal implements InboundJournal {
     this.#keys = new KeyIndexFile(this.#db, INBOUND_ITEM_KEYS);
     this.#exists = this.#db.prepare("SELECT 1 AS found FROM inbound_items WHERE seq = ?");
     this.#insertItem = this.#db.prepare(
+      `INSERT INTO inbound_items (seq, item_key, txn_id, kind, lane, event_id, json, received_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+    );
+    this.#insertRejected = this.#db.prepare(
       `INSERT INTO inbound_items (seq, item_key, txn_id, kind, lane, event_id, json, received_at, state, error, settled_at)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'rejected', ?, ?)`,
     );
     // One statement for a transaction's items, not one per item: they are the rows just written.
     this.#insertPending = this.#db.prepare(
@@ -113,6 +118,7 @@ export class SqliteInboundJournal implements InboundJournal {
     let rejectedCount = 0;
     let duplicates = 0;
     let last: { seq: number; id: string } | undefined;
+    let lastKey: string | undefined;
     this.#keys.beginWriting();
     return this.#transaction(
       () => {
@@ -130,27 +136,17 @@ export class SqliteInboundJournal implements InboundJournal {
             this.#keys.repoint(item.key, seq + 1); // its row was pruned
           }
           seq++;
-          const rejected = item.rejected;
-          this.#insertItem.run(
-            seq,
-            item.key,
-            txnId,
-            item.kind,
-            item.lane,
-            item.eventId ?? null,
-            item.json,
-            now,
-            rejected === undefined ? null : "rejected",
-            rejected ?? null,
-            rejected === undefined ? null : now,
-          );
-          last = { seq, id: item.key };
+          const { key, kind, lane, eventId, json, rejected } = item;
+          lastKey = key;
           if (rejected !== undefined) {
+            this.#insertRejected.run(seq, key, txnId, kind, lane, eventId ?? null, json, now, rejected, now);
             rejectedCount++;
             continue;
           }
+          this.#insertItem.run(seq, key, txnId, kind, lane, eventId ?? null, json, now);
           journaled.push({ ...item, seq, txnId, attempts: 1 });
         }
+        if (lastKey !== undefined) last = { seq, id: lastKey };
         if (journaled.length > 0) this.#insertPending.run(afterSeq, seq);
         return { items: journaled, rejected: rejectedCount, duplicates, afterSeq, upToSeq: seq };
       },

@@ -47,7 +47,7 @@ export class SqliteInboundJournal implements InboundJournal {
   readonly #pendingInLane: StatementSync;
   readonly #begin: StatementSync;
   readonly #handled: StatementSync;
-  readonly #deadFrom: StatementSync;
+  readonly #handledCounted: StatementSync;
   readonly #markDead: StatementSync;
   readonly #list: StatementSync;
   readonly #listDone: StatementSync;
@@ -85,8 +85,9 @@ export class SqliteInboundJournal implements InboundJournal {
        WHERE p.seq > ? AND p.seq <= ? AND i.lane = ? ORDER BY p.seq LIMIT ?`,
     );
     this.#begin = this.#db.prepare("UPDATE inbound_pending SET attempts = attempts + 1 WHERE seq = ?");
+    // A dead letter keeps its dispatch count; RETURNING costs twice the delete, so only it asks.
     this.#handled = this.#db.prepare("DELETE FROM inbound_pending WHERE seq = ?");
-    this.#deadFrom = this.#db.prepare("DELETE FROM inbound_pending WHERE seq = ? RETURNING attempts");
+    this.#handledCounted = this.#db.prepare("DELETE FROM inbound_pending WHERE seq = ? RETURNING attempts");
     this.#markDead = this.#db.prepare(
       "UPDATE inbound_items SET state = 'dead', error = ?, attempts = ?, settled_at = ? WHERE seq = ?",
     );
@@ -185,7 +186,7 @@ export class SqliteInboundJournal implements InboundJournal {
           this.#handled.run(s.seq);
           continue;
         }
-        const pending = this.#deadFrom.get(s.seq) as { attempts: number } | undefined;
+        const pending = this.#handledCounted.get(s.seq) as { attempts: number } | undefined;
         if (pending) this.#markDead.run(s.error ?? null, pending.attempts, now, s.seq);
       }
     });

@@ -79,7 +79,7 @@ describe("InboundLedger", () => {
     expect(state.calls).toBe(calls + 1);
     state.failing = false;
     ledger.start();
-    await Promise.all([ledger.settle({ seq: 2, state: "done" })]);
+    await ledger.settle({ seq: 2, state: "done" });
     expect(settledSeqs(committed)).toEqual([2]);
   });
 });

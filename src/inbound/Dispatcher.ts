@@ -509,7 +509,8 @@ export class Dispatcher {
   }
 
   #notifyIdle(): void {
-    if (!this.#isIdle()) return;
+    // Called after every outcome: the idle check walks the lanes, so only when someone waits.
+    if (this.#idleWaiters.length === 0 || !this.#isIdle()) return;
     for (const resolve of this.#idleWaiters.splice(0)) resolve();
   }
 }

@@ -24,6 +24,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { median, percentile, report, round, rssMb } from "./support.ts";
+import { inboundFloor } from "./sqliteFloor.ts";
 
 const TXNS = Number(process.env.BENCH_TXNS ?? 400);
 const WARMUP_TXNS = Number(process.env.BENCH_WARMUP_TXNS ?? 40);
@@ -490,6 +491,31 @@ async function main(): Promise<void> {
         });
       }
     }
+  }
+
+  // inbound-journal-floor: what SQLite alone costs per event (sqliteFloor.ts), in this process, on
+  // the same transactions, next to matrix-appservice's time per event (one in flight). With one
+  // transaction in flight the commit comes before the 200, so a server that journals takes at
+  // least that time plus the journal's: `best_ratio` is the acked ratio it could reach if
+  // everything else it did (parsing, dispatching, bookkeeping) cost nothing more than
+  // matrix-appservice's own work; `minimal_best_ratio` the same with the fewest statements.
+  const single = results.get(1);
+  if (single) {
+    const appserviceUs = 1e6 / pick(single.appservices, "ackedOpsPerS").ackedOpsPerS;
+    const floor = await inboundFloor(load.bodies.slice(0, TXNS));
+    report({
+      name: "inbound-journal-floor",
+      ops_per_s: Math.round(1e6 / floor.minimal_us),
+      p50_ms: floor.commit_p50_ms,
+      p99_ms: floor.commit_p99_ms,
+      rss_mb: rssMb(),
+      minimal_us_per_event: floor.minimal_us,
+      journal_us_per_event: floor.ours_us,
+      baseline: { name: "matrix-appservice", us_per_event: round(appserviceUs) },
+      best_ratio: round(appserviceUs / (appserviceUs + floor.ours_us), 3),
+      minimal_best_ratio: round(appserviceUs / (appserviceUs + floor.minimal_us), 3),
+      ...shape,
+    });
   }
 }
 

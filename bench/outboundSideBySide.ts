@@ -5,11 +5,12 @@
 // what arrived is counted on the homeserver's side. One JSON line per client and scenario.
 import { spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
-import { report, round, startFakeHomeserver, type FakeHomeserverProcess } from "./support.ts";
+import { report, round, rssMb, startFakeHomeserver, type FakeHomeserverProcess } from "./support.ts";
 import { CLIENTS, type ClientName } from "./outbound/clients.ts";
 import type { ClientResult, ClientRun } from "./outbound/clientMain.ts";
 import { countArrivals, type StoredEvent } from "./outbound/arrivals.ts";
 import { ensurePeersInstalled } from "./outbound/peersInstall.ts";
+import { outboxFloor } from "./sqliteFloor.ts";
 
 const MESSAGES = Number(process.env.BENCH_MESSAGES ?? 20_000);
 const ROOMS = 100;
@@ -88,6 +89,33 @@ async function measure(
 }
 
 const common = { messages: MESSAGES, rooms: ROOMS };
+
+/**
+ * outbox-sqlite-floor: what SQLite alone costs per message (sqliteFloor.ts), here in this
+ * process, next to the undici loop's CPU per message of the same run. `floor_cpu_ratio`: the
+ * undici loop's CPU with the fewest SQLite writes a journaled request needs added, over the
+ * undici loop's: the best CPU ratio any client that journals on node:sqlite could reach, and
+ * `floor_throughput_ratio` its inverse, the best throughput ratio where the client's CPU is the
+ * limit; `store_cpu_ratio`: the same with matrix-courier's own store.
+ */
+async function reportFloor(undici: ClientResult, courier: ClientResult): Promise<void> {
+  const floor = await outboxFloor(MESSAGES, ROOMS);
+  report({
+    name: "outbox-sqlite-floor",
+    ops_per_s: Math.round(1e6 / floor.minimal_us),
+    p50_ms: floor.commit_p50_ms,
+    p99_ms: floor.commit_p99_ms,
+    rss_mb: rssMb(),
+    minimal_us_per_msg: floor.minimal_us,
+    store_us_per_msg: floor.ours_us,
+    baseline: { name: "undici-request-loop", cpu_us_per_msg: undici.cpu_us_per_msg },
+    courier_cpu_us_per_msg: courier.cpu_us_per_msg,
+    floor_cpu_ratio: round((undici.cpu_us_per_msg + floor.minimal_us) / undici.cpu_us_per_msg, 3),
+    floor_throughput_ratio: round(undici.cpu_us_per_msg / (undici.cpu_us_per_msg + floor.minimal_us), 3),
+    store_cpu_ratio: round((undici.cpu_us_per_msg + floor.ours_us) / undici.cpu_us_per_msg, 3),
+    ...common,
+  });
+}
 const best = new Map<ClientName, number>();
 const hs = await startFakeHomeserver(TOKEN);
 for (const scenario of SCENARIOS) {
@@ -106,8 +134,11 @@ for (const scenario of SCENARIOS) {
       else top.sweep = sweep;
     }
   }
-  if (scenario.name === "instant") for (const [client, r] of results) best.set(client, r.concurrency);
   const courier = results.get("matrix-courier")!;
+  if (scenario.name === "instant") {
+    for (const [client, r] of results) best.set(client, r.concurrency);
+    await reportFloor(results.get("undici-request-loop")!, courier);
+  }
   for (const [client, r] of results) {
     report({
       name: `outbound-${scenario.name}`,

@@ -13,6 +13,7 @@
 // listens with), which stores nothing and emits each event before its 200, so its "handled" is its
 // "acked" too; and the same three with 4 transactions in flight (4 connections), which Synapse
 // never does. Lines inbound-side-by-side-{acked,handled}, one per subject and in-flight count.
+// Last, inbound-journal-floor: what SQLite alone costs an event, beside matrix-appservice's time.
 //
 //   node bench/inboundThroughput.ts            the whole benchmark (it spawns the processes below)
 //   node bench/inboundThroughput.ts <role> <json>  one process: baseline | appservice | courier | client

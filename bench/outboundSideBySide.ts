@@ -2,7 +2,8 @@
 // MatrixClient, matrix-appservice-bridge's Intent and a plain undici request() loop, each in a
 // process of its own, against the fake homeserver in another one: answering at once, then with
 // 5 ms a request, each client at the best of a few concurrencies; then with faults injected, where
-// what arrived is counted on the homeserver's side. One JSON line per client and scenario.
+// what arrived is counted on the homeserver's side. One JSON line per client and scenario, and
+// one (outbox-sqlite-floor) for what SQLite alone costs a message, beside the undici loop's CPU.
 import { spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { report, round, rssMb, startFakeHomeserver, type FakeHomeserverProcess } from "./support.ts";

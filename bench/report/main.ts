@@ -167,9 +167,9 @@ const inboundAcked = inboundRatio(1, "acked");
 const largest = scaling.at(-1);
 const outboxFloor = one("outbox-sqlite-floor");
 const inboundFloor = one("inbound-journal-floor");
-/** What the SQLite floor alone allows, after a target's figure. */
-const floorNote = (line: Line | undefined, key: string) =>
-  line ? `; the SQLite floor alone allows at best ${ratio(num(line, key))}` : "";
+/** What the SQLite floor alone allows, after a target's figure; nothing when it was not measured. */
+const floorNote = (line: Line | undefined, key: string, detail = "") =>
+  line ? `; the SQLite floor alone allows at best ${ratio(num(line, key))}${detail}` : "";
 
 const targets = [
   [
@@ -202,7 +202,7 @@ const targets = [
   ],
   [
     "inbound acked ≥ 0.5× matrix-appservice's AppService (one transaction in flight)",
-    `${ratio(inboundAcked)}${floorNote(inboundFloor, "best_ratio")} with matrix-courier's journal, ${ratio(num(inboundFloor, "minimal_best_ratio"))} with the fewest statements`,
+    `${ratio(inboundAcked)}${floorNote(inboundFloor, "best_ratio", ` with matrix-courier's journal, ${ratio(num(inboundFloor, "minimal_best_ratio"))} with the fewest statements`)}`,
     verdict(inboundAcked === undefined ? undefined : inboundAcked >= 0.5),
   ],
   [

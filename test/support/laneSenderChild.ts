@@ -38,10 +38,12 @@ const outbox = new Outbox({
 // Send latencies (benchmarks): reported as one JSON line when told to stop.
 const latencies: number[] = [];
 outbox.on("sent", (_row, _eventId, ms) => latencies.push(ms));
-await outbox.start();
-process.stdout.write("ready\n");
+const started = outbox.start();
+// The handler is in place before "ready" is printed: a parent that signals as soon as it reads
+// "ready" would otherwise meet the default action (killed by SIGTERM, exit code null).
 process.once("SIGTERM", () => {
   void (async () => {
+    await started;
     await outbox.stop(2000);
     await pool.end();
     await client.close();
@@ -49,3 +51,5 @@ process.once("SIGTERM", () => {
     process.exit(0);
   })();
 });
+await started;
+process.stdout.write("ready\n");

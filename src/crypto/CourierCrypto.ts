@@ -34,6 +34,7 @@ export interface CourierCryptoOptions {
 
 const OTK_COUNTS = "org.matrix.msc3202.device_one_time_keys_count";
 const FALLBACK_TYPES = "org.matrix.msc3202.device_unused_fallback_key_types";
+const OVERDUE_SESSIONS_KEPT = 10_000;
 
 /**
  * End-to-end encryption for the bot and the ghosts, between the inbound dispatcher and the
@@ -42,7 +43,8 @@ const FALLBACK_TYPES = "org.matrix.msc3202.device_unused_fallback_key_types";
  * - inbound (`runner`): to-device messages, device-list changes and one-time-key counts go to
  *   the devices' machines in journal order; encrypted room events reach the plugins decrypted.
  *   An event whose key has not come waits for it up to `keyWaitMs`, then is parked and
- *   handled when the key comes; handlers that ask for `m.room.encrypted` see it meanwhile.
+ *   handled when the key comes; later events of that session are parked without waiting.
+ *   Handlers that ask for `m.room.encrypted` see them meanwhile.
  * - outbound (`seal`): a room event for an encrypted room is encrypted before it is journaled.
  */
 export class CourierCrypto implements EventSealer {
@@ -51,6 +53,11 @@ export class CourierCrypto implements EventSealer {
   readonly #devices = new Map<string, Promise<CryptoDevice>>();
   /** Waiters for a Megolm session's key, by session id. */
   readonly #keyWaiters = new Map<string, Set<() => void>>();
+  /**
+   * Sessions whose key did not come within `keyWaitMs`: a room whose sender never shared its key
+   * would otherwise hold each of its events that long, and everything behind them in the room.
+   */
+  readonly #overdue = new Set<string>();
   #host: ItemRunner | undefined;
   /** Unparking, one session after another: a key reported twice must not run an event twice. */
   #unparking: Promise<void> = Promise.resolve();
@@ -197,15 +204,18 @@ export class CourierCrypto implements EventSealer {
 
   async #roomEvent(host: ItemRunner, item: InboundItem, payload: Record<string, unknown>): Promise<string[]> {
     let outcome = await this.#decrypt(payload);
-    if (!outcome.ok && outcome.keyMissing && outcome.sessionId) {
+    let waited = false;
+    if (!outcome.ok && outcome.keyMissing && outcome.sessionId && !this.#overdue.has(outcome.sessionId)) {
+      waited = true;
       await this.#keyFor(outcome.sessionId, this.#options.keyWaitMs);
       outcome = await this.#decrypt(payload);
+      if (!outcome.ok && outcome.keyMissing && outcome.sessionId) this.#markOverdue(outcome.sessionId);
     }
     if (outcome.ok) return host.dispatch(decryptedItem(item, payload, outcome));
     if (outcome.keyMissing && outcome.sessionId) {
       await this.#options.parked.park(String(payload.event_id), outcome.sessionId, item);
       this.#options.log.info(
-        { eventId: payload.event_id, roomId: payload.room_id, sessionId: outcome.sessionId },
+        { eventId: payload.event_id, roomId: payload.room_id, sessionId: outcome.sessionId, waited },
         "no key yet for this encrypted event: it is handled when the key comes",
       );
     } else {
@@ -258,8 +268,17 @@ export class CourierCrypto implements EventSealer {
     }
   }
 
+  /** The session's key did not come in time: its next events are parked without waiting again. */
+  #markOverdue(sessionId: string): void {
+    this.#overdue.add(sessionId);
+    // Keys that never come must not grow this without bound: the oldest goes first.
+    if (this.#overdue.size > OVERDUE_SESSIONS_KEPT)
+      this.#overdue.delete(this.#overdue.values().next().value!);
+  }
+
   #keysArrived(keys: ReadonlyArray<{ sessionId: string }>): void {
     for (const { sessionId } of keys) {
+      this.#overdue.delete(sessionId);
       for (const wake of this.#keyWaiters.get(sessionId) ?? []) wake();
       this.#keyWaiters.delete(sessionId);
       this.#unpark(sessionId);

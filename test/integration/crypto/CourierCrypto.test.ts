@@ -1,6 +1,6 @@
 // The inbound side of encryption, with a real OlmMachine as the user over an in-memory key
-// server: an encrypted event whose key comes later waits for it (`keyWaitMs`), then is parked,
-// seen meanwhile by handlers that take `m.room.encrypted`, and handled decrypted, once, when
+// server: an encrypted event whose key comes later waits for it (`keyWaitMs`), then is parked
+// (the next of its session at once), seen meanwhile by handlers that take `m.room.encrypted`, and handled decrypted, once, when
 // the key arrives; an event whose key is there is handled decrypted at once.
 import "fake-indexeddb/auto";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -35,6 +35,8 @@ describe("CourierCrypto, inbound", () => {
   });
 
   test("an event before its key waits, is parked, then handled once, decrypted, when the key comes", async () => {
+    // What the framework said of each parked event (pino lines), to see which of them waited.
+    const logged: Array<{ msg: string; eventId?: string; waited?: boolean }> = [];
     const seen: Array<Record<string, unknown>> = [];
     const host = {
       dispatch: async (item: InboundItem) => {
@@ -57,7 +59,7 @@ describe("CourierCrypto, inbound", () => {
       persisted: async () => {},
       parked: new SqliteCryptoStore(path.join(dir, "crypto.sqlite")).parked,
       keyWaitMs: 50,
-      log: pino({ level: "silent" }),
+      log: pino({ level: "info" }, { write: (line: string) => logged.push(JSON.parse(line)) }),
     });
     const runner = crypto.runner(host);
     await crypto.start();
@@ -102,10 +104,20 @@ describe("CourierCrypto, inbound", () => {
       attempts: 1,
     });
 
-    // The event first: no key yet. It is seen as it came (m.room.encrypted), then parked.
+    const sealedToo = JSON.parse(
+      await alice.encryptRoomEvent(new RoomId(ROOM), "m.room.message", JSON.stringify({ body: "first too" })),
+    ) as object;
+
+    // The events first: no key yet. Each is seen as it came (m.room.encrypted), then parked; the
+    // second of the session is parked without waiting again.
     await runner.dispatch(item("event", event(1, sealed), `room:${ROOM}`));
-    expect(seen.map((e) => e.type)).toEqual(["m.room.encrypted"]);
-    expect(await crypto.parked()).toBe(1);
+    await runner.dispatch(item("event", event(11, sealedToo), `room:${ROOM}`));
+    expect(seen.map((e) => e.type)).toEqual(["m.room.encrypted", "m.room.encrypted"]);
+    expect(await crypto.parked()).toBe(2);
+    expect(logged.filter((l) => l.msg.startsWith("no key yet")).map((l) => [l.eventId, l.waited])).toEqual([
+      ["$e1", true],
+      ["$e11", false],
+    ]);
 
     // The room key arrives (a to-device message to the bot's device): the parked event is handled.
     const keyMessage = JSON.parse(shares[0]!.body) as { messages: Record<string, Record<string, object>> };
@@ -124,13 +136,14 @@ describe("CourierCrypto, inbound", () => {
     );
     for (let i = 0; i < 100 && (await crypto.parked()) > 0; i++) await new Promise((r) => setTimeout(r, 10));
     expect(await crypto.parked()).toBe(0);
-    expect(seen.slice(1)).toEqual([
+    expect(seen.slice(2)).toEqual([
       expect.objectContaining({
         type: "m.room.message",
         event_id: "$e1",
         content: { body: "first" },
         encryption: expect.objectContaining({ senderDevice: "ALICE", trust: "unverified" }),
       }),
+      expect.objectContaining({ type: "m.room.message", event_id: "$e11", content: { body: "first too" } }),
     ]);
 
     // With the key there, the next event is handled decrypted at once.
@@ -143,7 +156,7 @@ describe("CourierCrypto, inbound", () => {
       event_id: "$e2",
       content: { body: "second" },
     });
-    expect(seen).toHaveLength(3);
+    expect(seen).toHaveLength(5);
     await crypto.stop();
   }, 60_000);
 });

@@ -77,6 +77,8 @@ class Client:
         self.pending: dict[str, MegolmEvent] = {}
         # (sender, sender_key, room_id, session_id) -> count of m.room_key / forwarded keys.
         self.room_keys: dict[tuple[str, str, str, str], dict[str, Any]] = {}
+        # room_id -> the outbound Megolm sessions this client sent with there, and their recipients.
+        self.outbound: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self.closing = False
 
     # --- helpers --------------------------------------------------------------------------------
@@ -393,7 +395,32 @@ class Client:
             )
         if isinstance(response, RoomSendError):
             raise CommandError(f"send failed: {_error_text(response)}")
+        self._record_outbound(room_id)
         return response.event_id
+
+    def _record_outbound(self, room_id: str) -> None:
+        """Notes whom the room's current outbound Megolm session went to, the first time it is used
+        and whenever it grows: a reply that never comes is often a key that never went."""
+        c = self.client
+        assert c is not None and c.olm is not None
+        session = c.olm.outbound_group_sessions.get(room_id)
+        if session is None:
+            return
+        shared = sorted(f"{u}|{d}" for u, d in session.users_shared_with)
+        entries = self.outbound[room_id]
+        if entries and entries[-1]["session_id"] == session.id:
+            entries[-1]["shared_with"] = shared
+            return
+        room = c.rooms.get(room_id)
+        members = list(room.users.keys()) if room else []
+        entries.append(
+            {
+                "session_id": session.id,
+                "shared_with": shared,
+                "members": members,
+                "known_devices": {u: [d.id for d in c.device_store.active_user_devices(u)] for u in members},
+            }
+        )
 
     async def cmd_messages(self, room_id: str, types: list[str] | None = None) -> list[dict[str, Any]]:
         self._c()
@@ -434,6 +461,10 @@ class Client:
     async def cmd_room_key_stats(self) -> list[dict[str, Any]]:
         self._c()
         return [dict(v) for v in self.room_keys.values()]
+
+    async def cmd_outbound_sessions(self, room_id: str) -> list[dict[str, Any]]:
+        self._c()
+        return [dict(e) for e in self.outbound.get(room_id, [])]
 
     async def cmd_device_keys(self, user_id: str, query: bool = True) -> dict[str, Any]:
         """The devices and identity keys nio knows for `user_id` (after a fresh /keys/query)."""

@@ -14,6 +14,7 @@ import {
   ShieldStateCode,
   StoreHandle,
   ToDeviceRequest,
+  ToDeviceUnableToDecryptReason,
   TrustRequirement,
   UserId as SdkUserId,
   type DecryptedToDeviceEvent,
@@ -171,7 +172,9 @@ export class CryptoDevice {
         input.fallbackKeyTypes ? new Set(input.fallbackKeyTypes) : undefined,
       );
       await this.#flush();
-      return (processed as ProcessedToDevice[]).flatMap((p) => forPlugins(p));
+      const events = processed as ProcessedToDevice[];
+      for (const p of events) this.#warnUndecryptable(p);
+      return events.flatMap((p) => forPlugins(p));
     });
   }
 
@@ -315,6 +318,36 @@ export class CryptoDevice {
 
   #as(): { userId: UserId; deviceId: DeviceId } {
     return { userId: this.userId, deviceId: this.deviceId };
+  }
+
+  /**
+   * A to-device message the machine could not decrypt is lost to the plugins and, when it was a
+   * room key, leaves that sender's room events parked: the operator sees which sender and why.
+   */
+  #warnUndecryptable(processed: ProcessedToDevice): void {
+    if (
+      processed.type !== ProcessedToDeviceEventType.UnableToDecrypt &&
+      processed.type !== ProcessedToDeviceEventType.Invalid
+    )
+      return;
+    const event = JSON.parse(processed.rawEvent) as {
+      sender?: unknown;
+      type?: unknown;
+      content?: { sender_key?: unknown };
+    };
+    const reason =
+      processed.type === ProcessedToDeviceEventType.UnableToDecrypt
+        ? ToDeviceUnableToDecryptReason[(processed as UTDToDeviceEvent).utdInfo.reason]
+        : "invalid";
+    this.#parts.log.warn(
+      {
+        sender: event.sender,
+        type: event.type,
+        senderKey: event.content?.sender_key,
+        reason,
+      },
+      "a to-device message for this device could not be decrypted",
+    );
   }
 
   #exclusive<T>(task: () => Promise<T>): Promise<T> {

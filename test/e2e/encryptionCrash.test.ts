@@ -45,7 +45,13 @@ describe("encryption through SIGKILLs", () => {
     }
     expect(restarts).toBe(KILLS);
     for (const [r, roomId] of rooms.entries()) {
-      await alice.waitFor(roomId, { sender: stack.botUserId, count: PER_ROOM, timeoutMs: 120_000 });
+      await alice
+        .waitFor(roomId, { sender: stack.botUserId, count: PER_ROOM, timeoutMs: 120_000 })
+        .catch(async (error: unknown) => {
+          // Whom alice's room keys went to tells a key never shared from one never decrypted.
+          const sessions = JSON.stringify(await alice.outboundSessions(roomId));
+          throw new Error(`${String(error)}\nalice's outbound sessions in ${roomId}: ${sessions}`);
+        });
       // The order is the homeserver's (what every client shows); the client's own record follows
       // its syncs, which may bring an event late. Each event as the client decrypted it, by id.
       const decrypted = new Map((await alice.messages(roomId)).map((e) => [e.eventId, e]));

@@ -79,6 +79,15 @@ export interface RoomKeyStat {
   forwarded: number;
 }
 
+export interface OutboundSession {
+  sessionId: string;
+  /** "user|device" of each device the room key went to. */
+  sharedWith: string[];
+  members: string[];
+  /** The devices nio knew for each member when the session was first used. */
+  knownDevices: Record<string, string[]>;
+}
+
 export interface DeviceKeys {
   deviceId: string;
   ed25519: string;
@@ -375,6 +384,17 @@ export class E2eeClient {
       algorithm: r.algorithm as string,
       count: r.count as number,
       forwarded: r.forwarded as number,
+    }));
+  }
+
+  /** The Megolm sessions this client encrypted with in the room, whom each went to (diagnosis). */
+  async outboundSessions(roomId: string): Promise<OutboundSession[]> {
+    const raw = (await this.#request("outbound_sessions", { room_id: roomId })) as Raw[];
+    return raw.map((r) => ({
+      sessionId: r.session_id as string,
+      sharedWith: r.shared_with as string[],
+      members: r.members as string[],
+      knownDevices: r.known_devices as Record<string, string[]>,
     }));
   }
 

@@ -75,7 +75,10 @@ export class CourierCrypto implements EventSealer {
       { userId: bot.userId, deviceId: bot.deviceId, ed25519: bot.identityKeys.ed25519 },
       "encryption ready",
     );
-    for (const sessionId of await this.#options.parked.sessions()) this.#unpark(sessionId);
+    // Their sessions' next events wait behind them, in order.
+    const parked = await this.#options.parked.sessions();
+    for (const sessionId of parked) this.#overdue.add(sessionId);
+    for (const sessionId of parked) this.#unpark(sessionId);
   }
 
   /** Whether a user of ours has a device with keys. */
@@ -203,28 +206,44 @@ export class CourierCrypto implements EventSealer {
   }
 
   async #roomEvent(host: ItemRunner, item: InboundItem, payload: Record<string, unknown>): Promise<string[]> {
+    // Behind parked events of its session, an event is parked too, even if the key has just come:
+    // they are handled in order when it has.
+    const overdue = sessionIdOf(payload);
+    if (overdue !== undefined && this.#overdue.has(overdue))
+      return this.#park(host, item, payload, overdue, false);
     let outcome = await this.#decrypt(payload);
-    let waited = false;
-    if (!outcome.ok && outcome.keyMissing && outcome.sessionId && !this.#overdue.has(outcome.sessionId)) {
-      waited = true;
+    if (!outcome.ok && outcome.keyMissing && outcome.sessionId) {
       await this.#keyFor(outcome.sessionId, this.#options.keyWaitMs);
       outcome = await this.#decrypt(payload);
-      if (!outcome.ok && outcome.keyMissing && outcome.sessionId) this.#markOverdue(outcome.sessionId);
+      if (!outcome.ok && outcome.keyMissing && outcome.sessionId) {
+        this.#markOverdue(outcome.sessionId);
+        return this.#park(host, item, payload, outcome.sessionId, true);
+      }
     }
     if (outcome.ok) return host.dispatch(decryptedItem(item, payload, outcome));
-    if (outcome.keyMissing && outcome.sessionId) {
-      await this.#options.parked.park(String(payload.event_id), outcome.sessionId, item);
-      this.#options.log.info(
-        { eventId: payload.event_id, roomId: payload.room_id, sessionId: outcome.sessionId, waited },
-        "no key yet for this encrypted event: it is handled when the key comes",
-      );
-    } else {
-      this.#options.log.warn(
-        { eventId: payload.event_id, roomId: payload.room_id, reason: outcome.reason },
-        "could not decrypt this event",
-      );
-    }
+    this.#options.log.warn(
+      { eventId: payload.event_id, roomId: payload.room_id, reason: outcome.reason },
+      "could not decrypt this event",
+    );
     return host.dispatch(item); // handlers of m.room.encrypted see it as it came
+  }
+
+  /** Keeps the event for when its session's key comes; handlers of m.room.encrypted see it now. */
+  async #park(
+    host: ItemRunner,
+    item: InboundItem,
+    payload: Record<string, unknown>,
+    sessionId: string,
+    waited: boolean,
+  ): Promise<string[]> {
+    await this.#options.parked.park(String(payload.event_id), sessionId, item);
+    // The key came and its parked events were handled while this one was being parked.
+    if (!this.#overdue.has(sessionId)) this.#unpark(sessionId);
+    this.#options.log.info(
+      { eventId: payload.event_id, roomId: payload.room_id, sessionId, waited },
+      "no key yet for this encrypted event: it is handled when the key comes",
+    );
+    return host.dispatch(item);
   }
 
   /** Tries the bot's machine, then the ghosts' that are loaded: the key went to whoever is in the room. */
@@ -278,10 +297,9 @@ export class CourierCrypto implements EventSealer {
 
   #keysArrived(keys: ReadonlyArray<{ sessionId: string }>): void {
     for (const { sessionId } of keys) {
-      this.#overdue.delete(sessionId);
       for (const wake of this.#keyWaiters.get(sessionId) ?? []) wake();
       this.#keyWaiters.delete(sessionId);
-      this.#unpark(sessionId);
+      this.#unpark(sessionId, true);
     }
   }
 
@@ -301,31 +319,49 @@ export class CourierCrypto implements EventSealer {
   }
 
   /** Handles the events parked for this session, if its key now decrypts them. */
-  #unpark(sessionId: string): void {
+  #unpark(sessionId: string, keyCame = false): void {
     this.#unparking = this.#unparking.then(async () => {
       const host = this.#host;
       if (!host) return;
-      for (const item of await this.#options.parked.waitingFor(sessionId)) {
-        const payload = JSON.parse(item.json) as Record<string, unknown>;
-        const outcome = await this.#decrypt(payload);
-        if (!outcome.ok) continue;
-        try {
-          const failures = await host.dispatch(decryptedItem(item, payload, outcome));
-          if (failures.length > 0)
-            this.#options.log.warn({ failures, eventId: payload.event_id }, "handlers failed");
-          await this.#options.parked.done(String(payload.event_id));
-        } catch (error) {
-          this.#options.log.warn(
-            { err: error, eventId: payload.event_id },
-            "a parked event failed; tried again later",
-          );
+      // Until no event is left that might decrypt: events parked meanwhile are read again.
+      const tried = new Set<string>();
+      let keyMissing = false;
+      for (;;) {
+        const items = (await this.#options.parked.waitingFor(sessionId))
+          .filter((i) => !tried.has(i.key))
+          .sort((a, b) => a.seq - b.seq); // the journal's order, the homeserver's
+        if (items.length === 0) break;
+        for (const item of items) {
+          tried.add(item.key);
+          if ((await this.#unparkOne(host, item)) === "keyMissing") keyMissing = true;
         }
       }
+      // Later events stop queueing behind parked ones once the key is there.
+      if (keyCame || !keyMissing) this.#overdue.delete(sessionId);
     });
     // A failed read must not end the chain: later keys unpark their events all the same.
     this.#unparking = this.#unparking.catch((error: unknown) =>
       this.#options.log.warn({ err: error, sessionId }, "could not read the events parked for a key"),
     );
+  }
+
+  /** Handles a parked event if it decrypts now; a failed handler leaves it parked. */
+  async #unparkOne(host: ItemRunner, item: InboundItem): Promise<"handled" | "keyMissing" | "undecryptable"> {
+    const payload = JSON.parse(item.json) as Record<string, unknown>;
+    const outcome = await this.#decrypt(payload);
+    if (!outcome.ok) return outcome.keyMissing ? "keyMissing" : "undecryptable";
+    try {
+      const failures = await host.dispatch(decryptedItem(item, payload, outcome));
+      if (failures.length > 0)
+        this.#options.log.warn({ failures, eventId: payload.event_id }, "handlers failed");
+      await this.#options.parked.done(String(payload.event_id));
+    } catch (error) {
+      this.#options.log.warn(
+        { err: error, eventId: payload.event_id },
+        "a parked event failed; tried again later",
+      );
+    }
+    return "handled";
   }
 
   /** Who reads a room's state for a sender: the sender itself when it is a ghost. */
@@ -347,6 +383,12 @@ function decryptedItem(
     encryption: outcome.encryption,
   };
   return { ...item, payload: clear, json: JSON.stringify(clear) };
+}
+
+/** The Megolm session of an encrypted room event, read from its clear envelope. */
+function sessionIdOf(payload: Record<string, unknown>): string | undefined {
+  const content = payload.content as { session_id?: unknown } | undefined;
+  return typeof content?.session_id === "string" ? content.session_id : undefined;
 }
 
 const strings = (value: unknown): string[] =>

@@ -34,8 +34,15 @@ describe("encryption through SIGKILLs", () => {
     const total = ROOMS * PER_ROOM;
     const kills = new Set<number>();
     while (kills.size < KILLS) kills.add(20 + Math.floor(draw() * (total - 40)));
+    // Each room's first command, and so alice's room key for it, one room at a time. Synapse
+    // 1.163 was seen (1 run in 25) never to push alice's room key to the appservice when it came
+    // beside the bot's own key sharing: device_inbox kept it, the appservice's to-device position
+    // went past it, no transaction failed. The framework cannot read its device's inbox instead:
+    // `SyncHandler.generate_sync_result` refuses an appservice's own user (NotImplementedError).
+    // See docs/encryption.md. What this test is about, the replies through the kills, follows.
+    for (let room = 0; room < ROOMS; room++) await e2ee.echo(rooms[room]!, `r${room}-0`);
     let restarts = 0;
-    for (let i = 0; i < total; i++) {
+    for (let i = ROOMS; i < total; i++) {
       const room = i % ROOMS;
       await alice.sendText(rooms[room]!, `!echo r${room}-${Math.floor(i / ROOMS)}`);
       if (kills.has(i)) {

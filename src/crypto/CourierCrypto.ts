@@ -322,7 +322,10 @@ export class CourierCrypto implements EventSealer {
   #unpark(sessionId: string, keyCame = false): void {
     this.#unparking = this.#unparking.then(async () => {
       const host = this.#host;
-      if (!host) return;
+      if (!host) {
+        this.#overdue.delete(sessionId); // nothing could unpark them: later events must not wait
+        return;
+      }
       // Until no event is left that might decrypt: events parked meanwhile are read again.
       const tried = new Set<string>();
       let keyMissing = false;

@@ -4,7 +4,7 @@ import type { ItemRunner } from "../inbound/Dispatcher.ts";
 import type { InboundItem } from "../inbound/InboundJournal.ts";
 import type { MatrixClient } from "../matrix/MatrixClient.ts";
 import type { Enqueue, EventSealer, SendItem } from "../outbox/types.ts";
-import { CryptoDevice, type Decrypted } from "./CryptoDevice.ts";
+import { CryptoDevice, sessionIdOf, type Decrypted } from "./CryptoDevice.ts";
 import { EncryptedRooms } from "./EncryptedRooms.ts";
 import type { ParkedEvents } from "../store/CryptoStore.ts";
 
@@ -75,10 +75,10 @@ export class CourierCrypto implements EventSealer {
       { userId: bot.userId, deviceId: bot.deviceId, ed25519: bot.identityKeys.ed25519 },
       "encryption ready",
     );
-    // Their sessions' next events wait behind them, in order.
-    const parked = await this.#options.parked.sessions();
-    for (const sessionId of parked) this.#overdue.add(sessionId);
-    for (const sessionId of parked) this.#unpark(sessionId);
+    for (const sessionId of await this.#options.parked.sessions()) {
+      this.#overdue.add(sessionId); // its next events wait behind the parked ones, in order
+      this.#unpark(sessionId);
+    }
   }
 
   /** Whether a user of ours has a device with keys. */
@@ -386,12 +386,6 @@ function decryptedItem(
     encryption: outcome.encryption,
   };
   return { ...item, payload: clear, json: JSON.stringify(clear) };
-}
-
-/** The Megolm session of an encrypted room event, read from its clear envelope. */
-function sessionIdOf(payload: Record<string, unknown>): string | undefined {
-  const content = payload.content as { session_id?: unknown } | undefined;
-  return typeof content?.session_id === "string" ? content.session_id : undefined;
 }
 
 const strings = (value: unknown): string[] =>

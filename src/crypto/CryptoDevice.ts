@@ -201,8 +201,7 @@ export class CryptoDevice {
         },
       };
     } catch (error) {
-      const content = (event.content ?? {}) as { session_id?: unknown };
-      const sessionId = typeof content.session_id === "string" ? content.session_id : undefined;
+      const sessionId = sessionIdOf(event);
       if (error instanceof MegolmDecryptionError) {
         return {
           ok: false,
@@ -359,6 +358,12 @@ export class CryptoDevice {
 
 type ProcessedToDevice =
   DecryptedToDeviceEvent | PlainTextToDeviceEvent | InvalidToDeviceEvent | UTDToDeviceEvent;
+
+/** The Megolm session of an encrypted room event, read from its clear envelope. */
+export function sessionIdOf(event: Record<string, unknown>): string | undefined {
+  const content = event.content as { session_id?: unknown } | undefined;
+  return typeof content?.session_id === "string" ? content.session_id : undefined;
+}
 
 function forPlugins(processed: ProcessedToDevice): ReceivedToDevice[] {
   const event = JSON.parse(processed.rawEvent) as Record<string, unknown>;

@@ -1,7 +1,8 @@
 // The inbound side of encryption, with a real OlmMachine as the user over an in-memory key
 // server: an encrypted event whose key comes later waits for it (`keyWaitMs`), then is parked
-// (the next of its session at once), seen meanwhile by handlers that take `m.room.encrypted`, and handled decrypted, once, when
-// the key arrives; an event whose key is there is handled decrypted at once.
+// (the next of its session at once), seen meanwhile by handlers that take `m.room.encrypted`,
+// and handled decrypted, once, when the key arrives; an event whose key is there is handled
+// decrypted at once.
 import "fake-indexeddb/auto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
